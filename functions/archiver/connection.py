@@ -1,0 +1,67 @@
+"""Where the database is: DATABASE_URL, the Lambda's secret or IAM token, or the embedded server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from . import embedded
+from .config import Settings
+from .db import ConnectionParams, Database, params_from_url
+from .exceptions import ConfigError
+
+SecretFetcher = Callable[[str], str]
+TokenFetcher = Callable[[str, int, str], str]
+
+# Verifies RDS/Aurora servers; shipped in the Lambda asset with the package.
+RDS_CA_BUNDLE = Path(__file__).with_name("certs") / "rds-global-bundle.pem"
+
+
+def params_from_env(
+    env: Mapping[str, str],
+    timezone: str = "UTC",
+    fetch_secret: SecretFetcher | None = None,
+    fetch_token: TokenFetcher | None = None,
+) -> ConnectionParams:
+    """Resolve connection parameters, in order: DATABASE_URL, ARCHIVER_DB_* (AWS), embedded server."""
+    if env.get("DATABASE_URL"):
+        return params_from_url(env["DATABASE_URL"], timezone)
+    ssl_mode = env.get("ARCHIVER_DB_SSL", "verify-full")
+    ca_file = env.get("ARCHIVER_DB_CA_FILE") or (str(RDS_CA_BUNDLE) if RDS_CA_BUNDLE.exists() else None)
+    if env.get("ARCHIVER_DB_SECRET_ARN"):
+        if fetch_secret is None:
+            raise ConfigError("ARCHIVER_DB_SECRET_ARN is set but no secret fetcher is available")
+        try:
+            secret = json.loads(fetch_secret(env["ARCHIVER_DB_SECRET_ARN"]))
+            return ConnectionParams(
+                user=secret["username"], password=secret["password"],
+                host=env.get("ARCHIVER_DB_HOST") or secret["host"],
+                port=int(secret.get("port", 5432)),
+                database=env.get("ARCHIVER_DB_NAME") or secret.get("dbname", "postgres"),
+                ssl_mode=ssl_mode, ca_file=ca_file, timezone=timezone,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"database secret is not in the RDS JSON format: missing or bad {exc}") from None
+    if env.get("ARCHIVER_DB_HOST"):
+        host, port = env["ARCHIVER_DB_HOST"], int(env.get("ARCHIVER_DB_PORT", "5432"))
+        user = env.get("ARCHIVER_DB_USER", "archiver")
+        password = env.get("ARCHIVER_DB_PASSWORD")
+        if env.get("ARCHIVER_DB_IAM_AUTH", "false").lower() == "true":
+            if fetch_token is None:
+                raise ConfigError("ARCHIVER_DB_IAM_AUTH is true but no token fetcher is available")
+            password = fetch_token(host, port, user)
+            ssl_mode = "verify-full" if ssl_mode in ("disable", "prefer", "allow") else ssl_mode
+        return ConnectionParams(user=user, password=password, host=host, port=port,
+                                database=env.get("ARCHIVER_DB_NAME", "postgres"),
+                                ssl_mode=ssl_mode, ca_file=ca_file, timezone=timezone)
+    sock = embedded.ensure_server(embedded.data_dir(dict(env)))
+    return ConnectionParams(user="postgres", unix_sock=sock, database=env.get("ARCHIVER_DB_NAME", "postgres"),
+                            timezone=timezone)
+
+
+def open_database(env: Mapping[str, str], settings: Settings, timezone: str = "UTC",
+                  fetch_secret: SecretFetcher | None = None,
+                  fetch_token: TokenFetcher | None = None) -> Database:
+    params = params_from_env(env, timezone, fetch_secret, fetch_token)
+    return Database(params, settings.lock_timeout_ms, settings.statement_timeout_ms)

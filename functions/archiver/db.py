@@ -1,0 +1,229 @@
+"""Database access: connection parameters, one reusable connection, transactions and locks.
+
+Shaped like yoyo's backend: a small object with ``transaction()`` (commit on success, roll
+back on error) and ``lock()`` (an advisory lock held for the transaction).
+"""
+
+from __future__ import annotations
+
+import ssl
+import zlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pg8000.exceptions
+import pg8000.native
+
+from .exceptions import ConfigError, DatabaseUnavailableError
+
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+@dataclass(frozen=True)
+class ConnectionParams:
+    user: str
+    password: str | None = None
+    host: str | None = None
+    port: int = 5432
+    database: str = "postgres"
+    unix_sock: str | None = None
+    ssl_mode: str = "disable"
+    ca_file: str | None = None
+    timezone: str = "UTC"
+    application_name: str = "archiver"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def masked(self) -> str:
+        """A description safe to log: never the password."""
+        where = self.unix_sock or f"{self.host}:{self.port}"
+        return f"postgresql://{self.user}:***@{where}/{self.database}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.ssl_mode in ("disable", "allow", "prefer") or self.unix_sock:
+            return None
+        if self.ssl_mode == "require":
+            # libpq's "require": encrypted, server not verified.
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            return ctx
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        ctx.check_hostname = self.ssl_mode == "verify-full"
+        return ctx
+
+
+def params_from_url(url: str, timezone: str = "UTC") -> ConnectionParams:
+    """Parse ``postgresql://user:pass@host:port/db?sslmode=require`` (libpq's URL form)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 5432
+    except ValueError as exc:
+        raise ConfigError(f"DATABASE_URL is malformed: {exc}") from None
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ConfigError("DATABASE_URL must start with postgresql://")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    ssl_mode = query.get("sslmode", "prefer")
+    if ssl_mode not in _SSL_MODES:
+        raise ConfigError(f"DATABASE_URL: unknown sslmode {ssl_mode!r}")
+    host = query.get("host") or (unquote(parts.hostname) if parts.hostname else None)
+    unix_sock = None
+    if host and host.startswith("/"):
+        unix_sock, host = str(Path(host) / f".s.PGSQL.{port}"), None
+    return ConnectionParams(
+        user=unquote(parts.username or "postgres"),
+        password=unquote(parts.password) if parts.password else None,
+        host=host or ("localhost" if not unix_sock else None),
+        port=port,
+        database=unquote(parts.path.lstrip("/")) or "postgres",
+        unix_sock=unix_sock,
+        ssl_mode=ssl_mode,
+        ca_file=query.get("sslrootcert"),
+        timezone=timezone,
+    )
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE code of a pg8000 database error, if any."""
+    if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args and isinstance(exc.args[0], dict):
+        return exc.args[0].get("C")
+    return None
+
+
+def server_message(exc: BaseException) -> str:
+    if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args and isinstance(exc.args[0], dict):
+        return str(exc.args[0].get("M", exc))
+    return str(exc)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    code = sqlstate(exc) or ""
+    # 57P01..57P03: admin shutdown / crash shutdown / cannot connect now; 08xxx: connection exceptions.
+    return isinstance(exc, pg8000.exceptions.InterfaceError | OSError) or code.startswith(("08", "57P"))
+
+
+class Database:
+    """One connection, opened lazily, reopened when it has died (warm Lambda reuse)."""
+
+    def __init__(self, params: ConnectionParams, lock_timeout_ms: int = 5000,
+                 statement_timeout_ms: int = 300000) -> None:
+        self.params = params
+        self._lock_timeout_ms = lock_timeout_ms
+        self._statement_timeout_ms = statement_timeout_ms
+        self._conn: pg8000.native.Connection | None = None
+        self._in_tx = False
+
+    # -- connection ------------------------------------------------------------------
+    def _connect(self) -> pg8000.native.Connection:
+        p = self.params
+        try:
+            conn = pg8000.native.Connection(
+                user=p.user, password=p.password, host=p.host or "localhost", port=p.port,
+                database=p.database, unix_sock=p.unix_sock, ssl_context=p.ssl_context(),
+                application_name=p.application_name, timeout=30,
+            )
+        except (pg8000.exceptions.InterfaceError, pg8000.exceptions.DatabaseError, OSError) as exc:
+            raise DatabaseUnavailableError(
+                f"cannot connect to {p.masked()}: {server_message(exc)}"
+            ) from None
+        conn.run("SELECT set_config('TimeZone', :tz, false), set_config('lock_timeout', :lt, false),"
+                 " set_config('statement_timeout', :st, false)",
+                 tz=p.timezone, lt=f"{self._lock_timeout_ms}ms", st=f"{self._statement_timeout_ms}ms")
+        return conn
+
+    @property
+    def conn(self) -> pg8000.native.Connection:
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def ensure_alive(self) -> None:
+        """Check a reused connection; reopen it if the server closed it."""
+        if self._conn is None:
+            self.conn
+            return
+        try:
+            self._conn.run("SELECT 1")
+        except Exception as exc:  # noqa: BLE001 - any failure here means: reconnect
+            if not _is_connection_error(exc):
+                raise
+            self.close()
+            self.conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - closing a dead socket may fail; nothing to do
+                pass
+        self._conn = None
+        self._in_tx = False
+
+    def backend_pid(self) -> int:
+        return int(self.scalar("SELECT pg_backend_pid()"))
+
+    # -- statements ------------------------------------------------------------------
+    def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        try:
+            return self.conn.run(sql, **params) or []
+        except Exception as exc:
+            if _is_connection_error(exc):
+                self.close()
+                raise DatabaseUnavailableError(f"lost the database connection: {server_message(exc)}") from exc
+            raise
+
+    def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        result = self.run(sql, **params)
+        names = [c["name"] for c in (self.conn.columns or [])]
+        return [dict(zip(names, r, strict=True)) for r in result]
+
+    def row(self, sql: str, **params: Any) -> dict[str, Any] | None:
+        found = self.rows(sql, **params)
+        return found[0] if found else None
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        result = self.run(sql, **params)
+        return result[0][0] if result else None
+
+    @property
+    def row_count(self) -> int:
+        return int(self.conn.row_count)
+
+    # -- transactions and locks --------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        if self._in_tx:  # nested use joins the outer transaction
+            yield self
+            return
+        self.run("START TRANSACTION")
+        self._in_tx = True
+        try:
+            yield self
+        except BaseException:
+            self._in_tx = False
+            if self._conn is not None:
+                try:
+                    self._conn.run("ROLLBACK")
+                except Exception:  # noqa: BLE001 - the connection may be gone; the server rolls back
+                    self.close()
+            raise
+        self._in_tx = False
+        self.run("COMMIT")
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[Database]:
+        """Serialise on ``name`` for the duration of a transaction (advisory lock)."""
+        with self.transaction():
+            self.run("SELECT pg_advisory_xact_lock(:k)", k=lock_key(name))
+            yield self
+
+    def with_params(self, **changes: Any) -> Database:
+        return Database(replace(self.params, **changes), self._lock_timeout_ms, self._statement_timeout_ms)
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit key for an advisory lock name."""
+    return zlib.crc32(b"archiver:" + name.encode()) - 2**31

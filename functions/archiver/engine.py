@@ -1,0 +1,290 @@
+"""The archiving engine: set-based, keyset-paged batches, one transaction each.
+
+A batch locks the next eligible rows after the run's cursor (skipping rows the application
+holds), moves them to the archive in one statement, and records the counters and the new
+cursor in the job row, all in one transaction: the tables and the counts never disagree,
+and a crash at any point leaves the state of the last committed batch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .config import Policy, Settings
+from .db import Database
+from .eligibility import Cutoffs, Eligibility, pin_cutoffs
+from .exceptions import HopLimitError, LeaseLostError
+from .identifiers import qualified, quote
+from .jobs import Job, JobStore
+from .observability import NullMetrics, RunMetrics, logger
+from .related import Related, preflight, related_tables
+from .schema import ARCHIVE_META, MigrationReport, TableShape, columns, live_shape, related_archive_name, \
+    sync_archive_table
+
+
+class Budget(Protocol):
+    def remaining_ms(self) -> float: ...
+
+
+class Unlimited:
+    def remaining_ms(self) -> float:
+        return float("inf")
+
+
+@dataclass
+class HopOutcome:
+    """What one worker invocation did: finished the job, must continue in a new hop, or nothing."""
+
+    status: str  # done | continue | paused | ignored
+    job: Job | None
+    next_hop: int | None = None
+    reason: str | None = None
+    batches: int = 0
+    archived: int = 0
+    batch_ms: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    locked: int
+    moved: int
+    failed: int
+    ms: float
+
+
+class Statements:
+    """The SQL of one policy against the live table's current shape, built once per hop."""
+
+    def __init__(self, policy: Policy, shape: TableShape, related: list[Related], cutoffs: Cutoffs,
+                 related_columns: dict[str, tuple[str, ...]]) -> None:
+        live = qualified(policy.schema_name, policy.live_table)
+        archive = qualified(policy.schema_name, policy.archive_table)
+        age, pk, pkt = quote(policy.age_column), quote(shape.pk), shape.pk_type
+        self.elig = Eligibility(policy, shape, related, cutoffs)
+        self.params = self.elig.params
+        cols = ", ".join(quote(c) for c in shape.names)
+        after = f"(l.{age}, l.{pk}) > (CAST(:cur_ts AS timestamptz), CAST(:cur_key AS {pkt}))"
+        # Two variants rather than "(:cur IS NULL OR ...)", which would hide the bound from the index.
+        lock = (f"WITH b AS (SELECT l.{pk} AS k, l.{age} AS t FROM {live} l WHERE {{where}}"
+                f" ORDER BY l.{age}, l.{pk} LIMIT :n FOR UPDATE OF l SKIP LOCKED)"
+                " SELECT count(*), array_agg(k ORDER BY t, k), max(t) FROM b")
+        self.lock_first = lock.format(where=self.elig.sql)
+        self.lock_next = lock.format(where=f"{after} AND {self.elig.sql}")
+        # After locking: a fresh snapshot re-checks rules and related rows, and drops ids the
+        # archive already holds (counted as failed: they stay live, nothing is overwritten).
+        self.needs_recheck = policy.related_mode in ("skip", "move") and bool(related) or bool(
+            policy.rules.enabled)
+        self.recheck = (
+            f"SELECT array_agg(l.{pk}) FILTER (WHERE NOT EXISTS (SELECT 1 FROM {archive} a WHERE a.{pk} = l.{pk})),"
+            f" count(*) FILTER (WHERE EXISTS (SELECT 1 FROM {archive} a WHERE a.{pk} = l.{pk}))"
+            f" FROM {live} l WHERE l.{pk} = ANY(CAST(:ids AS {pkt}[])) AND {self.elig.sql}")
+        self.move = (
+            f"WITH m AS (DELETE FROM {live} l WHERE l.{pk} = ANY(CAST(:ids AS {pkt}[]))"
+            f" AND NOT EXISTS (SELECT 1 FROM {archive} a WHERE a.{pk} = l.{pk}) RETURNING {cols})"
+            f" INSERT INTO {archive} ({cols}, {', '.join(quote(c) for c in ARCHIVE_META)})"
+            f" SELECT {cols}, now(), :by, :reason, CAST(:job AS uuid) FROM m")
+        self.move_related: list[str] = []
+        if policy.related_mode == "move":
+            for r in related:
+                rcols = ", ".join(quote(c) for c in related_columns[r.table])
+                backup = qualified(r.schema, related_archive_name(policy, r.table))
+                self.move_related.append(
+                    f"WITH m AS (DELETE FROM {qualified(r.schema, r.table)} x"
+                    f" WHERE x.{quote(r.column)} = ANY(CAST(:ids AS {pkt}[])) RETURNING {rcols})"
+                    f" INSERT INTO {backup} ({rcols}, archived_at, archive_job_id)"
+                    f" SELECT {rcols}, now(), CAST(:job AS uuid) FROM m")
+        self.count = f"SELECT count(*) FROM {live} l WHERE {self.elig.sql}"
+        lob = quote(policy.lob_column)
+        has_lob = policy.lob_column in shape.names
+        self.breakdown = (
+            f"SELECT COALESCE(CAST(l.{lob} AS text), '(none)'), count(*) FROM {live} l WHERE {self.elig.sql}"
+            " GROUP BY 1 ORDER BY 1" if has_lob else None)
+        self.explain = "EXPLAIN (FORMAT JSON) " + self.lock_first
+
+
+class Archiver:
+    """Runs archive jobs of one policy against one database."""
+
+    def __init__(self, db: Database, policy: Policy, settings: Settings,
+                 metrics: RunMetrics | None = None) -> None:
+        self.db = db
+        self.policy = policy
+        self.settings = settings
+        self.jobs = JobStore(db, policy)
+        self.metrics = metrics or NullMetrics()
+        self._shape: TableShape | None = None
+        self._related: list[Related] = []
+        self._related_columns: dict[str, tuple[str, ...]] = {}
+
+    # -- preparation -------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Check the schema and the policy against the database before anything moves.
+
+        Brings a drifted archive table up to the live columns; refuses a policy that a
+        foreign key would break half-way (SchemaError).
+        """
+        report = MigrationReport()
+        sync_archive_table(self.db, self.policy.schema_name, self.policy.live_table,
+                           self.policy.archive_table, ARCHIVE_META, report)
+        if report.added_columns:
+            logger.info("archive table follows live table", extra={"added_columns": report.added_columns})
+        self._shape = live_shape(self.db, self.policy)
+        self._related = related_tables(self.db, self.policy)
+        preflight(self.db, self.policy, self._related)
+        if self.policy.related_mode == "move":
+            from .schema import RELATED_META
+            for r in self._related:
+                sync_archive_table(self.db, r.schema, r.table, related_archive_name(self.policy, r.table),
+                                   RELATED_META, report)
+                self._related_columns[r.table] = tuple(c.name for c in columns(self.db, r.schema, r.table))
+
+    def statements(self, cutoffs: Cutoffs) -> Statements:
+        if self._shape is None:
+            self.prepare()
+        assert self._shape is not None
+        return Statements(self.policy, self._shape, self._related, cutoffs, self._related_columns)
+
+    # -- starting ----------------------------------------------------------------------
+    def start(self, *, dry_run: bool = False, batch_size: int | None = None, trigger: str = "manual",
+              scheduled_for: Any = None) -> Job:
+        """Create the run with its cutoffs pinned now. Raises AlreadyRunningError."""
+        self.prepare()
+        cutoffs = pin_cutoffs(self.db, self.policy)
+        options = {
+            "cutoffs": cutoffs.to_json(), "retention_days": self.policy.retention_days,
+            "retention_by_lob": self.policy.retention_by_lob, "related_mode": self.policy.related_mode,
+            "rules": list(self.policy.rules.enabled), "archived_by": self.policy.archived_by,
+            "archive_reason": self.policy.archive_reason,
+        }
+        return self.jobs.create(dry_run=dry_run, batch_size=batch_size or self.policy.batch_size,
+                                trigger=trigger, scheduled_for=scheduled_for, cutoff=cutoffs.default,
+                                options=options)
+
+    # -- working -----------------------------------------------------------------------
+    def run_hop(self, job_id: str, *, owner: str, hop: int | None, budget: Budget | None = None,
+                max_batches: int | None = None, on_batch: Callable[[Job, BatchResult], None] | None = None,
+                ) -> HopOutcome:
+        """Claim the job and work batch after batch until done, out of time, or bounded."""
+        budget = budget or Unlimited()
+        job = self.jobs.claim(job_id, owner, self.settings.lease_seconds, hop)
+        if job is None:
+            current = self.jobs.get(job_id)
+            reason = ("finished" if not current.active else
+                      f"leased to another worker (hop {current.hop}, next {current.next_hop})")
+            logger.info("job not claimed", extra={"reason": reason, "hop": hop})
+            return HopOutcome("ignored", current, reason=reason)
+        logger.append_keys(job_id=job.id)
+        if job.hop > self.settings.max_hops:
+            error = HopLimitError(job.id, job.hop, self.settings.max_hops)
+            self.jobs.fail(job.id, owner, str(error))
+            raise error
+        try:
+            if job.cancel_requested:
+                return HopOutcome("done", self.jobs.finish(job.id, owner, "cancelled", "cancelled on request"))
+            stmts = self.statements(Cutoffs.from_json(job.options["cutoffs"]))
+            if job.dry_run:
+                return HopOutcome("done", self._dry_run(job, owner, stmts))
+            if job.eligible is None:
+                self.jobs.set_eligible(job.id, owner, int(self.db.scalar(stmts.count, **stmts.params)))
+            return self._loop(job, owner, stmts, budget, max_batches, on_batch)
+        except LeaseLostError as exc:
+            logger.warning("lease lost, stopping", extra={"reason": str(exc)})
+            return HopOutcome("ignored", self.jobs.get(job_id), reason="lease lost")
+
+    def _loop(self, job: Job, owner: str, stmts: Statements, budget: Budget, max_batches: int | None,
+              on_batch: Callable[[Job, BatchResult], None] | None) -> HopOutcome:
+        outcome = HopOutcome("continue", job)
+        slowest = float(job.slowest_batch_ms or 0)
+        while True:
+            if max_batches is not None and outcome.batches >= max_batches:
+                self.jobs.release(job.id, owner)
+                outcome.status, outcome.job = "paused", self.jobs.get(job.id)
+                return outcome
+            # Stop early enough that the slowest batch seen so far fits twice, plus a reserve.
+            if budget.remaining_ms() < 2 * slowest + self.settings.reserve_ms:
+                nxt = int(job.hop) + 1
+                if not self.jobs.handoff(job.id, owner, nxt, self.settings.lease_seconds):
+                    raise LeaseLostError("lease lost before hand-off")
+                outcome.next_hop, outcome.job = nxt, self.jobs.get(job.id)
+                return outcome
+            result, job = self._batch(job, owner, stmts)
+            if result is None:  # cancelled
+                outcome.status = "done"
+                outcome.job = self.jobs.finish(job.id, owner, "cancelled", "cancelled on request")
+                return outcome
+            slowest = max(slowest, result.ms)
+            outcome.batches += 1
+            outcome.archived += result.moved
+            outcome.batch_ms.append(result.ms)
+            self.metrics.batch(result.ms, result.moved)
+            if on_batch is not None:
+                on_batch(job, result)
+            if result.locked == 0:
+                state = "partial" if job.records_failed else "succeeded"
+                msg = (f"archived {job.records_archived} rows" +
+                       (f"; {job.records_failed} rows left live: their id is already in the archive"
+                        if job.records_failed else ""))
+                outcome.status, outcome.job = "done", self.jobs.finish(job.id, owner, state, msg)
+                return outcome
+
+    def _batch(self, job: Job, owner: str, stmts: Statements) -> tuple[BatchResult | None, Job]:
+        started = time.perf_counter()
+        with self.db.transaction():
+            current = self.jobs.lock_for_batch(job.id, owner)
+            if current.cancel_requested:
+                return None, current
+            if current.cursor_ts is None:
+                found = self.db.run(stmts.lock_first, n=int(current.batch_size), **stmts.params)[0]
+            else:
+                found = self.db.run(stmts.lock_next, n=int(current.batch_size), cur_ts=current.cursor_ts,
+                                    cur_key=current.cursor_key, **stmts.params)[0]
+            locked, ids, last_ts = int(found[0]), found[1] or [], found[2]
+            moved = failed = 0
+            if locked:
+                final = ids
+                if stmts.needs_recheck:
+                    final, failed = self.db.run(stmts.recheck, ids=ids, **stmts.params)[0]
+                    final, failed = final or [], int(failed)
+                if final:
+                    for sql in stmts.move_related:
+                        self.db.run(sql, ids=final, job=job.id)
+                    self.db.run(stmts.move, ids=final, by=self.policy.archived_by,
+                                reason=self.policy.archive_reason, job=job.id)
+                    moved = self.db.row_count
+                    if not stmts.needs_recheck:
+                        failed = len(final) - moved
+            ms = (time.perf_counter() - started) * 1000
+            self.jobs.record_batch(job.id, owner, moved=moved, failed=failed, cursor_ts=last_ts,
+                                   cursor_key=str(ids[-1]) if ids else None, batch_ms=int(ms),
+                                   lease_seconds=self.settings.lease_seconds)
+        return BatchResult(locked, moved, failed, (time.perf_counter() - started) * 1000), self.jobs.get(job.id)
+
+    def _dry_run(self, job: Job, owner: str, stmts: Statements) -> Job | None:
+        count = int(self.db.scalar(stmts.count, **stmts.params))
+        by_lob = {}
+        if stmts.breakdown:
+            by_lob = {str(k): int(v) for k, v in self.db.run(stmts.breakdown, **stmts.params)}
+        warnings = self._plan_warnings(stmts)
+        self.jobs.set_eligible(job.id, owner, count, {"by_line_of_business": by_lob, "warnings": warnings})
+        msg = f"dry run: {count} rows would be archived" + (f"; {'; '.join(warnings)}" if warnings else "")
+        return self.jobs.finish(job.id, owner, "succeeded", msg)
+
+    def _plan_warnings(self, stmts: Statements) -> list[str]:
+        plan = self.db.scalar(stmts.explain, n=int(self.policy.batch_size), **stmts.params)
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        found: list[str] = []
+
+        def walk(node: dict[str, Any]) -> None:
+            if node.get("Node Type") == "Seq Scan" and node.get("Relation Name") == self.policy.live_table:
+                found.append(f"the batch query scans the whole table {self.policy.live_table}: "
+                             f"run 'archiver migrate' to create the index on ({self.policy.age_column}, id)")
+            for child in node.get("Plans", []):
+                walk(child)
+
+        walk(plan[0]["Plan"])
+        return found

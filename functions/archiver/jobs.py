@@ -1,0 +1,235 @@
+"""Job state: the run log rows, their creation, leases, hand-offs and end states.
+
+Every change of a job goes through a guarded UPDATE on its row, so duplicate or late
+invocations, crashed workers and concurrent starts resolve in the database, not in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .config import Policy
+from .db import Database, sqlstate
+from .exceptions import AlreadyRunningError, InvalidJobIdError, JobNotFoundError, JobStateError
+from .identifiers import qualified
+from .schema import ACTIVE_STATES
+
+HANDOFF = "handoff"
+
+
+class DuplicateTriggerError(AlreadyRunningError):
+    """The scheduler delivered the same night's trigger again; its run exists already."""
+
+
+@dataclass(frozen=True)
+class Job:
+    row: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.row[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def id(self) -> str:
+        return str(self.row["job_id"])
+
+    @property
+    def active(self) -> bool:
+        return self.row["state"] in ACTIVE_STATES
+
+    def as_dict(self) -> dict[str, Any]:
+        """The job-status view (seed 002's fields, the seed log's fields), JSON-ready."""
+        r = self.row
+        duration = r["execution_time_ms"]
+        out: dict[str, Any] = {
+            "job_id": self.id, "kind": r["kind"], "state": r["state"], "status": r["status"],
+            "dry_run": r["dry_run"], "trigger": r["trigger"],
+            "eligible": r["eligible"], "archived": r["records_archived"], "failed": r["records_failed"],
+            "processed": r["processed"], "percent_complete": float(r["percent_complete"] or 0),
+            "batches": r["batches"], "hops": r["hop"], "duration_ms": duration,
+            "batch_size": r["batch_size"], "cutoff": _iso(r["cutoff"]),
+            "scheduled_for": _iso(r["scheduled_for"]), "run_date": _iso(r["run_date"]),
+            "started_at": _iso(r["started_at"]), "finished_at": _iso(r["finished_at"]),
+            "message": r["message"], "error": r["error_message"],
+            "cancel_requested": r["cancel_requested"],
+        }
+        if r["dry_run"]:
+            out["by_line_of_business"] = (r["breakdown"] or {}).get("by_line_of_business", {})
+            out["warnings"] = (r["breakdown"] or {}).get("warnings", [])
+        if r["kind"] != "archive":
+            out.update((r["options"] or {}).get("result", {}))
+        return out
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def parse_job_id(job_id: object) -> str:
+    try:
+        return str(uuid.UUID(str(job_id)))
+    except ValueError:
+        raise InvalidJobIdError(str(job_id)[:80]) from None
+
+
+class JobStore:
+    """Reads and guarded writes of the run log of one policy."""
+
+    def __init__(self, db: Database, policy: Policy) -> None:
+        self.db = db
+        self.policy = policy
+        self.log = qualified(policy.schema_name, policy.log_table)
+
+    # -- reads -------------------------------------------------------------------------
+    def get(self, job_id: object) -> Job:
+        jid = parse_job_id(job_id)
+        row = self.db.row(f"SELECT * FROM {self.log} WHERE job_id = CAST(:j AS uuid) AND policy_key = :p",
+                          j=jid, p=self.policy.key)
+        if row is None:
+            raise JobNotFoundError(jid)
+        return Job(row)
+
+    def recent(self, limit: int = 20, kind: str | None = None) -> list[Job]:
+        rows = self.db.rows(
+            f"SELECT * FROM {self.log} WHERE policy_key = :p AND (CAST(:k AS text) IS NULL OR kind = :k) "
+            "ORDER BY run_date DESC, id DESC LIMIT :n", p=self.policy.key, k=kind, n=limit)
+        return [Job(r) for r in rows]
+
+    def active(self) -> Job | None:
+        row = self.db.row(f"SELECT * FROM {self.log} WHERE policy_key = :p AND state IN ('pending', 'running')",
+                          p=self.policy.key)
+        return Job(row) if row else None
+
+    # -- creation ----------------------------------------------------------------------
+    def create(self, *, kind: str = "archive", dry_run: bool = False, batch_size: int, trigger: str,
+               scheduled_for: datetime | None = None, cutoff: datetime | None = None,
+               options: dict[str, Any] | None = None) -> Job:
+        """Insert a pending job; the database refuses a second active one for the policy."""
+        jid = str(uuid.uuid4())
+        try:
+            with self.db.transaction():
+                row = self.db.row(
+                    f"INSERT INTO {self.log} (job_id, kind, policy_key, state, dry_run, trigger, scheduled_for,"
+                    " cutoff, batch_size, options, next_hop) VALUES (CAST(:j AS uuid), :kind, :p, 'pending', :dry,"
+                    " :trig, :sched, :cut, :bs, CAST(:opt AS jsonb), 1) RETURNING *",
+                    j=jid, kind=kind, p=self.policy.key, dry=dry_run, trig=trigger, sched=scheduled_for,
+                    cut=cutoff, bs=batch_size, opt=json.dumps(options or {}))
+        except Exception as exc:
+            if sqlstate(exc) != "23505":
+                raise
+            if scheduled_for is not None:
+                same = self.db.row(f"SELECT * FROM {self.log} WHERE policy_key = :p AND scheduled_for = :s",
+                                   p=self.policy.key, s=scheduled_for)
+                if same is not None:
+                    raise DuplicateTriggerError(str(same["job_id"]), same["state"]) from None
+            current = self.active()
+            if current is None:  # it finished in the meantime: the caller may simply try again
+                raise AlreadyRunningError("unknown", "finished") from None
+            raise AlreadyRunningError(current.id, current.state) from None
+        assert row is not None
+        return Job(row)
+
+    # -- leases ------------------------------------------------------------------------
+    def claim(self, job_id: str, owner: str, lease_seconds: int, hop: int | None) -> Job | None:
+        """Take the job's lease for ``owner``; None when another worker rightly holds it.
+
+        hop=N (a continuation): the hop handed over to, or a retry of hop N whose worker died.
+        hop=None (a takeover): any active job whose lease is free or expired.
+        The owner may always re-claim its own lease (after a reconnect).
+        """
+        row = self.db.row(
+            f"UPDATE {self.log} SET state = 'running', started_at = COALESCE(started_at, now()),"
+            " hop = COALESCE(CAST(:h AS integer), hop + 1), next_hop = NULL, lease_owner = :o,"
+            " lease_expires_at = now() + make_interval(secs => :l), heartbeat_at = now()"
+            " WHERE job_id = CAST(:j AS uuid) AND policy_key = :p AND state IN ('pending', 'running') AND ("
+            "   lease_owner = :o"
+            "   OR (CAST(:h AS integer) IS NOT NULL AND next_hop = :h)"
+            "   OR (CAST(:h AS integer) IS NOT NULL AND hop = :h AND next_hop IS NULL"
+            "       AND (lease_expires_at IS NULL OR lease_expires_at < now()))"
+            "   OR (CAST(:h AS integer) IS NULL AND (lease_expires_at IS NULL OR lease_expires_at < now())))"
+            " RETURNING *",
+            j=job_id, p=self.policy.key, o=owner, l=lease_seconds, h=hop)
+        return Job(row) if row else None
+
+    def lock_for_batch(self, job_id: str, owner: str) -> Job:
+        """Lock the job row for one batch transaction; raises LeaseLostError if no longer ours."""
+        from .exceptions import LeaseLostError
+
+        row = self.db.row(f"SELECT * FROM {self.log} WHERE job_id = CAST(:j AS uuid) FOR UPDATE", j=job_id)
+        if row is None or row["lease_owner"] != owner or row["state"] not in ACTIVE_STATES:
+            raise LeaseLostError(f"job {job_id} is no longer leased to this worker")
+        return Job(row)
+
+    def record_batch(self, job_id: str, owner: str, *, moved: int, failed: int, cursor_ts: datetime | None,
+                     cursor_key: str | None, batch_ms: int, lease_seconds: int) -> None:
+        self.db.run(
+            f"UPDATE {self.log} SET records_archived = records_archived + :m, records_failed = records_failed + :f,"
+            " batches = batches + 1, cursor_ts = COALESCE(:ct, cursor_ts), cursor_key = COALESCE(:ck, cursor_key),"
+            " slowest_batch_ms = GREATEST(slowest_batch_ms, :ms), heartbeat_at = now(),"
+            " lease_expires_at = now() + make_interval(secs => :l)"
+            " WHERE job_id = CAST(:j AS uuid) AND lease_owner = :o",
+            j=job_id, o=owner, m=moved, f=failed, ct=cursor_ts, ck=cursor_key, ms=batch_ms, l=lease_seconds)
+
+    def set_eligible(self, job_id: str, owner: str, eligible: int, breakdown: dict[str, Any] | None = None) -> None:
+        self.db.run(f"UPDATE {self.log} SET eligible = :e, breakdown = CAST(:b AS jsonb)"
+                    " WHERE job_id = CAST(:j AS uuid) AND lease_owner = :o",
+                    j=job_id, o=owner, e=eligible, b=json.dumps(breakdown) if breakdown is not None else None)
+
+    def handoff(self, job_id: str, owner: str, next_hop: int, lease_seconds: int) -> bool:
+        """Pass the job to hop ``next_hop``; only that hop's event can claim it next."""
+        self.db.run(
+            f"UPDATE {self.log} SET next_hop = :n, lease_owner = :h,"
+            " lease_expires_at = now() + make_interval(secs => :l)"
+            " WHERE job_id = CAST(:j AS uuid) AND lease_owner = :o AND state = 'running'",
+            j=job_id, o=owner, n=next_hop, h=HANDOFF, l=lease_seconds)
+        return self.db.row_count == 1
+
+    def release(self, job_id: str, owner: str) -> None:
+        """Pause: keep the job active with a free lease, so the next run can resume it at once."""
+        self.db.run(f"UPDATE {self.log} SET lease_owner = NULL, lease_expires_at = NULL"
+                    " WHERE job_id = CAST(:j AS uuid) AND lease_owner = :o", j=job_id, o=owner)
+
+    def finish(self, job_id: str, owner: str | None, state: str, message: str | None = None,
+               error: str | None = None, result: dict[str, Any] | None = None) -> Job | None:
+        """End the job. With owner=None the lease is not checked (failing a job from outside)."""
+        row = self.db.row(
+            f"UPDATE {self.log} SET state = :s, finished_at = now(),"
+            " execution_time_ms = CAST(round(extract(epoch FROM now() - COALESCE(started_at, run_date)) * 1000)"
+            " AS bigint), lease_owner = NULL, lease_expires_at = NULL, next_hop = NULL,"
+            " message = COALESCE(:m, message), error_message = COALESCE(:e, error_message),"
+            " options = CASE WHEN CAST(:r AS jsonb) IS NULL THEN options"
+            "   ELSE jsonb_set(options, '{result}', CAST(:r AS jsonb)) END"
+            " WHERE job_id = CAST(:j AS uuid) AND state IN ('pending', 'running')"
+            " AND (CAST(:o AS text) IS NULL OR lease_owner = :o) RETURNING *",
+            j=job_id, o=owner, s=state, m=message, e=error, r=json.dumps(result) if result is not None else None)
+        return Job(row) if row else None
+
+    def fail(self, job_id: str, owner: str | None, error: str) -> Job | None:
+        """Failed, or partial when some batches had already committed."""
+        current = self.get(job_id)
+        state = "partial" if current.records_archived else "failed"
+        return self.finish(job_id, owner, state, message=f"run {state}", error=error[:2000])
+
+    def request_cancel(self, job_id: object) -> Job:
+        job = self.get(job_id)
+        if not job.active:
+            raise JobStateError(job.id, job.state, "cancel")
+        self.db.run(f"UPDATE {self.log} SET cancel_requested = true WHERE job_id = CAST(:j AS uuid)", j=job.id)
+        if job.state == "pending" and job.lease_owner is None:
+            # Nobody works on it yet: end it now, the first hop will find it cancelled.
+            self.finish(job.id, None, "cancelled", message="cancelled before it started")
+        return self.get(job.id)
+
+    def mark_rolled_back(self, job_ids: list[str]) -> int:
+        if not job_ids:
+            return 0
+        self.db.run(f"UPDATE {self.log} SET state = 'rolled_back', message = 'restored from the archive'"
+                    " WHERE job_id = ANY(CAST(:j AS uuid[])) AND kind = 'archive' AND NOT dry_run",
+                    j=job_ids)
+        return self.db.row_count

@@ -1,0 +1,198 @@
+"""Restore (the seeds' rollback) and purge of the archive, each logged as a run.
+
+Restore moves archived rows back to the live table without the archive columns, related rows
+too in ``move`` mode, batch by batch; a row whose id is live again is reported, never
+overwritten. Purge deletes archive rows past the long-term retention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .config import Policy
+from .db import Database
+from .exceptions import ConfigError
+from .identifiers import qualified, quote
+from .jobs import Job, JobStore
+from .related import Related, related_tables
+from .schema import ARCHIVE_META, RELATED_META, columns, live_shape, related_archive_name, table_exists
+
+MAX_REPORTED_CONFLICTS = 100
+
+
+@dataclass
+class RestoreResult:
+    restored: int = 0
+    related_restored: int = 0
+    conflicts: list[Any] = field(default_factory=list)
+    conflict_count: int = 0
+    rolled_back_jobs: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"restored": self.restored, "related_restored": self.related_restored,
+                "conflicts": self.conflict_count, "conflict_ids": [str(c) for c in self.conflicts],
+                "rolled_back_jobs": self.rolled_back_jobs}
+
+
+def _insert_columns(db: Database, schema: str, target: str, source: str, meta: tuple[str, ...]) -> list[str]:
+    """Columns to copy back: in both tables, minus archive columns and generated live columns."""
+    have = {c.name for c in columns(db, schema, source)}
+    return [c.name for c in columns(db, schema, target)
+            if c.name in have and c.name not in meta and not c.generated]
+
+
+class Restorer:
+    def __init__(self, db: Database, policy: Policy, batch_size: int | None = None) -> None:
+        self.db = db
+        self.policy = policy
+        self.jobs = JobStore(db, policy)
+        self.batch_size = batch_size or policy.batch_size
+        self.live = qualified(policy.schema_name, policy.live_table)
+        self.archive = qualified(policy.schema_name, policy.archive_table)
+
+    def _selection(self, job_id: str | None, since: datetime | None) -> tuple[str, dict[str, Any]]:
+        if (job_id is None) == (since is None):
+            raise ConfigError("restore needs exactly one of --job or --since")
+        if job_id is not None:
+            job = self.jobs.get(job_id)
+            if job.kind != "archive" or job.dry_run:
+                raise ConfigError(f"job {job.id} is a {'dry run' if job.dry_run else job.kind} run: nothing to restore")
+            return "a.archive_job_id = CAST(:sel AS uuid)", {"sel": job.id}
+        return "a.archived_at >= CAST(:sel AS timestamptz)", {"sel": since}
+
+    def restore(self, *, job_id: str | None = None, since: datetime | None = None,
+                dry_run: bool = False) -> tuple[Job, RestoreResult]:
+        where, params = self._selection(job_id, since)
+        pk = quote(live_shape(self.db, self.policy).pk)
+        run = self.jobs.create(kind="restore", dry_run=dry_run, batch_size=self.batch_size, trigger="manual",
+                               options={"job": job_id, "since": since.isoformat() if since else None})
+        owner = f"restore-{run.id}"
+        self.jobs.claim(run.id, owner, 3600, 1)
+        result = RestoreResult()
+        try:
+            if dry_run:
+                self._count(where, params, pk, result)
+            else:
+                self._move_back(where, params, pk, result, run.id)
+        except Exception as exc:
+            self.jobs.fail(run.id, owner, f"{type(exc).__name__}: {exc}")
+            raise
+        state = "succeeded" if not result.conflict_count else "partial"
+        msg = (f"{'would restore' if dry_run else 'restored'} {result.restored} rows; "
+               f"{result.conflict_count} already live (left in the archive)")
+        self.db.run(f"UPDATE {self.jobs.log} SET records_archived = :r, records_failed = :c, eligible = :e"
+                    " WHERE job_id = CAST(:j AS uuid)", r=result.restored, c=result.conflict_count,
+                    e=result.restored + result.conflict_count, j=run.id)
+        done = self.jobs.finish(run.id, owner, state, msg, result=result.as_dict())
+        assert done is not None
+        return done, result
+
+    def _count(self, where: str, params: dict[str, Any], pk: str, result: RestoreResult) -> None:
+        total, clash = self.db.run(
+            f"SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM {self.live} l WHERE l.{pk} = a.{pk}))"
+            f" FROM {self.archive} a WHERE {where}", **params)[0]
+        result.restored, result.conflict_count = int(total) - int(clash), int(clash)
+        result.conflicts = [r[0] for r in self.db.run(
+            f"SELECT a.{pk} FROM {self.archive} a WHERE {where} AND EXISTS (SELECT 1 FROM {self.live} l"
+            f" WHERE l.{pk} = a.{pk}) ORDER BY 1 LIMIT {MAX_REPORTED_CONFLICTS}", **params)]
+
+    def _move_back(self, where: str, params: dict[str, Any], pk: str, result: RestoreResult, run_id: str) -> None:
+        schema = self.policy.schema_name
+        cols = ", ".join(quote(c) for c in _insert_columns(self.db, schema, self.policy.live_table,
+                                                             self.policy.archive_table, ARCHIVE_META))
+        related = self._related()
+        touched_jobs: set[str] = set()
+        cursor: Any = None
+        while True:
+            with self.db.transaction():
+                rows = self.db.run(
+                    f"SELECT a.{pk}, a.archive_job_id, EXISTS (SELECT 1 FROM {self.live} l WHERE l.{pk} = a.{pk})"
+                    f" FROM {self.archive} a WHERE {where} AND (CAST(:cur AS text) IS NULL OR a.{pk} > :cur_v)"
+                    f" ORDER BY a.{pk} LIMIT :n FOR UPDATE OF a",
+                    n=self.batch_size, cur=None if cursor is None else str(cursor), cur_v=cursor, **params)
+                if not rows:
+                    break
+                cursor = rows[-1][0]
+                ok = [r[0] for r in rows if not r[2]]
+                clashes = [r[0] for r in rows if r[2]]
+                touched_jobs.update(str(r[1]) for r in rows if r[1] is not None)
+                result.conflict_count += len(clashes)
+                result.conflicts.extend(clashes[: MAX_REPORTED_CONFLICTS - len(result.conflicts)])
+                if ok:
+                    self.db.run(
+                        f"WITH m AS (DELETE FROM {self.archive} a WHERE a.{pk} = ANY(:ids) RETURNING {cols})"
+                        f" INSERT INTO {self.live} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM m", ids=ok)
+                    result.restored += self.db.row_count
+                    for r, rcols in related:
+                        self.db.run(
+                            f"WITH m AS (DELETE FROM {qualified(r.schema, related_archive_name(self.policy, r.table))}"
+                            f" x WHERE x.{quote(r.column)} = ANY(:ids) RETURNING {rcols})"
+                            f" INSERT INTO {qualified(r.schema, r.table)} ({rcols}) OVERRIDING SYSTEM VALUE"
+                            f" SELECT {rcols} FROM m", ids=ok)
+                        result.related_restored += self.db.row_count
+                self.db.run(f"UPDATE {self.jobs.log} SET batches = batches + 1, heartbeat_at = now(),"
+                            " lease_expires_at = now() + interval '1 hour' WHERE job_id = CAST(:j AS uuid)", j=run_id)
+        # A run is rolled back once none of its rows remain in the archive.
+        remaining = {str(r[0]) for r in self.db.run(
+            f"SELECT DISTINCT archive_job_id FROM {self.archive} WHERE archive_job_id = ANY(CAST(:j AS uuid[]))",
+            j=sorted(touched_jobs))} if touched_jobs else set()
+        done = sorted(touched_jobs - remaining)
+        self.jobs.mark_rolled_back(done)
+        result.rolled_back_jobs = done
+
+    def _related(self) -> list[tuple[Related, str]]:
+        if self.policy.related_mode != "move":
+            return []
+        out = []
+        # Parents first on the way back: reverse of the move order.
+        for r in reversed(related_tables(self.db, self.policy)):
+            backup = related_archive_name(self.policy, r.table)
+            if table_exists(self.db, r.schema, backup):
+                cols = _insert_columns(self.db, r.schema, r.table, backup, RELATED_META)
+                out.append((r, ", ".join(quote(c) for c in cols)))
+        return out
+
+
+def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = False,
+          batch_size: int = 10000) -> Job:
+    """Delete archive rows (and related archive rows) archived more than ``older_than_days`` ago."""
+    if not 1 <= older_than_days <= 36500:
+        raise ConfigError("--older-than must be between 1 and 36500 days")
+    jobs = JobStore(db, policy)
+    run = jobs.create(kind="purge", dry_run=dry_run, batch_size=batch_size, trigger="manual",
+                      options={"older_than_days": older_than_days})
+    owner = f"purge-{run.id}"
+    jobs.claim(run.id, owner, 3600, 1)
+    pk = quote(live_shape(db, policy).pk)
+    tables = [(qualified(policy.schema_name, policy.archive_table), pk)]
+    if policy.related_mode == "move":
+        for r in related_tables(db, policy):
+            backup = related_archive_name(policy, r.table)
+            if table_exists(db, r.schema, backup):
+                tables.append((qualified(r.schema, backup), "ctid"))
+    cutoff = db.scalar("SELECT now() - make_interval(days => :d)", d=older_than_days)
+    total = 0
+    try:
+        for table, key in tables:
+            if dry_run:
+                total += int(db.scalar(f"SELECT count(*) FROM {table} WHERE archived_at < :c", c=cutoff))
+                continue
+            while True:
+                with db.transaction():
+                    db.run(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table}"
+                           f" WHERE archived_at < :c LIMIT :n)", c=cutoff, n=batch_size)
+                    n = db.row_count
+                total += n
+                if n < batch_size:
+                    break
+    except Exception as exc:
+        jobs.fail(run.id, owner, f"{type(exc).__name__}: {exc}")
+        raise
+    db.run(f"UPDATE {jobs.log} SET records_archived = :n, eligible = :n WHERE job_id = CAST(:j AS uuid)",
+           n=total, j=run.id)
+    msg = f"{'would purge' if dry_run else 'purged'} {total} archive rows archived before {cutoff.isoformat()}"
+    done = jobs.finish(run.id, owner, "succeeded", msg, result={"purged": total, "purge_cutoff": cutoff.isoformat()})
+    assert done is not None
+    return done

@@ -1,0 +1,311 @@
+"""Schema: introspection of the live table, and the idempotent migration of everything the job needs.
+
+Creates the run log, the archive table (and related archive tables in ``move`` mode), the
+index the batch query walks, and the indexes missing on child tables' foreign-key columns.
+Brings a drifted archive table up to the live table's columns, or stops with a clear message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from .config import Policy
+from .db import Database
+from .exceptions import SchemaError
+from .identifiers import qualified, quote
+
+# Columns the archive tables carry on top of the live columns.
+ARCHIVE_META = ("archived_at", "archived_by", "archive_reason", "archive_job_id")
+RELATED_META = ("archived_at", "archive_job_id")
+
+# The run log: one row per run (archive, restore, purge, dry run). Defined once; migrate
+# creates the table from it and adds any column an older version of the log lacks.
+STATES = ("pending", "running", "succeeded", "partial", "failed", "rolled_back", "cancelled")
+ACTIVE_STATES = ("pending", "running")
+LOG_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "bigserial PRIMARY KEY"),
+    ("job_id", "uuid NOT NULL UNIQUE"),
+    ("kind", "text NOT NULL DEFAULT 'archive'"),
+    ("policy_key", "text NOT NULL"),
+    ("run_date", "timestamptz NOT NULL DEFAULT now()"),
+    ("state", "text NOT NULL DEFAULT 'pending' CHECK (state IN ("
+              + ", ".join(f"'{s}'" for s in STATES) + "))"),
+    # The seeds' status vocabulary ('success', 'partial', 'failed', 'rolled_back'), derived.
+    ("status", "text GENERATED ALWAYS AS (CASE state WHEN 'succeeded' THEN 'success' "
+               "WHEN 'pending' THEN 'running' ELSE state END) STORED"),
+    ("dry_run", "boolean NOT NULL DEFAULT false"),
+    ("trigger", "text NOT NULL DEFAULT 'manual'"),
+    ("scheduled_for", "timestamptz"),
+    ("cutoff", "timestamptz"),
+    ("batch_size", "integer NOT NULL DEFAULT 1000"),
+    ("options", "jsonb NOT NULL DEFAULT '{}'::jsonb"),
+    ("eligible", "bigint"),
+    ("records_archived", "bigint NOT NULL DEFAULT 0"),
+    ("records_failed", "bigint NOT NULL DEFAULT 0"),
+    ("processed", "bigint GENERATED ALWAYS AS (records_archived + records_failed) STORED"),
+    ("percent_complete", "numeric(5,1) GENERATED ALWAYS AS (CASE WHEN state = 'succeeded' THEN 100 "
+                         "WHEN eligible > 0 THEN LEAST(100, round(100.0 * (records_archived + records_failed)"
+                         " / eligible, 1)) ELSE 0 END) STORED"),
+    ("batches", "integer NOT NULL DEFAULT 0"),
+    ("hop", "integer NOT NULL DEFAULT 0"),
+    ("next_hop", "integer"),
+    ("cursor_ts", "timestamptz"),
+    ("cursor_key", "text"),
+    ("lease_owner", "text"),
+    ("lease_expires_at", "timestamptz"),
+    ("heartbeat_at", "timestamptz"),
+    ("cancel_requested", "boolean NOT NULL DEFAULT false"),
+    ("started_at", "timestamptz"),
+    ("finished_at", "timestamptz"),
+    ("execution_time_ms", "bigint"),
+    ("slowest_batch_ms", "integer NOT NULL DEFAULT 0"),
+    ("message", "text"),
+    ("error_message", "text"),
+    ("breakdown", "jsonb"),
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    not_null: bool
+    generated: bool
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    schema: str
+    table: str
+    columns: tuple[str, ...]
+    on_delete: str  # a=no action, r=restrict, c=cascade, n=set null, d=set default
+
+
+@dataclass(frozen=True)
+class TableShape:
+    """What the engine needs to know about the live table."""
+
+    columns: tuple[Column, ...]
+    pk: str
+    pk_type: str
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+@dataclass
+class MigrationReport:
+    created: list[str] = field(default_factory=list)
+    added_columns: list[str] = field(default_factory=list)
+    indexes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"created": self.created, "added_columns": self.added_columns,
+                "indexes": self.indexes, "warnings": self.warnings}
+
+
+# -- introspection ------------------------------------------------------------------------
+_COLUMNS_SQL = """
+SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
+       a.attgenerated <> '' AS generated
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = :schema AND c.relname = :table AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum"""
+
+_PK_SQL = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey)
+WHERE n.nspname = :schema AND c.relname = :table AND i.indisprimary"""
+
+_FKS_TO_SQL = """
+SELECT cn.nspname AS schema, cc.relname AS table, con.confdeltype AS on_delete,
+       array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o) AS columns
+FROM pg_constraint con
+JOIN pg_class pc ON pc.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+JOIN pg_class cc ON cc.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
+WHERE con.contype = 'f' AND pn.nspname = :schema AND pc.relname = :table
+ORDER BY cc.relname, con.conname"""
+
+# Indexes of a table as arrays of column names in index order (expression columns show as NULL).
+_INDEXES_SQL = """
+SELECT i.indisvalid AS valid, ic.relname AS name,
+       array(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY k(n, o)
+             LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o) AS columns
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class ic ON ic.oid = i.indexrelid
+WHERE n.nspname = :schema AND c.relname = :table"""
+
+
+def table_exists(db: Database, schema: str, table: str) -> bool:
+    return bool(db.scalar("SELECT to_regclass(:name) IS NOT NULL", name=f"{quote(schema)}.{quote(table)}"))
+
+
+def columns(db: Database, schema: str, table: str) -> tuple[Column, ...]:
+    return tuple(Column(**r) for r in db.rows(_COLUMNS_SQL, schema=schema, table=table))
+
+
+def live_shape(db: Database, policy: Policy) -> TableShape:
+    schema, table = policy.schema_name, policy.live_table
+    cols = columns(db, schema, table)
+    if not cols:
+        raise SchemaError(f"live table {schema}.{table} does not exist")
+    names = {c.name for c in cols}
+    for needed in (policy.age_column,):
+        if needed not in names:
+            raise SchemaError(f"live table {schema}.{table} has no column {needed!r} (the age column)")
+    pk = db.run(_PK_SQL, schema=schema, table=table)
+    if len(pk) != 1:
+        raise SchemaError(f"live table {schema}.{table} needs a single-column primary key, found {len(pk)}")
+    return TableShape(columns=cols, pk=pk[0][0], pk_type=pk[0][1])
+
+
+def foreign_keys_to(db: Database, schema: str, table: str) -> list[ForeignKey]:
+    return [ForeignKey(r["schema"], r["table"], tuple(r["columns"]), r["on_delete"])
+            for r in db.rows(_FKS_TO_SQL, schema=schema, table=table)]
+
+
+def _index_name(table: str, cols: tuple[str, ...], suffix: str = "archiver_idx") -> str:
+    name = f"{table}_{'_'.join(cols)}_{suffix}"
+    if len(name) > 63:  # PostgreSQL truncates silently; keep names unique and stable instead.
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = f"{name[:50]}_{digest}"
+    return name
+
+
+def _ensure_index(db: Database, schema: str, table: str, cols: tuple[str, ...],
+                  report: MigrationReport, create: bool = True) -> None:
+    """Create an index leading with ``cols`` unless a valid one exists (CONCURRENTLY: no long lock)."""
+    existing = db.rows(_INDEXES_SQL, schema=schema, table=table)
+    if any(r["valid"] and tuple(r["columns"][: len(cols)]) == cols for r in existing):
+        return
+    name = _index_name(table, cols)
+    if not create:
+        report.warnings.append(f"{schema}.{table} has no index on ({', '.join(cols)})")
+        return
+    for r in existing:  # a failed CONCURRENTLY build leaves an invalid index behind
+        if r["name"] == name and not r["valid"]:
+            db.run(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(schema, name)}")
+    db.run(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote(name)} ON {qualified(schema, table)} "
+           f"({', '.join(quote(c) for c in cols)})")
+    report.indexes.append(f"{schema}.{name}")
+
+
+# -- the run log ---------------------------------------------------------------------------
+def _migrate_log(db: Database, policy: Policy, report: MigrationReport) -> None:
+    log, key = qualified(policy.schema_name, policy.log_table), policy.log_table
+    if not table_exists(db, policy.schema_name, policy.log_table):
+        cols = ",\n  ".join(f"{quote(n)} {ddl}" for n, ddl in LOG_COLUMNS)
+        db.run(f"CREATE TABLE {log} (\n  {cols}\n)")
+        report.created.append(f"{policy.schema_name}.{policy.log_table}")
+    else:
+        have = {c.name for c in columns(db, policy.schema_name, policy.log_table)}
+        for name, ddl in LOG_COLUMNS:
+            if name not in have:
+                db.run(f"ALTER TABLE {log} ADD COLUMN {quote(name)} {ddl}")
+                report.added_columns.append(f"{policy.log_table}.{name}")
+    active = ", ".join(f"'{s}'" for s in ACTIVE_STATES)
+    # One active run per policy, enforced by the database itself.
+    db.run(f"CREATE UNIQUE INDEX IF NOT EXISTS {quote(_index_name(key, ('one_active',), 'uq'))} "
+           f"ON {log} (policy_key) WHERE state IN ({active})")
+    # One run per scheduled night, however many times the scheduler delivers the trigger.
+    db.run(f"CREATE UNIQUE INDEX IF NOT EXISTS {quote(_index_name(key, ('one_per_schedule',), 'uq'))} "
+           f"ON {log} (policy_key, scheduled_for) WHERE scheduled_for IS NOT NULL")
+    db.run(f"CREATE INDEX IF NOT EXISTS {quote(_index_name(key, ('run_date',)))} ON {log} (run_date DESC)")
+
+
+# -- archive tables ------------------------------------------------------------------------
+def _create_archive_table(db: Database, schema: str, name: str, source: tuple[Column, ...],
+                          pk: list[str], meta_ddl: list[str]) -> None:
+    cols = [f"{quote(c.name)} {c.type}" + (" NOT NULL" if c.name in pk else "") for c in source]
+    cols += meta_ddl
+    if pk:
+        cols.append(f"PRIMARY KEY ({', '.join(quote(p) for p in pk)})")
+    db.run(f"CREATE TABLE {qualified(schema, name)} ({', '.join(cols)})")
+
+
+_META_DDL = {
+    "archived_at": "timestamptz NOT NULL DEFAULT now()",
+    "archived_by": "text NOT NULL DEFAULT 'system'",
+    "archive_reason": "text NOT NULL DEFAULT '60_day_rule'",
+    "archive_job_id": "uuid",
+}
+
+
+def sync_archive_table(db: Database, schema: str, source_table: str, archive_table: str,
+                       meta: tuple[str, ...], report: MigrationReport) -> None:
+    """Create ``archive_table`` from ``source_table`` or bring it up to the source's columns.
+
+    Raises SchemaError, before anything moves, when the archive cannot hold the source's rows.
+    """
+    source = columns(db, schema, source_table)
+    if not source:
+        raise SchemaError(f"table {schema}.{source_table} does not exist")
+    meta_ddl = [f"{quote(m)} {_META_DDL[m]}" for m in meta]
+    if not table_exists(db, schema, archive_table):
+        pk = [r[0] for r in db.run(_PK_SQL, schema=schema, table=source_table)]
+        _create_archive_table(db, schema, archive_table, source, pk, meta_ddl)
+        for idx in (("archive_job_id",), ("archived_at",)):
+            _ensure_index(db, schema, archive_table, idx, report)
+        report.created.append(f"{schema}.{archive_table}")
+        return
+    have = {c.name: c for c in columns(db, schema, archive_table)}
+    problems = []
+    for col in source:
+        mine = have.get(col.name)
+        if mine is None:  # schema drift: the live table grew a column; the archive follows
+            db.run(f"ALTER TABLE {qualified(schema, archive_table)} ADD COLUMN {quote(col.name)} {col.type}")
+            report.added_columns.append(f"{archive_table}.{col.name}")
+        elif mine.type != col.type:
+            problems.append(f"column {col.name!r} is {mine.type} in the archive but {col.type} in the live table")
+    for m in meta:
+        if m not in have:
+            db.run(f"ALTER TABLE {qualified(schema, archive_table)} ADD COLUMN {quote(m)} {_META_DDL[m]}")
+            report.added_columns.append(f"{archive_table}.{m}")
+    source_names = {c.name for c in source}
+    for name, col in have.items():
+        if name not in source_names and name not in meta and col.not_null:
+            problems.append(f"archive column {name!r} is NOT NULL but the live table no longer has it")
+    if problems:
+        raise SchemaError(f"archive table {schema}.{archive_table} cannot hold rows of "
+                          f"{schema}.{source_table}: " + "; ".join(problems))
+
+
+def related_archive_name(policy: Policy, table: str) -> str:
+    name = f"{table}{policy.related_archive_suffix}"
+    return name if len(name) <= 63 else _index_name(table, (), "bk")
+
+
+def migrate(db: Database, policy: Policy) -> MigrationReport:
+    """Create or update everything the job needs. Idempotent and safe to run concurrently."""
+    from .related import related_tables  # local: related builds on schema
+
+    report = MigrationReport()
+    db.run("SELECT pg_advisory_lock(:k)", k=_migrate_lock(policy))
+    try:
+        _migrate_log(db, policy, report)
+        shape = live_shape(db, policy)
+        sync_archive_table(db, policy.schema_name, policy.live_table, policy.archive_table,
+                           ARCHIVE_META, report)
+        _ensure_index(db, policy.schema_name, policy.live_table, (policy.age_column, shape.pk), report)
+        for rel in related_tables(db, policy):
+            _ensure_index(db, rel.schema, rel.table, (rel.column,), report)
+            if policy.related_mode == "move":
+                sync_archive_table(db, rel.schema, rel.table, related_archive_name(policy, rel.table),
+                                   RELATED_META, report)
+    finally:
+        db.run("SELECT pg_advisory_unlock(:k)", k=_migrate_lock(policy))
+    return report
+
+
+def _migrate_lock(policy: Policy) -> int:
+    from .db import lock_key
+
+    return lock_key("migrate:" + policy.key)

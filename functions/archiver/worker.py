@@ -1,0 +1,183 @@
+"""One invocation of the archive function: claim the job, archive until the time budget is
+spent, hand over to the next hop, and raise the alerts the outcome deserves.
+
+The Lambda handler and the local runner both call ``process``; they differ only in the
+invoker (Lambda async invoke or an in-process queue), the alert sink and the clock.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from . import alerts
+from .config import Policy, Settings
+from .db import Database
+from .engine import Archiver, BatchResult, Budget, HopOutcome
+from .events import ArchiveEvent, ContinueEvent, ResumeEvent, ScheduleEvent, StartEvent, continue_event
+from .exceptions import AlreadyRunningError, DatabaseUnavailableError, HopLimitError
+from .jobs import DuplicateTriggerError, Job
+from .observability import NullMetrics, RunMetrics, logger
+
+RECONNECT_ATTEMPTS = 5
+
+
+class Invoker(Protocol):
+    def invoke_async(self, function: str, payload: dict[str, Any]) -> None: ...
+
+
+class LocalInvoker:
+    """Stands in for Lambda's asynchronous self-invocation: events wait in a queue."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[str, dict[str, Any]]] = []
+
+    def invoke_async(self, function: str, payload: dict[str, Any]) -> None:
+        self.queue.append((function, payload))
+
+
+@dataclass
+class Deps:
+    db: Database
+    policy: Policy
+    settings: Settings
+    invoker: Invoker
+    alerts: alerts.AlertSink
+    metrics: RunMetrics | None = None
+    on_batch: Callable[[Job, BatchResult], None] | None = None
+    max_batches: int | None = None  # local bounded runs only
+
+
+def process(event: ArchiveEvent, deps: Deps, budget: Budget, function: str) -> dict[str, Any]:
+    """Handle one archive event; raises after marking the run failed and alerting."""
+    deps.db.ensure_alive()
+    archiver = Archiver(deps.db, deps.policy, deps.settings, deps.metrics or NullMetrics())
+    hop: int | None
+    if isinstance(event, ScheduleEvent):
+        started = _start_nightly(archiver, deps, event)
+        if isinstance(started, dict):
+            return started
+        job_id, hop = started
+    elif isinstance(event, StartEvent):
+        job_id, hop = event.job_id, 1
+    elif isinstance(event, ResumeEvent):
+        job_id, hop = event.job_id, None
+    else:
+        assert isinstance(event, ContinueEvent)
+        job_id, hop = event.job_id, event.hop
+    owner = f"worker-{uuid.uuid4()}"
+    logger.append_keys(job_id=job_id)
+    outcome = _run_with_reconnect(archiver, deps, job_id, owner, hop, budget)
+    if outcome.status == "continue" and outcome.next_hop is not None:
+        deps.invoker.invoke_async(function, continue_event(job_id, outcome.next_hop))
+        logger.info("continuing in next hop", extra={"next_hop": outcome.next_hop, "batches": outcome.batches})
+    elif outcome.status == "done" and outcome.job is not None:
+        _after_run(archiver, deps, outcome.job)
+    return summary(outcome)
+
+
+def summary(outcome: HopOutcome) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": outcome.status, "batches_this_hop": outcome.batches,
+                           "archived_this_hop": outcome.archived}
+    if outcome.next_hop is not None:
+        out["next_hop"] = outcome.next_hop
+    if outcome.reason:
+        out["reason"] = outcome.reason
+    if outcome.job is not None:
+        out["job"] = outcome.job.as_dict()
+    return out
+
+
+def _start_nightly(archiver: Archiver, deps: Deps, event: ScheduleEvent) -> tuple[str, int | None] | dict[str, Any]:
+    """Start tonight's run once, however often the trigger arrives; take over a dead run."""
+    scheduled = event.scheduled_time or datetime.now(UTC).replace(second=0, microsecond=0)
+    try:
+        job = archiver.start(trigger="schedule", scheduled_for=scheduled)
+        return job.id, 1
+    except DuplicateTriggerError as exc:
+        logger.info("duplicate nightly trigger ignored", extra={"existing_job_id": exc.job_id})
+        return {"status": "duplicate", "job_id": exc.job_id}
+    except AlreadyRunningError as exc:
+        active = archiver.jobs.active()
+        if active is None:
+            return {"status": "already_running", "job_id": exc.job_id}
+        return _nightly_meets_active(archiver, deps, active)
+
+
+def _nightly_meets_active(archiver: Archiver, deps: Deps, active: Job) -> tuple[str, int | None] | dict[str, Any]:
+    now = deps.db.scalar("SELECT now()")
+    last = active.heartbeat_at or active.run_date
+    idle_min = (now - last).total_seconds() / 60
+    if idle_min >= deps.settings.stuck_after_minutes:
+        (deps.metrics or NullMetrics()).count("StuckRuns")
+        deps.alerts.send(alerts.for_stuck(active, idle_min, deps.settings))
+    lease_free = active.lease_expires_at is None or active.lease_expires_at < now
+    if lease_free:
+        logger.warning("taking over an abandoned run", extra={"existing_job_id": active.id})
+        return active.id, None
+    logger.info("a run is already active", extra={"existing_job_id": active.id})
+    return {"status": "already_running", "job_id": active.id, "job": active.as_dict()}
+
+
+def _run_with_reconnect(archiver: Archiver, deps: Deps, job_id: str, owner: str, hop: int | None,
+                        budget: Budget) -> HopOutcome:
+    """Run the hop; a lost connection rolls the batch back, so reconnect and resume our own lease."""
+    attempt = 0
+    while True:
+        try:
+            return archiver.run_hop(job_id, owner=owner, hop=hop, budget=budget, on_batch=deps.on_batch,
+                                   max_batches=deps.max_batches)
+        except DatabaseUnavailableError as exc:
+            attempt += 1
+            if attempt > RECONNECT_ATTEMPTS or budget.remaining_ms() < deps.settings.reserve_ms:
+                _fail(archiver, deps, job_id, owner, f"database unavailable: {exc}")
+                raise
+            logger.warning("database connection lost, reconnecting", extra={"attempt": attempt})
+            time.sleep(min(2 ** attempt, 10))
+            deps.db.close()  # run_hop reconnects; the claim accepts our own unexpired lease
+        except HopLimitError as exc:
+            (deps.metrics or NullMetrics()).count("HopLimitReached")
+            deps.alerts.send(alerts.for_failure(_safe_get(archiver, job_id), job_id, str(exc), deps.settings,
+                                                kind="hop_limit"))
+            raise
+        except Exception as exc:
+            _fail(archiver, deps, job_id, owner, f"{type(exc).__name__}: {exc}")
+            raise
+
+
+def _safe_get(archiver: Archiver, job_id: str) -> Job | None:
+    try:
+        return archiver.jobs.get(job_id)
+    except Exception:  # noqa: BLE001 - reporting must not hide the original error
+        return None
+
+
+def _fail(archiver: Archiver, deps: Deps, job_id: str, owner: str, error: str) -> None:
+    job = None
+    try:
+        deps.db.ensure_alive()
+        job = archiver.jobs.fail(job_id, owner, error) or _safe_get(archiver, job_id)
+    except Exception as exc:  # noqa: BLE001 - the database may be down: still alert
+        logger.error("could not mark run failed", extra={"error": str(exc)})
+    (deps.metrics or NullMetrics()).run(archived=job.records_archived if job else 0,
+                                       eligible=(job.eligible or 0) if job else 0,
+                                       batches=job.batches if job else 0,
+                                       duration_ms=(job.execution_time_ms or 0) if job else 0,
+                                       failed=True, succeeded=False)
+    deps.alerts.send(alerts.for_failure(job, job_id, error, deps.settings))
+
+
+def _after_run(archiver: Archiver, deps: Deps, job: Job) -> None:
+    metrics = deps.metrics or NullMetrics()
+    if not job.dry_run:
+        metrics.run(archived=job.records_archived, eligible=job.eligible or 0, batches=job.batches,
+                    duration_ms=job.execution_time_ms or 0, failed=job.state == "partial",
+                    succeeded=job.state == "succeeded")
+    for alert in alerts.after_run(job, archiver.jobs.recent(11, kind="archive"), deps.settings):
+        deps.alerts.send(alert)
+    logger.info("run finished", extra={"state": job.state, "archived": job.records_archived,
+                                       "batches": job.batches, "duration_ms": job.execution_time_ms})

@@ -1,0 +1,1 @@
+"""Lambda entry points: thin wiring over the ``archiver`` core."""

@@ -1,0 +1,63 @@
+"""Archive function: the nightly schedule, start requests from the status API, and its own
+continuations. Parses the event, calls the core's worker, shapes the answer."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from archiver import alerts, aws
+from archiver.config import load_policy, load_settings
+from archiver.connection import open_database
+from archiver.events import InvalidEventError, parse_archive_event
+from archiver.observability import PowertoolsMetrics, logger
+from archiver.worker import Deps, process
+
+tracer = Tracer()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Archiver"))
+_deps: Deps | None = None
+
+
+class ContextBudget:
+    """The time this invocation has left, from the Lambda context."""
+
+    def __init__(self, context: LambdaContext) -> None:
+        self.context = context
+
+    def remaining_ms(self) -> float:
+        return float(self.context.get_remaining_time_in_millis())
+
+
+def build_deps() -> Deps:
+    """Built once per container: the connection and clients are reused while it stays warm."""
+    env = dict(os.environ)
+    policy, settings = load_policy(env), load_settings(env)
+    db = open_database(env, settings, policy.timezone, aws.fetch_secret, aws.fetch_iam_token)
+    sink: alerts.AlertSink = aws.sns_sink(settings.alert_topic_arn) if settings.alert_topic_arn else alerts.LogSink()
+    return Deps(db=db, policy=policy, settings=settings, invoker=aws.LambdaInvoker(), alerts=sink,
+                metrics=PowertoolsMetrics(metrics))
+
+
+def use_deps(deps: Deps | None) -> None:
+    """Inject dependencies (the local runner and tests); None goes back to building them."""
+    global _deps
+    _deps = deps
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    global _deps
+    if _deps is None:
+        _deps = build_deps()
+    try:
+        parsed = parse_archive_event(event)
+    except InvalidEventError as exc:
+        # Not retried: a malformed event will not get better by being delivered again.
+        logger.error("rejected archive event", extra={"error": str(exc)})
+        return {"status": "rejected", "error": str(exc)}
+    return process(parsed, _deps, ContextBudget(context), context.invoked_function_arn)

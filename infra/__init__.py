@@ -1,0 +1,1 @@
+"""AWS CDK deployment of the archiver: one stack, one construct per concern."""

@@ -1,0 +1,53 @@
+"""Alerts: an encrypted SNS topic, its e-mail subscription and the Slack function."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from .config import ArchiverConfig
+from .constants import HANDLER_SLACK
+from .function import archiver_function
+
+
+class Alerts(Construct):
+    """Where every alarm and every alert the code raises ends up."""
+
+    def __init__(self, scope: Construct, id: str, *, config: ArchiverConfig, code: lambda_.Code) -> None:
+        super().__init__(scope, id)
+        self.key = kms.Key(self, "Key", enable_key_rotation=True, description="Encrypts the archiver alert topic")
+        # CloudWatch alarms publish to the topic as the CloudWatch service, which needs the key.
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+            resources=["*"],
+        ))
+        self.topic = sns.Topic(self, "Topic", display_name="Archiver alerts", master_key=self.key,
+                               enforce_ssl=True)
+
+        if config.alert_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.alert_email))
+
+        self.slack_function: lambda_.Function | None = None
+        if config.slack_webhook_secret_arn:
+            webhook = secretsmanager.Secret.from_secret_complete_arn(
+                self, "SlackWebhook", config.slack_webhook_secret_arn)
+            # Outside the VPC: it needs the internet (Slack) and no database.
+            self.slack_function = archiver_function(
+                self, "SlackFunction",
+                config=config, code=code, handler=HANDLER_SLACK,
+                description="Posts archiver alerts to Slack",
+                environment={"ARCHIVER_SLACK_WEBHOOK_SECRET_ARN": config.slack_webhook_secret_arn},
+                timeout=Duration.seconds(30),
+            )
+            webhook.grant_read(self.slack_function)
+            self.topic.add_subscription(subscriptions.LambdaSubscription(self.slack_function))
+
+    def grant_publish(self, grantee: iam.IGrantable) -> None:
+        self.topic.grant_publish(grantee)

@@ -1,0 +1,80 @@
+"""The one code asset every function shares, built without Docker.
+
+The asset holds the runtime requirements installed for Lambda's platform (arm64 wheels for
+CPython ``PYTHON_VERSION``) plus the ``archiver`` core and the ``handlers`` packages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
+
+from .constants import PIP_PLATFORM, PYTHON_VERSION, RUNTIME
+
+PACKAGES = ("archiver", "handlers")
+_IGNORED = ("__pycache__", "*.pyc", ".mypy_cache")
+
+
+def _source_files(root: Path) -> list[Path]:
+    files = [root / "requirements.txt"]
+    for package in PACKAGES:
+        files += [p for p in (root / "functions" / package).rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+    return sorted(files)
+
+
+def code_hash(root: Path) -> str:
+    """Hash of everything that goes into the asset, so an unchanged tree is never rebuilt or redeployed."""
+    digest = hashlib.sha256(f"{PYTHON_VERSION}/{PIP_PLATFORM}".encode())
+    for path in _source_files(root):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes() if path.exists() else b"<missing>")
+    return digest.hexdigest()
+
+
+@jsii.implements(ILocalBundling)
+class LocalBundler:
+    """Builds the asset with pip on this machine (cross-platform wheels), so no Docker is needed."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def try_bundle(self, output_dir: str, *_options: Any, **_kwargs: Any) -> bool:
+        out = Path(output_dir)
+        for package in PACKAGES:
+            if not (self._root / "functions" / package / "__init__.py").exists():
+                raise RuntimeError(f"functions/{package} is missing: the Lambda asset cannot be built")
+        # boto3 stays in: the runtime's copy is older and unpinned, and aws-xray-sdk pulls botocore anyway.
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--requirement", str(self._root / "requirements.txt"),
+             "--target", str(out), "--platform", PIP_PLATFORM, "--only-binary=:all:",
+             "--python-version", PYTHON_VERSION, "--implementation", "cp",
+             "--no-compile", "--quiet", "--disable-pip-version-check"],
+            check=True,
+        )
+        for package in PACKAGES:
+            shutil.copytree(self._root / "functions" / package, out / package,
+                            ignore=shutil.ignore_patterns(*_IGNORED), dirs_exist_ok=True)
+        return True
+
+
+def lambda_code(root: Path) -> lambda_.Code:
+    """The shared asset; bind the returned object to every function so it is staged once."""
+    return lambda_.Code.from_asset(
+        str(root / "functions"),
+        asset_hash_type=AssetHashType.CUSTOM,
+        asset_hash=code_hash(root),
+        bundling=BundlingOptions(
+            # Never used: local bundling always succeeds or raises. CDK requires an image regardless.
+            image=RUNTIME.bundling_image,
+            local=LocalBundler(root),
+        ),
+    )

@@ -1,0 +1,250 @@
+"""The deployment's configuration: CDK context (``cdk.json`` and ``-c key=value``) parsed into one model.
+
+Every key is validated at synth, so a bad time zone or a negative retention stops ``cdk synth``
+with a message naming the key, instead of surfacing at deploy time or at 02:00.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .constants import POSTGRES_PORT
+
+# Values CloudWatch Logs accepts for a log group's retention.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                      2557, 2922, 3288, 3653)
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}$")
+_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+_EXISTING_ONLY = ("db_vpc_id", "db_availability_zones", "db_subnet_ids", "db_security_group_id",
+                  "db_secret_arn", "db_host", "db_user", "db_resource_id")
+
+
+class ConfigError(ValueError):
+    """The CDK context holds a value the deployment cannot use."""
+
+
+class ArchiverConfig(BaseModel):
+    """Everything the stack can be told; each field is one context key of the same name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stack_name: str = Field("PgArchiver", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,127}$",
+                            description="CloudFormation stack name.")
+    # Schedule
+    timezone: str = Field("Indian/Mauritius",
+                          description="IANA time zone of the nightly schedule and of the archiving cutoff.")
+    schedule_enabled: bool = Field(True, description="Run the nightly job (false = manual runs only).")
+    schedule_time: str = Field("02:00", description="Local time of the nightly run, HH:MM (24-hour).")
+    # Alerts
+    alert_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+                                    description="E-mail address subscribed to the alert topic.")
+    slack_webhook_secret_arn: str | None = Field(
+        None, description="Complete ARN of a Secrets Manager secret holding the Slack incoming-webhook URL; "
+                          "subscribes the Slack function to the alert topic.")
+    # Archiving policy, handed to the functions as ARCHIVER_* variables (unset = the core's default)
+    retention_days: int = Field(60, ge=1, le=36500, description="Archive rows older than this many days.")
+    batch_size: int | None = Field(None, ge=1, le=10000, description="Rows moved per transaction.")
+    related_mode: Literal["keep", "skip", "move"] | None = Field(
+        None, description="What to do with a row that has related rows: keep it live, skip it, or move "
+                          "the related rows too.")
+    schema_name: str | None = Field(None, pattern=_IDENTIFIER, description="Schema of the tables.")
+    live_table: str | None = Field(None, pattern=_IDENTIFIER, description="Table archived from.")
+    archive_table: str | None = Field(None, pattern=_IDENTIFIER, description="Table archived to.")
+    log_table: str | None = Field(None, pattern=_IDENTIFIER, description="Run log table.")
+    max_hops: int = Field(200, ge=1, le=100000,
+                          description="Self-invocations one run may make before it is stopped.")
+    lease_seconds: int | None = Field(None, ge=5, le=3600, description="Lease a hop holds on its run.")
+    stuck_after_minutes: int | None = Field(None, ge=1, le=10080,
+                                            description="A run without progress this long is stuck.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Function log level.")
+    # Archive function
+    archive_function_name: str = Field("archiver-archive", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                                       description="Fixed name of the archive function (its self-invoke "
+                                                   "permission is built from it).")
+    archive_timeout_minutes: int = Field(15, ge=1, le=15, description="Archive function timeout.")
+    archive_memory_mb: int = Field(512, ge=128, le=10240, description="Archive function memory.")
+    archive_reserved_concurrency: int = Field(2, ge=1, le=10,
+                                              description="Reserved concurrency of the archive function.")
+    async_retry_attempts: int = Field(1, ge=0, le=2,
+                                      description="Lambda retries of a failed asynchronous invocation.")
+    async_max_event_age_minutes: int = Field(60, ge=1, le=360,
+                                             description="Age after which an undelivered invocation is "
+                                                         "sent to the dead-letter queue.")
+    # Status API
+    api_auth: Literal["iam", "api_key"] = Field("iam", description="Status API authorisation: IAM (SigV4) "
+                                                                   "or an API key with a usage plan.")
+    api_rate_limit: float = Field(5, gt=0, le=10000, description="Status API steady requests per second.")
+    api_burst_limit: int = Field(10, ge=1, le=5000, description="Status API burst.")
+    log_retention_days: int = Field(90, description="Retention of every log group the stack creates.")
+    # Database
+    database: Literal["new", "existing"] = Field(
+        "new", description="`new`: create Aurora Serverless v2 PostgreSQL; `existing`: use the db_* keys.")
+    db_min_capacity: float = Field(0.5, ge=0, le=256, description="New database: minimum ACUs.")
+    db_max_capacity: float = Field(4, ge=1, le=256, description="New database: maximum ACUs.")
+    db_deletion_protection: bool = Field(True, description="New database: deletion protection.")
+    db_vpc_id: str | None = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$", description="Existing: VPC id.")
+    db_availability_zones: list[str] = Field(default_factory=list,
+                                             description="Existing: AZs of db_subnet_ids, in the same order.")
+    db_subnet_ids: list[str] = Field(default_factory=list,
+                                     description="Existing: private subnets for the functions.")
+    db_security_group_id: str | None = Field(None, pattern=r"^sg-[0-9a-f]{8,17}$",
+                                             description="Existing: the database's security group.")
+    db_secret_arn: str | None = Field(None, description="Existing: complete ARN of the credentials secret "
+                                                        "(RDS JSON format).")
+    db_host: str | None = Field(None, pattern=r"^[A-Za-z0-9.-]{1,253}$", description="Existing: endpoint.")
+    db_port: int = Field(POSTGRES_PORT, ge=1, le=65535, description="Existing: port.")
+    db_name: str | None = Field(None, pattern=_IDENTIFIER, description="Database name (default: the "
+                                                                        "secret's dbname).")
+    db_iam_auth: bool = Field(False, description="Existing: connect with an RDS IAM token instead of the "
+                                                 "secret's password.")
+    db_user: str | None = Field(None, pattern=_IDENTIFIER, description="Existing with IAM auth: user.")
+    db_resource_id: str | None = Field(None, pattern=r"^(cluster|db)-[A-Z0-9]+$",
+                                       description="Existing with IAM auth: cluster or instance resource id.")
+    create_vpc_endpoints: bool = Field(True, description="Create the interface endpoints the functions "
+                                                         "need (false when the VPC already has them).")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # `-c alert_email=` clears a value that cdk.json sets.
+        return None if isinstance(value, str) and value.strip() == "" else value
+
+    @field_validator("db_availability_zones", "db_subnet_ids", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        # -c flags are strings: "subnet-a,subnet-b".
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("db_subnet_ids")
+    @classmethod
+    def _subnets(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", s)]
+        if bad:
+            raise ValueError(f"not subnet ids: {', '.join(bad)}")
+        return value
+
+    @field_validator("db_availability_zones")
+    @classmethod
+    def _zones(cls, value: list[str]) -> list[str]:
+        bad = [z for z in value if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d[a-z]", z)]
+        if bad:
+            raise ValueError(f"not availability zone names: {', '.join(bad)}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Indian/Mauritius, Europe/Paris)") from None
+        return value
+
+    @field_validator("schedule_time")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f"{value!r} is not a 24-hour HH:MM time (e.g. 02:00)")
+        return value
+
+    @field_validator("slack_webhook_secret_arn", "db_secret_arn")
+    @classmethod
+    def _secret_arn(cls, value: str | None) -> str | None:
+        if value is not None and not _SECRET_ARN.match(value):
+            raise ValueError("must be the complete ARN of a Secrets Manager secret, ending in its "
+                             "6-character suffix (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf)")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"CloudWatch Logs accepts only {', '.join(map(str, LOG_RETENTION_DAYS))}")
+        return value
+
+    @model_validator(mode="after")
+    def _database(self) -> ArchiverConfig:
+        if self.database == "new":
+            given = [name for name in _EXISTING_ONLY if getattr(self, name)]
+            if given or self.db_iam_auth:
+                raise ValueError(f"{', '.join(given) or 'db_iam_auth'} only apply to database=existing")
+            if not self.create_vpc_endpoints:
+                raise ValueError("database=new builds a VPC without internet access: "
+                                 "create_vpc_endpoints must stay true")
+            if self.db_min_capacity > self.db_max_capacity:
+                raise ValueError("db_min_capacity must not exceed db_max_capacity")
+            return self
+        missing = [name for name in ("db_vpc_id", "db_availability_zones", "db_subnet_ids",
+                                     "db_security_group_id", "db_host") if not getattr(self, name)]
+        if self.db_iam_auth:
+            missing += [name for name in ("db_user", "db_resource_id") if not getattr(self, name)]
+        elif not self.db_secret_arn:
+            missing.append("db_secret_arn (or db_iam_auth=true)")
+        if missing:
+            raise ValueError(f"database=existing needs {', '.join(missing)}")
+        if len(self.db_subnet_ids) % len(self.db_availability_zones):
+            raise ValueError("db_subnet_ids must hold the same number of subnets in each of "
+                             "db_availability_zones (listed zone by zone)")
+        return self
+
+    @property
+    def schedule_hour(self) -> int:
+        return int(self.schedule_time.split(":")[0])
+
+    @property
+    def schedule_minute(self) -> int:
+        return int(self.schedule_time.split(":")[1])
+
+    def policy_environment(self) -> dict[str, str]:
+        """The ARCHIVER_* variables the core reads for its policy and run settings."""
+        values: dict[str, Any] = {
+            "ARCHIVER_TIMEZONE": self.timezone,
+            "ARCHIVER_RETENTION_DAYS": self.retention_days,
+            "ARCHIVER_MAX_HOPS": self.max_hops,
+            "ARCHIVER_BATCH_SIZE": self.batch_size,
+            "ARCHIVER_RELATED_MODE": self.related_mode,
+            "ARCHIVER_SCHEMA": self.schema_name,
+            "ARCHIVER_LIVE_TABLE": self.live_table,
+            "ARCHIVER_ARCHIVE_TABLE": self.archive_table,
+            "ARCHIVER_LOG_TABLE": self.log_table,
+            "ARCHIVER_LEASE_SECONDS": self.lease_seconds,
+            "ARCHIVER_STUCK_AFTER_MINUTES": self.stuck_after_minutes,
+        }
+        return {name: str(value) for name, value in values.items() if value is not None}
+
+
+def _is_ours(key: str) -> bool:
+    # CDK's own keys are namespaced ("@aws-cdk/...", "aws:cdk:...", lookups "availability-zones:...").
+    return not any(mark in key for mark in ("@", ":", "/"))
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "configuration"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        given = f" (got {err['input']!r})" if err["loc"] and not isinstance(err["input"], dict) else ""
+        lines.append(f"  - {key}: {message}{given}")
+    return "\n".join(lines)
+
+
+def config_from_context(context: Mapping[str, Any]) -> ArchiverConfig:
+    """Validate the context keys that belong to the archiver; raise ConfigError naming each bad one."""
+    ours = {key: value for key, value in context.items() if _is_ours(key)}
+    unknown = sorted(set(ours) - set(ArchiverConfig.model_fields))
+    if unknown:
+        raise ConfigError(f"invalid configuration (cdk.json context or -c): unknown key(s) {', '.join(unknown)}; "
+                          f"known keys: {', '.join(ArchiverConfig.model_fields)}")
+    try:
+        return ArchiverConfig.model_validate(ours)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration (cdk.json context or -c):\n{_describe(exc)}") from None
