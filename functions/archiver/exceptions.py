@@ -11,7 +11,7 @@ class ConfigError(ArchiverError):
     """Configuration (environment, policy file, CLI flags) is invalid."""
 
 
-class IdentifierError(ConfigError):
+class IdentifierError(ConfigError, ValueError):
     """A table or column name is not acceptable as a PostgreSQL identifier."""
 
 

@@ -1,0 +1,59 @@
+"""Test helpers: controlled data and the invariant every test checks (nothing lost, nothing twice)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from archiver import demo, schema
+from archiver.config import Policy
+from archiver.db import Database
+
+ORIGINAL_COLUMNS = ("id", "name", "email", "mobile", "policy_number", "amount_due", "line_of_business",
+                    "agent_id", "status", "created_at", "updated_at")
+
+
+def add_customers(db: Database, policy: Policy, ages_days: list[float], lob: str = "Motor") -> list[int]:
+    """Customers created ``age`` days ago (one per entry); returns their ids."""
+    demo.create_tables(db, policy)
+    ids = []
+    for age in ages_days:
+        ids.append(db.scalar(
+            "INSERT INTO nic_cc_customer (name, email, mobile, policy_number, amount_due, line_of_business,"
+            " created_at) VALUES ('Customer X', 'x@example.mu', '+230 5000 0000', 'POL-X', 10, :lob,"
+            " now() - make_interval(secs => :s)) RETURNING id", lob=lob, s=age * 86400))
+    return ids
+
+
+def setup(db: Database, policy: Policy, customers: int = 0) -> None:
+    demo.create_tables(db, policy)
+    if customers:
+        demo.seed(db, policy, customers)
+    schema.migrate(db, policy)
+
+
+def checksums(db: Database, table: str) -> dict[int, str]:
+    cols = ", ".join(ORIGINAL_COLUMNS)
+    return {r[0]: r[1] for r in db.run(f"SELECT id, md5(row({cols})::text) FROM {table}")}
+
+
+def snapshot(db: Database) -> dict[int, str]:
+    """Every customer, wherever it is, with a checksum of its original columns."""
+    live = checksums(db, "nic_cc_customer")
+    archive = checksums(db, "nic_cc_customer_backup") if schema.table_exists(
+        db, "public", "nic_cc_customer_backup") else {}
+    both = set(live) & set(archive)
+    assert not both, f"{len(both)} rows are both live and archived"
+    return {**live, **archive}
+
+
+def assert_counts_match_archive(db: Database) -> None:
+    """The run log's archived count per job equals the archive's rows per job."""
+    per_job = dict(db.run("SELECT CAST(archive_job_id AS text), count(*) FROM nic_cc_customer_backup GROUP BY 1"))
+    logged = dict(db.run("SELECT CAST(job_id AS text), records_archived FROM nic_cc_archive_log"
+                         " WHERE kind = 'archive' AND NOT dry_run AND records_archived > 0"
+                         " AND state <> 'rolled_back'"))
+    assert per_job == logged
+
+
+def count(db: Database, table: str, where: str = "true", **params: Any) -> int:
+    return int(db.scalar(f"SELECT count(*) FROM {table} WHERE {where}", **params))
