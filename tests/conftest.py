@@ -3,6 +3,8 @@ fresh database per test, so every test creates and drops its own tables."""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import sys
 import uuid
@@ -95,3 +97,19 @@ def connect(server_params: ConnectionParams, dbname: str, policy: Policy, settin
     yield _open
     for d in opened:
         d.close()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """Every line the package logs during the test, formatted as in production (JSON)."""
+    from archiver.observability import logger
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    std = logging.getLogger(logger.name)
+    std.addHandler(handler)
+    try:
+        yield stream
+    finally:
+        std.removeHandler(handler)

@@ -183,7 +183,7 @@ def cmd_run(args: argparse.Namespace, db: Database, policy: Policy, settings: Se
     except (DatabaseUnavailableError, SchemaError):
         raise
     except Exception as exc:  # noqa: BLE001 - the worker has marked the run failed and alerted
-        failed_error = f"{type(exc).__name__}: {exc}"
+        failed_error = str(exc)  # RunFailedError: already free of row data
     finally:
         progress.close()
     db.ensure_alive()

@@ -99,6 +99,16 @@ def server_message(exc: BaseException) -> str:
     return str(exc)
 
 
+def describe_error(exc: BaseException) -> str:
+    """An error message safe for logs and alerts: the server's message, SQLSTATE and constraint,
+    never its DETAIL, which can quote a whole row of customer data."""
+    if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args and isinstance(exc.args[0], dict):
+        e = exc.args[0]
+        where = f", constraint {e['n']}" if e.get("n") else ""
+        return f"{e.get('M', 'database error')} (SQLSTATE {e.get('C', '?')}{where})"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     code = sqlstate(exc) or ""
     # 57P01..57P03: admin shutdown / crash shutdown / cannot connect now; 08xxx: connection exceptions.
@@ -172,7 +182,7 @@ class Database:
         except Exception as exc:
             if _is_connection_error(exc):
                 self.close()
-                raise DatabaseUnavailableError(f"lost the database connection: {server_message(exc)}") from exc
+                raise DatabaseUnavailableError(f"lost the database connection: {describe_error(exc)}") from None
             raise
 
     def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:

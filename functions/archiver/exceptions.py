@@ -63,3 +63,20 @@ class HopLimitError(ArchiverError):
 
 class DatabaseUnavailableError(ArchiverError):
     """The database cannot be reached."""
+
+
+class RunStartError(ArchiverError):
+    """The run was created but the archive function could not be started; the run is marked failed."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(f"could not start the archive function for job {job_id}: {reason}")
+        self.job_id = job_id
+        self.reason = reason
+
+
+class RunFailedError(ArchiverError):
+    """A run failed; the message is safe to log (no row data)."""
+
+    def __init__(self, job_id: str, message: str) -> None:
+        super().__init__(f"run {job_id} failed: {message}")
+        self.job_id = job_id

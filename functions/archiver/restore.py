@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from .config import Policy
-from .db import Database
+from .db import Database, describe_error
 from .exceptions import ConfigError
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
@@ -77,7 +77,7 @@ class Restorer:
             else:
                 self._move_back(where, params, pk, result, run.id)
         except Exception as exc:
-            self.jobs.fail(run.id, owner, f"{type(exc).__name__}: {exc}")
+            self.jobs.fail(run.id, owner, describe_error(exc))
             raise
         state = "succeeded" if not result.conflict_count else "partial"
         msg = (f"{'would restore' if dry_run else 'restored'} {result.restored} rows; "
@@ -188,7 +188,7 @@ def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = Fa
                 if n < batch_size:
                     break
     except Exception as exc:
-        jobs.fail(run.id, owner, f"{type(exc).__name__}: {exc}")
+        jobs.fail(run.id, owner, describe_error(exc))
         raise
     db.run(f"UPDATE {jobs.log} SET records_archived = :n, eligible = :n WHERE job_id = CAST(:j AS uuid)",
            n=total, j=run.id)

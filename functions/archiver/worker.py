@@ -19,7 +19,8 @@ from .config import Policy, Settings
 from .db import Database
 from .engine import Archiver, BatchResult, Budget, HopOutcome
 from .events import ArchiveEvent, ContinueEvent, ResumeEvent, ScheduleEvent, StartEvent, continue_event
-from .exceptions import AlreadyRunningError, DatabaseUnavailableError, HopLimitError
+from .db import describe_error
+from .exceptions import AlreadyRunningError, DatabaseUnavailableError, HopLimitError, RunFailedError
 from .jobs import DuplicateTriggerError, Job
 from .observability import NullMetrics, RunMetrics, logger
 
@@ -145,8 +146,10 @@ def _run_with_reconnect(archiver: Archiver, deps: Deps, job_id: str, owner: str,
                                                 kind="hop_limit"))
             raise
         except Exception as exc:
-            _fail(archiver, deps, job_id, owner, f"{type(exc).__name__}: {exc}")
-            raise
+            message = describe_error(exc)
+            _fail(archiver, deps, job_id, owner, message)
+            # Raised so the invocation counts as failed; without the original, whose text may quote a row.
+            raise RunFailedError(job_id, message) from None
 
 
 def _safe_get(archiver: Archiver, job_id: str) -> Job | None:
