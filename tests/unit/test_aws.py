@@ -1,0 +1,59 @@
+"""The AWS pieces against moto: the self-invocation, the SNS alert, the secret."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from archiver import alerts, aws
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_SESSION_TOKEN": "testing"}.items():
+        monkeypatch.setenv(k, v)
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        aws.client.cache_clear()
+        yield
+        aws.client.cache_clear()
+
+
+def _zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    return buf.getvalue()
+
+
+def test_self_invocation_is_asynchronous(aws_env):
+    role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    fn = boto3.client("lambda").create_function(FunctionName="archiver-archive", Runtime="python3.12", Role=role,
+                                                Handler="handler.handler", Code={"ZipFile": _zip()})
+    aws.LambdaInvoker().invoke_async(fn["FunctionArn"], {"action": "continue", "job_id": "j", "hop": 2})
+
+
+def test_alert_reaches_sns_subscribers_with_its_structured_attribute(aws_env):
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic = sns.create_topic(Name="alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="q")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    alert = alerts.Alert("failure", "job-1", "failed", "archive run failed: boom", {"archived": 3},
+                         "https://api/runs/job-1")
+    aws.sns_sink(topic).send(alert)
+    [msg] = sqs.receive_message(QueueUrl=queue)["Messages"]
+    body = json.loads(msg["Body"])
+    assert body["Subject"].startswith("[archiver] FAILED")
+    assert "job id: job-1" in body["Message"] and "https://api/runs/job-1" in body["Message"]
+    assert alerts.Alert.from_dict(json.loads(body["MessageAttributes"]["alert"]["Value"])) == alert
+
+
+def test_secret_is_read_through_the_parameters_utility(aws_env):
+    arn = boto3.client("secretsmanager").create_secret(Name="db", SecretString='{"username": "u"}')["ARN"]
+    assert json.loads(aws.fetch_secret(arn)) == {"username": "u"}
