@@ -50,7 +50,7 @@ def dbname(server_params: ConnectionParams) -> Iterator[str]:
     try:
         yield name
     finally:
-        admin.run(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d AND pid <> "
+        admin.run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d AND pid <> "
                   "pg_backend_pid()", d=name)
         admin.run(f'DROP DATABASE IF EXISTS "{name}"')
         admin.close()

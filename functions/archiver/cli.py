@@ -21,7 +21,6 @@ from .config import Policy, Settings, load_policy, load_settings
 from .connection import open_database
 from .db import Database
 from .engine import Archiver, BatchResult
-from .identifiers import qualified
 from .events import start_event
 from .exceptions import (
     AlreadyRunningError,
@@ -33,6 +32,7 @@ from .exceptions import (
     JobStateError,
     SchemaError,
 )
+from .identifiers import qualified
 from .jobs import Job, JobStore
 from .restore import Restorer, purge
 from .runner import drive

@@ -6,6 +6,7 @@ back on error) and ``lock()`` (an advisory lock held for the transaction).
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import zlib
 from collections.abc import Iterator, Mapping
@@ -153,7 +154,7 @@ class Database:
     def ensure_alive(self) -> None:
         """Check a reused connection; reopen it if the server closed it."""
         if self._conn is None:
-            self.conn
+            self._conn = self._connect()
             return
         try:
             self._conn.run("SELECT 1")
@@ -161,14 +162,12 @@ class Database:
             if not _is_connection_error(exc):
                 raise
             self.close()
-            self.conn
+            self._conn = self._connect()
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a dead socket may fail; nothing to do
                 self._conn.close()
-            except Exception:  # noqa: BLE001 - closing a dead socket may fail; nothing to do
-                pass
         self._conn = None
         self._in_tx = False
 

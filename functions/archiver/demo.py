@@ -18,9 +18,12 @@ RELATED_DDL = {
 
 # One INSERT per related table: which customers get a row, and its values ("c" is the customer).
 RELATED_ROWS = {
-    "nic_cc_aod": ("0.04", "CASE WHEN random() < 0.5 THEN 'active' ELSE 'closed' END, round((random()*5000)::numeric, 2), c.created_at"),
-    "nic_cc_payment_plan": ("0.03", "CASE WHEN random() < 0.5 THEN 'active' ELSE 'completed' END, round((random()*9000)::numeric, 2), c.created_at"),
-    "nic_cc_installment": ("0.03", "CASE WHEN random() < 0.6 THEN 'paid' ELSE 'pending' END, c.created_at + interval '30 days', round((random()*900)::numeric, 2)"),
+    "nic_cc_aod": ("0.04", "CASE WHEN random() < 0.5 THEN 'active' ELSE 'closed' END,"
+                   " round((random()*5000)::numeric, 2), c.created_at"),
+    "nic_cc_payment_plan": ("0.03", "CASE WHEN random() < 0.5 THEN 'active' ELSE 'completed' END,"
+                            " round((random()*9000)::numeric, 2), c.created_at"),
+    "nic_cc_installment": ("0.03", "CASE WHEN random() < 0.6 THEN 'paid' ELSE 'pending' END,"
+                           " c.created_at + interval '30 days', round((random()*900)::numeric, 2)"),
     "nic_cc_call_log": ("0.05", "now() - random() * interval '120 days', 'answered'"),
     "nic_cc_contact_update_history": ("0.02", "'mobile', c.created_at + interval '1 day'"),
     "nic_cc_follow_up": ("0.03", "now() + (random() * 60 - 20) * interval '1 day', 'open'"),

@@ -94,5 +94,6 @@ class Eligibility:
                        f"AND {due} < CAST(:as_of AS timestamptz) + make_interval(days => :win))")
         if rules.no_recent_call:
             out.append(f"NOT EXISTS (SELECT 1 FROM {qualified(schema, rules.call_log_table)} x WHERE x.{cust} = {pk} "
-                       f"AND x.{quote(rules.call_date_column)} > CAST(:as_of AS timestamptz) - make_interval(days => :win))")
+                       f"AND x.{quote(rules.call_date_column)} > "
+                       "CAST(:as_of AS timestamptz) - make_interval(days => :win))")
         return out

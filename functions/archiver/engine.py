@@ -22,8 +22,15 @@ from .identifiers import qualified, quote
 from .jobs import Job, JobStore
 from .observability import NullMetrics, RunMetrics, logger
 from .related import Related, preflight, related_tables
-from .schema import ARCHIVE_META, MigrationReport, TableShape, columns, live_shape, related_archive_name, \
-    sync_archive_table
+from .schema import (
+    ARCHIVE_META,
+    MigrationReport,
+    TableShape,
+    columns,
+    live_shape,
+    related_archive_name,
+    sync_archive_table,
+)
 
 
 class Budget(Protocol):

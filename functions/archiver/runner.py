@@ -7,8 +7,8 @@ each hop its time budget, so the code path is the one that runs in AWS.
 from __future__ import annotations
 
 import time
-import warnings
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import alerts
 from .config import Policy, Settings
-from .db import Database
+from .db import Database, describe_error
 from .engine import Archiver, BatchResult, Budget, HopOutcome
 from .events import ArchiveEvent, ContinueEvent, ResumeEvent, ScheduleEvent, StartEvent, continue_event
-from .db import describe_error
 from .exceptions import AlreadyRunningError, DatabaseUnavailableError, HopLimitError, RunFailedError
 from .jobs import DuplicateTriggerError, Job
 from .observability import NullMetrics, RunMetrics, logger

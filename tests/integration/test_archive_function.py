@@ -9,10 +9,11 @@ import pytest
 
 from archiver import alerts
 from archiver.engine import Archiver
+from archiver.events import parse_archive_event, start_event
+from archiver.exceptions import RunFailedError
 from archiver.jobs import JobStore
 from archiver.runner import drive
 from archiver.worker import Deps, LocalInvoker, process
-from archiver.events import parse_archive_event, start_event
 from handlers import archive
 from tests.helpers import add_customers, assert_counts_match_archive, count, setup, snapshot
 
@@ -120,7 +121,8 @@ def test_retried_hop_whose_worker_died_takes_over_after_the_lease_expires(db, po
     job, continuation = _first_hop(db, policy, settings, deps)
     # The first delivery of hop 2 claims the job, does one batch, then its container dies.
     Archiver(db, policy, settings).run_hop(job.id, owner="dead-worker", hop=2, max_batches=1)
-    db.run("UPDATE nic_cc_archive_log SET lease_owner = 'dead-worker', lease_expires_at = now() + interval '5 minutes' WHERE job_id = CAST(:j AS uuid)", j=job.id)
+    db.run("UPDATE nic_cc_archive_log SET lease_owner = 'dead-worker', lease_expires_at = now() + interval '5 minutes'"
+           " WHERE job_id = CAST(:j AS uuid)", j=job.id)
     early = process(parse_archive_event(continuation), deps, FOREVER, "self")
     assert early["status"] == "ignored"  # the lease is still live: maybe the worker is only slow
     db.run("UPDATE nic_cc_archive_log SET lease_expires_at = now() - interval '1 second'")
@@ -214,7 +216,7 @@ def test_no_customer_data_reaches_logs_or_alerts(db, policy, settings, deps, log
     db.run("ALTER TABLE nic_cc_customer_backup ADD CONSTRAINT no_rows CHECK (id < 0) NOT VALID")
     add_customers(db, policy, [90])
     job2, event2 = started(db, policy, settings)
-    with pytest.raises(Exception):
+    with pytest.raises(RunFailedError):
         drive(event2, deps, 900)
     text = log_lines.getvalue() + "".join(a.subject + a.body for a in deps.alerts.alerts)
     assert deps.alerts.alerts and "run finished" in text

@@ -43,7 +43,8 @@ def test_retention_per_line_of_business(db, env, settings):
         ("no_upcoming_follow_up",
          "INSERT INTO nic_cc_follow_up (customer_id, due_date) VALUES (:c, now() + interval '10 days')",
          "INSERT INTO nic_cc_follow_up (customer_id, due_date) VALUES (:c, now() + interval '40 days')"),
-        ("no_recent_call", "INSERT INTO nic_cc_call_log (customer_id, called_at) VALUES (:c, now() - interval '3 days')",
+        ("no_recent_call",
+         "INSERT INTO nic_cc_call_log (customer_id, called_at) VALUES (:c, now() - interval '3 days')",
          "INSERT INTO nic_cc_call_log (customer_id, called_at) VALUES (:c, now() - interval '45 days')"),
     ],
 )
@@ -63,7 +64,8 @@ def test_each_phase2_rule_keeps_only_the_customers_it_protects(db, env, settings
 def test_skip_mode_keeps_customers_that_have_related_rows(db, policy, settings):
     setup(db, policy)
     with_calls, plain = add_customers(db, policy, [80, 80])
-    db.run("INSERT INTO nic_cc_call_log (customer_id, called_at) VALUES (:c, now() - interval '70 days')", c=with_calls)
+    db.run("INSERT INTO nic_cc_call_log (customer_id, called_at) VALUES (:c, now() - interval '70 days')",
+           c=with_calls)
     job = run(db, policy, settings)
     assert job.records_archived == 1
     assert {r[0] for r in db.run("SELECT id FROM nic_cc_customer")} == {with_calls}
@@ -118,7 +120,8 @@ def test_policy_listed_related_table_without_foreign_key_is_honoured_in_skip_mod
            " created_at timestamptz NOT NULL)")
     db.run("CREATE TABLE notes (id serial PRIMARY KEY, customer_id bigint)")
     schema.migrate(db, policy)
-    a = db.scalar("INSERT INTO nic_cc_customer (name, created_at) VALUES ('A', now() - interval '90 days') RETURNING id")
+    a = db.scalar("INSERT INTO nic_cc_customer (name, created_at) VALUES ('A', now() - interval '90 days')"
+                  " RETURNING id")
     db.run("INSERT INTO nic_cc_customer (name, created_at) VALUES ('B', now() - interval '90 days')")
     db.run("INSERT INTO notes (customer_id) VALUES (:c)", c=a)
     job = run(db, policy, settings)
