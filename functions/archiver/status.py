@@ -1,0 +1,142 @@
+"""What the status API reports, without any HTTP: the weekly review, health, and starting a run.
+
+The REST handler and the local server shape these answers; the queries live here, next to
+the run log they read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import events
+from .config import Policy, Settings
+from .db import Database
+from .engine import Archiver
+from .exceptions import DatabaseUnavailableError, RunStartError, SchemaError
+from .identifiers import qualified
+from .jobs import Job, JobStore
+from .observability import logger
+from .schema import table_exists
+from .worker import Invoker
+
+# Above this planner estimate a count(*) would take seconds of a 29-second API call: report
+# pg_class.reltuples (refreshed by autovacuum's ANALYZE) instead, and say it is an estimate.
+EXACT_COUNT_LIMIT = 1_000_000
+
+# The seed's weekly review ("SUM(records_archived), AVG(execution_time_ms) ... GROUP BY
+# DATE(run_date)"), over the policy's calendar days, with the days without a run shown as zeros.
+_PER_DAY_SQL = """
+WITH bounds AS (
+  SELECT CAST(now() AT TIME ZONE :tz AS date) AS today
+), days AS (
+  SELECT CAST(d AS date) AS day
+  FROM bounds, generate_series(today - (:n - 1), today, interval '1 day') AS d
+), runs AS (
+  SELECT CAST(run_date AT TIME ZONE :tz AS date) AS day, state, records_archived, execution_time_ms
+  FROM {log}, bounds
+  WHERE policy_key = :p AND kind = 'archive' AND NOT dry_run
+    AND run_date >= CAST(today - (:n - 1) AS timestamp) AT TIME ZONE :tz
+)
+SELECT days.day, count(runs.day) AS runs, COALESCE(sum(runs.records_archived), 0) AS archived,
+       CAST(round(avg(runs.execution_time_ms)) AS bigint) AS avg_duration_ms,
+       count(*) FILTER (WHERE runs.state = 'failed') AS failures,
+       count(*) FILTER (WHERE runs.state = 'partial') AS partial
+FROM days LEFT JOIN runs ON runs.day = days.day
+GROUP BY days.day ORDER BY days.day DESC"""
+
+_RELTUPLES_SQL = """
+SELECT CAST(c.reltuples AS bigint) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = :s AND c.relname = :t"""
+
+_HEALTH_SQL = """
+SELECT max(finished_at) FILTER (WHERE state = 'succeeded' AND kind = 'archive' AND NOT dry_run) AS last_ok,
+       max(CAST(job_id AS text)) FILTER (WHERE state IN ('pending', 'running')) AS active
+FROM {log} WHERE policy_key = :p"""
+
+
+def stats(db: Database, policy: Policy, days: int) -> dict[str, Any]:
+    """Per-day archived totals, average run time and failures of the last ``days`` calendar days
+    (the policy's time zone, today included), with the live and archive table row counts."""
+    if not table_exists(db, policy.schema_name, policy.log_table):
+        raise SchemaError(f"run log {policy.schema_name}.{policy.log_table} does not exist: run migrate")
+    log = qualified(policy.schema_name, policy.log_table)
+    per_day = [
+        {"day": r["day"].isoformat(), "runs": int(r["runs"]), "archived": int(r["archived"]),
+         "avg_duration_ms": None if r["avg_duration_ms"] is None else int(r["avg_duration_ms"]),
+         "failures": int(r["failures"]), "partial": int(r["partial"])}
+        for r in db.rows(_PER_DAY_SQL.format(log=log), tz=policy.timezone, n=days, p=policy.key)
+    ]
+    finished = [(d["avg_duration_ms"], d["runs"]) for d in per_day if d["avg_duration_ms"] is not None]
+    weight = sum(n for _, n in finished)
+    totals = {
+        "runs": sum(d["runs"] for d in per_day),
+        "archived": sum(d["archived"] for d in per_day),
+        "failures": sum(d["failures"] for d in per_day),
+        "partial": sum(d["partial"] for d in per_day),
+        "avg_duration_ms": round(sum(ms * n for ms, n in finished) / weight) if weight else None,
+    }
+    return {
+        "days": days, "timezone": policy.timezone, "per_day": per_day, "totals": totals,
+        "tables": {"live": table_rows(db, policy.schema_name, policy.live_table),
+                   "archive": table_rows(db, policy.schema_name, policy.archive_table)},
+    }
+
+
+def table_rows(db: Database, schema: str, table: str, exact_limit: int = EXACT_COUNT_LIMIT) -> dict[str, Any]:
+    """Row count of a table: exact below ``exact_limit`` estimated rows, the planner's estimate above."""
+    name = f"{schema}.{table}"
+    estimate = db.scalar(_RELTUPLES_SQL, s=schema, t=table)
+    if estimate is None:
+        return {"table": name, "exists": False, "rows": None, "exact": False}
+    if estimate >= exact_limit:
+        return {"table": name, "exists": True, "rows": int(estimate), "exact": False}
+    # reltuples is -1 before the first ANALYZE: count then, whatever the size.
+    rows = int(db.scalar(f"SELECT count(*) FROM {qualified(schema, table)}"))
+    return {"table": name, "exists": True, "rows": rows, "exact": True}
+
+
+def health(db: Database, policy: Policy) -> dict[str, Any]:
+    """Database reachable, schema migrated (run log and archive table exist), last successful run.
+
+    ``status`` is ok, not_migrated or unavailable; it never raises for a database that is down.
+    """
+    out: dict[str, Any] = {"status": "unavailable", "database": False, "schema_migrated": False,
+                           "missing_tables": [], "last_successful_run": None, "active_job_id": None}
+    try:
+        db.ensure_alive()
+        out["database"] = True
+        missing = [t for t in (policy.log_table, policy.archive_table)
+                   if not table_exists(db, policy.schema_name, t)]
+        out["missing_tables"] = [f"{policy.schema_name}.{t}" for t in missing]
+        out["schema_migrated"] = not missing
+        if policy.log_table not in missing:
+            log = qualified(policy.schema_name, policy.log_table)
+            row = db.row(_HEALTH_SQL.format(log=log), p=policy.key)
+            assert row is not None  # an aggregate always answers one row
+            out["last_successful_run"] = row["last_ok"].isoformat() if row["last_ok"] else None
+            out["active_job_id"] = row["active"]
+    except DatabaseUnavailableError as exc:
+        logger.warning("health check: database unreachable", extra={"error": str(exc)})
+        return out
+    out["status"] = "ok" if out["schema_migrated"] else "not_migrated"
+    return out
+
+
+def start_run(db: Database, policy: Policy, settings: Settings, invoker: Invoker, function_name: str,
+              dry_run: bool = False, batch_size: int | None = None) -> Job:
+    """Create the run (cutoffs pinned now) and start the archive function asynchronously.
+
+    Raises AlreadyRunningError when a run is active, RunStartError (after marking the run
+    failed) when the function cannot be invoked.
+    """
+    job = Archiver(db, policy, settings).start(dry_run=dry_run, batch_size=batch_size, trigger="api")
+    try:
+        invoker.invoke_async(function_name, events.start_event(job.id, dry_run, batch_size))
+    except Exception as exc:  # noqa: BLE001 - any invoke failure leaves a run nobody works on
+        reason = type(exc).__name__
+        logger.error("could not start the archive function", extra={"job_id": job.id, "error_type": reason})
+        JobStore(db, policy).finish(job.id, None, "failed", error=f"invoke failed: {reason}",
+                                    message="the archive function could not be started")
+        raise RunStartError(job.id, reason) from exc
+    logger.info("run started", extra={"job_id": job.id, "dry_run": dry_run, "batch_size": batch_size})
+    return job

@@ -1,0 +1,292 @@
+"""Status function (API Gateway REST): start, list, show and cancel runs; stats, health, OpenAPI.
+
+Wiring only: the resolver validates every input against the models in ``status_models``, each
+route makes one call into the core, and every error is mapped to an HTTP answer in one place.
+"""
+
+# No ``from __future__ import annotations`` here: the resolver reads the routes' annotations at
+# run time, through the tracer's wrapper, to validate requests and to write the OpenAPI document.
+import os
+import traceback
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from archiver import aws, status
+from archiver.config import Policy, Settings, load_policy, load_settings
+from archiver.connection import open_database
+from archiver.db import Database, sqlstate
+from archiver.exceptions import (
+    AlreadyRunningError,
+    ArchiverError,
+    ConfigError,
+    DatabaseUnavailableError,
+    InvalidJobIdError,
+    JobNotFoundError,
+    JobStateError,
+    RunStartError,
+    SchemaError,
+)
+from archiver.jobs import Job, JobStore, parse_job_id
+from archiver.observability import logger
+from archiver.worker import Invoker
+
+from .status_models import (
+    MAX_RUNS_LIMIT,
+    MAX_STATS_DAYS,
+    Error,
+    Health,
+    RunList,
+    RunStarted,
+    RunStatus,
+    StartRunRequest,
+    Stats,
+)
+
+TITLE = "Archiver status API"
+VERSION = "1.0.0"
+
+tracer = Tracer()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Archiver"))
+app = APIGatewayRestResolver(enable_validation=True)
+
+
+@dataclass
+class StatusDeps:
+    db: Database
+    policy: Policy
+    settings: Settings
+    invoker: Invoker
+    function_name: str  # the archive function POST /runs starts
+
+
+_deps: StatusDeps | None = None
+
+
+def build_deps() -> StatusDeps:
+    """Built once per container: the connection and clients are reused while it stays warm."""
+    env = dict(os.environ)
+    function_name = env.get("ARCHIVER_ARCHIVE_FUNCTION_NAME", "")
+    if not function_name:
+        raise ConfigError("ARCHIVER_ARCHIVE_FUNCTION_NAME is not set")
+    policy, settings = load_policy(env), load_settings(env)
+    db = open_database(env, settings, policy.timezone, aws.fetch_secret, aws.fetch_iam_token)
+    return StatusDeps(db=db, policy=policy, settings=settings, invoker=aws.LambdaInvoker(),
+                      function_name=function_name)
+
+
+def use_deps(deps: StatusDeps | None) -> None:
+    """Inject dependencies (the local server and tests); None goes back to building them."""
+    global _deps
+    _deps = deps
+
+
+def deps() -> StatusDeps:
+    global _deps
+    if _deps is None:
+        _deps = build_deps()
+    return _deps
+
+
+def _store() -> JobStore:
+    d = deps()
+    d.db.ensure_alive()
+    return JobStore(d.db, d.policy)
+
+
+def _status_url(job_id: str) -> str:
+    """The configured base URL (custom domains), else the one this request came in on."""
+    base = deps().settings.status_base_url
+    if not base:
+        event = app.current_event
+        host = event.headers.get("Host") or event.headers.get("host")
+        proto = event.headers.get("X-Forwarded-Proto") or event.headers.get("x-forwarded-proto") or "https"
+        base = f"{proto}://{host}/{event.request_context.stage}" if host else ""
+    return f"{base.rstrip('/')}/runs/{job_id}"
+
+
+def _run(job: Job) -> RunStatus:
+    return RunStatus.model_validate(job.as_dict())
+
+
+def _responses(ok: int, model: type[BaseModel], description: str, *errors: int) -> dict[int, Any]:
+    """The documented answers of a route: its success, and its errors (422 always: validation)."""
+    out: dict[int, Any] = {ok: {"description": description,
+                                "content": {content_types.APPLICATION_JSON: {"model": model}}}}
+    for code in sorted({*errors, 422}):
+        out[code] = {"description": HTTPStatus(code).phrase,
+                     "content": {content_types.APPLICATION_JSON: {"model": Error}}}
+    return out
+
+
+# -- routes -----------------------------------------------------------------------------------
+@app.post("/runs", summary="Start a run",
+          responses=_responses(202, RunStarted, "Run created; the archive function is starting",
+                               400, 409, 502, 503))
+@tracer.capture_method
+def start_run(body: Annotated[StartRunRequest | None, Body()] = None) -> Response[RunStarted]:
+    request = body or StartRunRequest()
+    d = deps()
+    d.db.ensure_alive()
+    job = status.start_run(d.db, d.policy, d.settings, d.invoker, d.function_name,
+                           dry_run=request.dry_run, batch_size=request.batch_size)
+    logger.append_keys(job_id=job.id)
+    metrics.add_metric(name="RunsStartedByApi", unit=MetricUnit.Count, value=1)
+    started = RunStarted(job_id=job.id, state=job.state, status_url=_status_url(job.id))
+    return Response(status_code=HTTPStatus.ACCEPTED, content_type=content_types.APPLICATION_JSON,
+                    body=started, headers={"Location": started.status_url})
+
+
+@app.get("/runs", summary="Recent runs, newest first", responses=_responses(200, RunList, "Runs", 503))
+@tracer.capture_method
+def list_runs(limit: Annotated[int, Query(ge=1, le=MAX_RUNS_LIMIT)] = 20) -> RunList:
+    return RunList(runs=[_run(j) for j in _store().recent(limit)])
+
+
+@app.get("/runs/<job_id>", summary="One run with every status field",
+         responses=_responses(200, RunStatus, "The run", 400, 404, 503))
+@tracer.capture_method
+def get_run(job_id: str) -> RunStatus:
+    jid = parse_job_id(job_id)  # a malformed id is the caller's error, whatever the database's state
+    logger.append_keys(job_id=jid)
+    return _run(_store().get(jid))
+
+
+@app.post("/runs/<job_id>/cancel", summary="Stop a run after its current batch",
+          responses={**_responses(202, RunStatus, "Cancel requested: the run stops after its current batch",
+                                  400, 404, 409, 503),
+                     200: {"description": "Cancelled at once: it had not started",
+                           "content": {content_types.APPLICATION_JSON: {"model": RunStatus}}}})
+@tracer.capture_method
+def cancel_run(job_id: str) -> Response[RunStatus]:
+    jid = parse_job_id(job_id)
+    logger.append_keys(job_id=jid)
+    job = _store().request_cancel(jid)
+    logger.info("cancel requested", extra={"state": job.state})
+    metrics.add_metric(name="CancelRequests", unit=MetricUnit.Count, value=1)
+    # 200 when it ended at once (it had not started), 202 while the worker finishes its batch.
+    code = HTTPStatus.OK if not job.active else HTTPStatus.ACCEPTED
+    return Response(status_code=code, content_type=content_types.APPLICATION_JSON, body=_run(job))
+
+
+@app.get("/stats", summary="Per-day archived totals, run times, failures; table sizes",
+         responses=_responses(200, Stats, "Statistics", 503))
+@tracer.capture_method
+def get_stats(days: Annotated[int, Query(ge=1, le=MAX_STATS_DAYS)] = 7) -> Stats:
+    d = deps()
+    d.db.ensure_alive()
+    return Stats.model_validate(status.stats(d.db, d.policy, days))
+
+
+@app.get("/health", summary="Database reachable, schema migrated, last successful run",
+         responses={**_responses(200, Health, "Healthy"),
+                    503: {"description": "Database unreachable or schema not migrated",
+                          "content": {content_types.APPLICATION_JSON: {"model": Health}}}})
+@tracer.capture_method
+def get_health() -> Response[Health]:
+    d = deps()
+    report = Health.model_validate(status.health(d.db, d.policy))
+    code = HTTPStatus.OK if report.status == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
+    return Response(status_code=code, content_type=content_types.APPLICATION_JSON, body=report)
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def get_openapi() -> Response[str]:
+    return Response(status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON,
+                    body=openapi_json())
+
+
+def openapi_json() -> str:
+    """The OpenAPI document, as served and as committed in docs/openapi.json."""
+    return app.get_openapi_json_schema(
+        title=TITLE, version=VERSION,
+        description="Start, follow and cancel the archiver's runs; its statistics and health.",
+    ) + "\n"
+
+
+# -- errors: every answer that is not a success is decided here --------------------------------
+_STATUS_FOR: tuple[tuple[type[ArchiverError], HTTPStatus], ...] = (
+    (InvalidJobIdError, HTTPStatus.BAD_REQUEST),
+    (JobNotFoundError, HTTPStatus.NOT_FOUND),
+    (AlreadyRunningError, HTTPStatus.CONFLICT),
+    (JobStateError, HTTPStatus.CONFLICT),
+    (RunStartError, HTTPStatus.BAD_GATEWAY),
+    (SchemaError, HTTPStatus.SERVICE_UNAVAILABLE),
+)
+
+
+def _validation_error(exc: RequestValidationError) -> tuple[HTTPStatus, Error]:
+    # Powertools reports malformed JSON as a validation error of type json_invalid.
+    details = [{"loc": list(e.get("loc", ())), "type": e.get("type", ""), "msg": e.get("msg", "")}
+               for e in exc.errors()]
+    if any(d["type"] == "json_invalid" for d in details):
+        return HTTPStatus.BAD_REQUEST, Error(error="malformed JSON body", details=details)
+    what = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details)
+    return HTTPStatus.UNPROCESSABLE_ENTITY, Error(error=f"invalid request: {what}", details=details)
+
+
+def _unexpected(exc: Exception) -> tuple[HTTPStatus, Error]:
+    # Type, SQLSTATE and frames only: an error's text can quote the data it choked on.
+    logger.error("unhandled error", extra={"error_type": type(exc).__name__, "sqlstate": sqlstate(exc),
+                                           "frames": "".join(traceback.format_tb(exc.__traceback__))[-4000:]})
+    return HTTPStatus.INTERNAL_SERVER_ERROR, Error(error="internal error; see the function's log")
+
+
+def error_answer(exc: Exception) -> tuple[HTTPStatus, Error]:
+    """The HTTP status and JSON body for an exception raised while answering a request."""
+    if isinstance(exc, RequestValidationError):
+        return _validation_error(exc)
+    if isinstance(exc, RequestUnsupportedContentType):
+        return HTTPStatus.UNSUPPORTED_MEDIA_TYPE, Error(error="the body must be JSON (application/json)")
+    if isinstance(exc, UnicodeDecodeError):  # a base64 body that does not decode to text
+        return HTTPStatus.BAD_REQUEST, Error(error="the body must be UTF-8 JSON")
+    if isinstance(exc, NotFoundError):
+        return HTTPStatus.NOT_FOUND, Error(error="no such route")
+    if isinstance(exc, ServiceError):
+        return HTTPStatus(exc.status_code), Error(error=exc.msg)
+    if isinstance(exc, DatabaseUnavailableError):  # its text names the server: keep that in the log
+        logger.warning("database unavailable", extra={"error": str(exc)})
+        return HTTPStatus.SERVICE_UNAVAILABLE, Error(error="the database is unavailable; try again later")
+    if sqlstate(exc) == "42P01":  # undefined_table: the run log has not been created yet
+        return HTTPStatus.SERVICE_UNAVAILABLE, Error(error="the archiver schema is not migrated: run migrate")
+    for cls, code in _STATUS_FOR:
+        if isinstance(exc, cls):
+            return code, Error(error=str(exc), job_id=getattr(exc, "job_id", None),
+                               state=getattr(exc, "state", None))
+    # A ConfigError is the function's own configuration: not the caller's to fix.
+    if isinstance(exc, ArchiverError) and not isinstance(exc, ConfigError):
+        return HTTPStatus.BAD_REQUEST, Error(error=str(exc))
+    return _unexpected(exc)
+
+
+@app.exception_handler(Exception)
+def handle_error(exc: Exception) -> Response[Error]:
+    code, body = error_answer(exc)
+    if code < 500 or code == HTTPStatus.SERVICE_UNAVAILABLE:
+        logger.info("request refused", extra={"status_code": int(code), "error_type": type(exc).__name__})
+    return Response(status_code=code, content_type=content_types.APPLICATION_JSON,
+                    body=body.model_dump(exclude_none=True))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
+
+
+if __name__ == "__main__":  # python -m handlers.status > docs/openapi.json
+    print(openapi_json(), end="")

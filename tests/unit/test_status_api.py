@@ -1,0 +1,204 @@
+"""The status API's edges without a database: input validation, error mapping, OpenAPI, events.
+
+A database that cannot be reached stands in for the real one: bad input must be refused before
+anything touches it, and a database that is down must answer 503, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from archiver.config import load_policy, load_settings
+from archiver.db import ConnectionParams, Database
+from archiver.exceptions import (
+    AlreadyRunningError,
+    ConfigError,
+    DatabaseUnavailableError,
+    InvalidJobIdError,
+    JobNotFoundError,
+    JobStateError,
+    RunStartError,
+    SchemaError,
+)
+from archiver.localapi import build_event
+from handlers import status
+from tests.api_client import request
+
+DOCS_OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+
+
+class NeverInvoked:
+    def invoke_async(self, function: str, payload: dict) -> None:
+        raise AssertionError("bad input must not start a run")
+
+
+@pytest.fixture
+def down(log_lines):
+    """Deps whose database refuses connections (nothing listens on port 1)."""
+    env: dict[str, str] = {}
+    policy, settings = load_policy(env), load_settings(env)
+    db = Database(ConnectionParams(user="archiver", password="hunter2", host="127.0.0.1", port=1,
+                                   database="prod_db"))
+    status.use_deps(status.StatusDeps(db=db, policy=policy, settings=settings, invoker=NeverInvoked(),
+                                      function_name="archiver-archive"))
+    yield log_lines
+    status.use_deps(None)
+
+
+BAD_BODIES = [
+    ("{bad json", 400, "malformed JSON"),
+    ('{"batch_size": 10,}', 400, "malformed JSON"),
+    ('{"batch_size": "10"}', 422, "batch_size"),
+    ('{"batch_size": true}', 422, "batch_size"),
+    ('{"batch_size": 10.5}', 422, "batch_size"),
+    ('{"batch_size": 0}', 422, "greater than or equal to 1"),
+    ('{"batch_size": 10001}', 422, "less than or equal to 10000"),
+    ('{"batch_size": -5}', 422, "batch_size"),
+    ('{"dry_run": "yes"}', 422, "dry_run"),
+    ('{"dry_run": 1}', 422, "dry_run"),
+    ('{"dry_run": false, "batchsize": 10}', 422, "Extra inputs are not permitted"),
+    ("[1, 2]", 422, "body"),
+    ('"run"', 422, "body"),
+    ("42", 422, "body"),
+]
+
+
+@pytest.mark.parametrize(("raw", "code", "says"), BAD_BODIES)
+def test_bad_start_request_is_refused_with_a_json_error(down, raw, code, says):
+    answer = request("POST", "/runs", raw=raw)
+    assert answer.status == code
+    assert says in answer.body["error"]
+    assert answer.body["details"] and all({"loc", "type", "msg"} <= set(d) for d in answer.body["details"])
+
+
+@pytest.mark.parametrize(("path", "query", "field"), [
+    ("/runs", "limit=0", "limit"), ("/runs", "limit=101", "limit"), ("/runs", "limit=abc", "limit"),
+    ("/runs", "limit=", "limit"), ("/runs", "limit=1.5", "limit"), ("/runs", "limit=-1", "limit"),
+    ("/stats", "days=0", "days"), ("/stats", "days=91", "days"), ("/stats", "days=week", "days"),
+])
+def test_out_of_range_or_malformed_query_answers_422(down, path, query, field):
+    answer = request("GET", path, query)
+    assert answer.status == 422
+    assert answer.body["details"][0]["loc"] == ["query", field]
+    assert f"query.{field}" in answer.body["error"]
+
+
+def test_a_body_that_is_not_utf8_answers_400(down):
+    answer = request("POST", "/runs", raw=b"\xff\xfe{}")
+    assert answer.status == 400
+    assert answer.body == {"error": "the body must be UTF-8 JSON"}
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/runs/abc"), ("GET", "/runs/%20"), ("GET", "/runs/" + "9" * 200),
+    ("GET", "/runs/5f0e4c1e-0000-4000-8000-00000000000g"), ("POST", "/runs/123/cancel"),
+])
+def test_malformed_job_id_answers_400_before_the_database_is_asked(down, method, path):
+    answer = request(method, path)
+    assert answer.status == 400
+    assert "malformed job id" in answer.body["error"] and "UUID" in answer.body["error"]
+
+
+def test_a_body_that_is_not_json_answers_415(down):
+    answer = request("POST", "/runs", raw="dry_run=true", headers={"Content-Type": "text/plain"})
+    assert answer.status == 415
+    assert "JSON" in answer.body["error"]
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nothing"), ("DELETE", "/runs"), ("PUT", "/runs/x"),
+                                              ("GET", "/runs/a/b/c")])
+def test_unknown_route_answers_404_json(down, method, path):
+    answer = request(method, path)
+    assert answer.status == 404
+    assert answer.body == {"error": "no such route"}
+
+
+def test_database_down_answers_503_without_revealing_the_server(down):
+    answer = request("GET", "/runs")
+    assert answer.status == 503
+    assert answer.body == {"error": "the database is unavailable; try again later"}
+    assert "hunter2" not in down.getvalue()
+
+
+def test_health_answers_503_when_the_database_is_down(down):
+    answer = request("GET", "/health")
+    assert answer.status == 503
+    assert answer.body["status"] == "unavailable"
+    assert answer.body["database"] is False
+    assert "Traceback" not in json.dumps(answer.body)
+
+
+@pytest.mark.parametrize(("error", "code"), [
+    (InvalidJobIdError("x"), 400),
+    (JobNotFoundError("5f0e4c1e-0000-4000-8000-000000000000"), 404),
+    (AlreadyRunningError("job-1", "running"), 409),
+    (JobStateError("job-1", "succeeded", "cancel"), 409),
+    (RunStartError("job-1", "TooManyRequestsException"), 502),
+    (SchemaError("live table public.t does not exist"), 503),
+    (DatabaseUnavailableError("cannot connect"), 503),
+])
+def test_core_errors_map_to_their_http_status(error, code):
+    got, body = status.error_answer(error)
+    assert got == code
+    assert body.error
+    if hasattr(error, "job_id") and code in (409, 502):
+        assert body.job_id == error.job_id
+
+
+def test_conflict_names_the_active_job_and_its_state():
+    _, body = status.error_answer(AlreadyRunningError("job-1", "running"))
+    assert (body.job_id, body.state) == ("job-1", "running")
+
+
+@pytest.mark.parametrize("error", [RuntimeError("email x@example.mu rejected"),
+                                   ConfigError("ARCHIVER_ARCHIVE_FUNCTION_NAME is not set")])
+def test_unexpected_errors_answer_a_generic_500_and_log_no_message(log_lines, error):
+    code, body = status.error_answer(error)
+    assert code == 500
+    assert body.error == "internal error; see the function's log"
+    logged = log_lines.getvalue()
+    assert type(error).__name__ in logged
+    assert str(error) not in logged
+
+
+def test_committed_openapi_document_is_the_generated_one():
+    assert DOCS_OPENAPI.read_text() == status.openapi_json(), (
+        "docs/openapi.json is stale: PYTHONPATH=functions .venv/bin/python -m handlers.status > docs/openapi.json")
+
+
+def test_openapi_document_is_served_and_documents_every_route(down):
+    answer = request("GET", "/openapi.json")
+    assert answer.status == 200
+    assert answer.body == json.loads(status.openapi_json())
+    paths = answer.body["paths"]
+    assert set(paths) == {"/runs", "/runs/{job_id}", "/runs/{job_id}/cancel", "/stats", "/health"}
+    start = paths["/runs"]["post"]
+    assert {"202", "400", "409", "422"} <= set(start["responses"])
+    schema = answer.body["components"]["schemas"]["StartRunRequest"]
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["batch_size"]["anyOf"][0] == {"type": "integer", "minimum": 1, "maximum": 10000}
+
+
+def test_event_carries_query_headers_and_body_like_api_gateway():
+    event = build_event("post", "/runs", "limit=5&limit=7&x=", '{"a": 1}', {"Content-Type": "application/json"})
+    assert event["httpMethod"] == "POST"
+    assert event["queryStringParameters"] == {"limit": "7", "x": ""}
+    assert event["multiValueQueryStringParameters"] == {"limit": ["5", "7"], "x": [""]}
+    assert event["body"] == '{"a": 1}' and event["isBase64Encoded"] is False
+    assert event["pathParameters"] is None
+    assert event["requestContext"]["stage"] == "local"
+    assert event["requestContext"]["resourcePath"] == "/runs"
+
+
+def test_event_of_an_empty_request_has_null_body_and_parameters():
+    event = build_event("GET", "/health")
+    assert event["body"] is None and event["queryStringParameters"] is None
+    assert event["multiValueQueryStringParameters"] is None
+
+
+def test_event_body_that_is_not_utf8_is_base64_encoded():
+    event = build_event("POST", "/runs", body=b"\xff\xfe")
+    assert event["isBase64Encoded"] is True and event["body"] == "//4="
