@@ -1,0 +1,191 @@
+"""``archiver serve``: the status function over HTTP on 127.0.0.1, locally.
+
+Each request becomes an API Gateway REST proxy event and goes through the real handler
+(``handlers.status.handler``), and its answer goes back as the HTTP response. POST /runs
+really archives: the start event is driven in a background thread by the local runner, hop
+after hop, as the archive function would be in AWS.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+import threading
+import uuid
+import warnings
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from . import alerts
+from .config import Policy, Settings, load_policy, load_settings
+from .connection import open_database
+from .observability import logger
+from .runner import LOCAL_FUNCTION_ARN, FakeContext, drive
+from .worker import Deps, LocalInvoker
+
+if TYPE_CHECKING:
+    from handlers.status import StatusDeps
+
+STAGE = "local"
+REQUEST_SECONDS = 29  # API Gateway's integration timeout
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def build_event(method: str, path: str, query: str = "", body: bytes | str | None = None,
+                headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """An API Gateway REST proxy event, as AWS would send it for this request."""
+    headers = dict(headers or {})
+    multi_query = parse_qs(query, keep_blank_values=True)
+    raw = body.encode() if isinstance(body, str) else body
+    text: str | None = None
+    encoded = False
+    if raw:  # API Gateway sends an empty body as null
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text, encoded = base64.b64encode(raw).decode(), True
+    request_id = str(uuid.uuid4())
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method.upper(),
+        "headers": headers or None,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()} or None,
+        # API Gateway keeps the last value of a repeated parameter in queryStringParameters.
+        "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "body": text,
+        "isBase64Encoded": encoded,
+        "requestContext": {
+            "stage": STAGE, "resourcePath": path, "httpMethod": method.upper(), "requestId": request_id,
+            "path": f"/{STAGE}{path}", "protocol": "HTTP/1.1", "accountId": "000000000000",
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+    }
+
+
+def call(event: dict[str, Any]) -> dict[str, Any]:
+    """Run the status handler on one event, with a Lambda-like context."""
+    from handlers import status as status_handler
+
+    return status_handler.handler(event, FakeContext(REQUEST_SECONDS))
+
+
+def local_alerts(env: Mapping[str, str]) -> alerts.AlertSink:
+    """Locally alerts go to the log and, with SLACK_WEBHOOK_URL set, to Slack (same formatting)."""
+    sinks: list[alerts.AlertSink] = [alerts.LogSink()]
+    if env.get("SLACK_WEBHOOK_URL"):
+        from .slack import SlackSink
+
+        sinks.append(SlackSink(env["SLACK_WEBHOOK_URL"]))
+    return alerts.FanoutSink(sinks)
+
+
+class BackgroundInvoker:
+    """Stands in for the asynchronous invocation of the archive function: the local runner drives
+    the event in a thread, on its own database connection, hop after hop."""
+
+    def __init__(self, make_deps: Callable[[], Deps], hop_seconds: float) -> None:
+        self.make_deps = make_deps
+        self.hop_seconds = hop_seconds
+        self.threads: list[threading.Thread] = []
+
+    def invoke_async(self, function: str, payload: dict[str, Any]) -> None:
+        thread = threading.Thread(target=self._drive, args=(payload,), name="archive-run", daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _drive(self, payload: dict[str, Any]) -> None:
+        deps = self.make_deps()
+        try:
+            drive(payload, deps, self.hop_seconds)
+        except Exception as exc:  # noqa: BLE001 - the worker has marked the run failed and alerted
+            logger.error("local archive run failed", extra={"error_type": type(exc).__name__})
+        finally:
+            deps.db.close()
+
+    def join(self, timeout: float | None = None) -> None:
+        for thread in self.threads:
+            thread.join(timeout)
+
+
+def local_deps(env: Mapping[str, str], policy: Policy, settings: Settings) -> StatusDeps:
+    """The status function's dependencies, with the archive function run in-process."""
+    from handlers.status import StatusDeps
+
+    def archive_deps() -> Deps:
+        db = open_database(env, settings, policy.timezone)
+        return Deps(db=db, policy=policy, settings=settings, invoker=LocalInvoker(), alerts=local_alerts(env))
+
+    return StatusDeps(db=open_database(env, settings, policy.timezone), policy=policy, settings=settings,
+                      invoker=BackgroundInvoker(archive_deps, settings.hop_seconds),
+                      function_name=LOCAL_FUNCTION_ARN)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "archiver-local"
+    # The resolver keeps the current event in module state and the connection is one: one at a time.
+    lock = threading.Lock()
+
+    def _answer(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        event = build_event(self.command, parts.path, parts.query, body, dict(self.headers.items()))
+        with self.lock:
+            result = call(event)
+        payload = result.get("body") or ""
+        data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
+        self.send_response(int(result.get("statusCode", 500)))
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            for value in values:
+                self.send_header(name, str(value))
+        for name, value in (result.get("headers") or {}).items():
+            self.send_header(name, str(value))
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        logger.info("http request", extra={"request": format % args})
+
+
+def make_server(host: str, port: int, env: Mapping[str, str]) -> ThreadingHTTPServer:
+    """Bind the server and install the local dependencies (port 0 picks a free port)."""
+    from handlers import status as status_handler
+
+    if host not in LOOPBACK:
+        print(f"warning: serving on {host}: the local API has no authentication", file=sys.stderr)
+    server = ThreadingHTTPServer((host, port), _Handler)
+    policy = load_policy(env)
+    bound = server.server_address[1]
+    settings = load_settings(env, status_base_url=env.get("ARCHIVER_STATUS_BASE_URL") or f"http://{host}:{bound}")
+    status_handler.use_deps(local_deps(env, policy, settings))
+    return server
+
+
+def serve(host: str, port: int, env: Mapping[str, str]) -> None:
+    """Serve the status API until interrupted."""
+    # Locally no metrics are published; Powertools would warn about that on every request.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    server = make_server(host, port, env)
+    print(f"serving the status API on http://{host}:{server.server_address[1]} (Ctrl-C stops)",
+          file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        from handlers import status as status_handler
+
+        status_handler.use_deps(None)
+
