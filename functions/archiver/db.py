@@ -11,7 +11,7 @@ import ssl
 import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -224,13 +224,16 @@ class Database:
 
     @contextmanager
     def lock(self, name: str) -> Iterator[Database]:
-        """Serialise on ``name`` for the duration of a transaction (advisory lock)."""
-        with self.transaction():
-            self.run("SELECT pg_advisory_xact_lock(:k)", k=lock_key(name))
+        """Serialise on ``name`` across sessions (a session-level advisory lock), e.g. migrations,
+        which must run outside a transaction for CREATE INDEX CONCURRENTLY."""
+        key = lock_key(name)
+        self.run("SELECT pg_advisory_lock(:k)", k=key)
+        try:
             yield self
-
-    def with_params(self, **changes: Any) -> Database:
-        return Database(replace(self.params, **changes), self._lock_timeout_ms, self._statement_timeout_ms)
+        finally:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):  # a lost session has released it already
+                    self._conn.run("SELECT pg_advisory_unlock(:k)", k=key)
 
 
 def lock_key(name: str) -> int:

@@ -288,8 +288,7 @@ def migrate(db: Database, policy: Policy) -> MigrationReport:
     from .related import related_tables  # local: related builds on schema
 
     report = MigrationReport()
-    db.run("SELECT pg_advisory_lock(:k)", k=_migrate_lock(policy))
-    try:
+    with db.lock("migrate:" + policy.key):
         _migrate_log(db, policy, report)
         shape = live_shape(db, policy)
         sync_archive_table(db, policy.schema_name, policy.live_table, policy.archive_table,
@@ -300,12 +299,4 @@ def migrate(db: Database, policy: Policy) -> MigrationReport:
             if policy.related_mode == "move":
                 sync_archive_table(db, rel.schema, rel.table, related_archive_name(policy, rel.table),
                                    RELATED_META, report)
-    finally:
-        db.run("SELECT pg_advisory_unlock(:k)", k=_migrate_lock(policy))
     return report
-
-
-def _migrate_lock(policy: Policy) -> int:
-    from .db import lock_key
-
-    return lock_key("migrate:" + policy.key)
