@@ -47,7 +47,9 @@ class Alert:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Alert:
-        return cls(**{k: data.get(k) for k in ("kind", "job_id", "state", "summary", "counts", "status_url")})
+        return cls(kind=str(data["kind"]), job_id=data.get("job_id"), state=data.get("state"),
+                   summary=str(data.get("summary", "")), counts=dict(data.get("counts") or {}),
+                   status_url=data.get("status_url"))
 
 
 class AlertSink(Protocol):

@@ -88,7 +88,7 @@ class Policy(_Model):
     related_mode: RelatedMode = "skip"
     related_tables: tuple[RelatedTable, ...] = ()
     related_archive_suffix: str = "_backup"
-    rules: Rules = Field(default_factory=Rules)
+    rules: Rules = Rules()
     purge_after_days: int = Field(730, ge=1, le=36500)
     timezone: str = "Indian/Mauritius"
 

