@@ -11,13 +11,20 @@ import zoneinfo
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from aws_cdk import aws_logs as logs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .constants import POSTGRES_PORT
 
-# Values CloudWatch Logs accepts for a log group's retention.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
-                      2557, 2922, 3288, 3653)
+_R = logs.RetentionDays
+# The retentions CloudWatch Logs accepts, in days.
+LOG_RETENTION = {
+    1: _R.ONE_DAY, 3: _R.THREE_DAYS, 5: _R.FIVE_DAYS, 7: _R.ONE_WEEK, 14: _R.TWO_WEEKS, 30: _R.ONE_MONTH,
+    60: _R.TWO_MONTHS, 90: _R.THREE_MONTHS, 120: _R.FOUR_MONTHS, 150: _R.FIVE_MONTHS, 180: _R.SIX_MONTHS,
+    365: _R.ONE_YEAR, 400: _R.THIRTEEN_MONTHS, 545: _R.EIGHTEEN_MONTHS, 731: _R.TWO_YEARS,
+    1096: _R.THREE_YEARS, 1827: _R.FIVE_YEARS, 2192: _R.SIX_YEARS, 2557: _R.SEVEN_YEARS,
+    2922: _R.EIGHT_YEARS, 3288: _R.NINE_YEARS, 3653: _R.TEN_YEARS,
+}
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}$")
 _IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 _EXISTING_ONLY = ("db_vpc_id", "db_availability_zones", "db_subnet_ids", "db_security_group_id",
@@ -98,13 +105,16 @@ class ArchiverConfig(BaseModel):
                                                         "(RDS JSON format).")
     db_host: str | None = Field(None, pattern=r"^[A-Za-z0-9.-]{1,253}$", description="Existing: endpoint.")
     db_port: int = Field(POSTGRES_PORT, ge=1, le=65535, description="Existing: port.")
-    db_name: str | None = Field(None, pattern=_IDENTIFIER, description="Database name (default: the "
-                                                                        "secret's dbname).")
+    db_name: str | None = Field(None, pattern=_IDENTIFIER, description="Database name (new: created with "
+                                                                        "this name, default `archiver`; "
+                                                                        "existing: default the secret's dbname).")
     db_iam_auth: bool = Field(False, description="Existing: connect with an RDS IAM token instead of the "
                                                  "secret's password.")
     db_user: str | None = Field(None, pattern=_IDENTIFIER, description="Existing with IAM auth: user.")
     db_resource_id: str | None = Field(None, pattern=r"^(cluster|db)-[A-Z0-9]+$",
                                        description="Existing with IAM auth: cluster or instance resource id.")
+    xray_endpoint: bool = Field(False, description="Also create an X-Ray interface endpoint (for traces "
+                                                   "from the VPC functions when the VPC has no other route).")
     create_vpc_endpoints: bool = Field(True, description="Create the interface endpoints the functions "
                                                          "need (false when the VPC already has them).")
 
@@ -167,8 +177,8 @@ class ArchiverConfig(BaseModel):
     @field_validator("log_retention_days")
     @classmethod
     def _retention(cls, value: int) -> int:
-        if value not in LOG_RETENTION_DAYS:
-            raise ValueError(f"CloudWatch Logs accepts only {', '.join(map(str, LOG_RETENTION_DAYS))}")
+        if value not in LOG_RETENTION:
+            raise ValueError(f"CloudWatch Logs accepts only {', '.join(map(str, LOG_RETENTION))}")
         return value
 
     @model_validator(mode="after")
@@ -177,6 +187,9 @@ class ArchiverConfig(BaseModel):
             given = [name for name in _EXISTING_ONLY if getattr(self, name)]
             if given or self.db_iam_auth:
                 raise ValueError(f"{', '.join(given) or 'db_iam_auth'} only apply to database=existing")
+            if self.db_port != POSTGRES_PORT:
+                raise ValueError(f"db_port only applies to database=existing (a new database listens on "
+                                 f"{POSTGRES_PORT})")
             if not self.create_vpc_endpoints:
                 raise ValueError("database=new builds a VPC without internet access: "
                                  "create_vpc_endpoints must stay true")
@@ -195,6 +208,10 @@ class ArchiverConfig(BaseModel):
             raise ValueError("db_subnet_ids must hold the same number of subnets in each of "
                              "db_availability_zones (listed zone by zone)")
         return self
+
+    @property
+    def log_retention(self) -> logs.RetentionDays:
+        return LOG_RETENTION[self.log_retention_days]
 
     @property
     def schedule_hour(self) -> int:
@@ -232,7 +249,9 @@ def _describe(exc: ValidationError) -> str:
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"]) or "configuration"
         message = str(err["msg"]).removeprefix("Value error, ")
-        given = f" (got {err['input']!r})" if err["loc"] and not isinstance(err["input"], dict) else ""
+        # Our own messages quote the value already; pydantic's ("Input should be ...") do not.
+        quoted = err["type"] == "value_error" or not err["loc"] or isinstance(err["input"], dict)
+        given = "" if quoted else f" (got {err['input']!r})"
         lines.append(f"  - {key}: {message}{given}")
     return "\n".join(lines)
 

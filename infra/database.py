@@ -8,7 +8,7 @@ functions get one security group whose only way out is the database port and the
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, ArnFormat, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Annotations, ArnFormat, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -22,7 +22,7 @@ from .function import Placement
 
 # What the functions call from inside the VPC: self-invocation and starting runs (Lambda), alerts
 # (SNS), credentials (Secrets Manager). Logs leave through the Lambda service and metrics are
-# embedded in the logs (EMF), so neither needs an endpoint.
+# embedded in the logs (EMF), so neither needs an endpoint; X-Ray's is optional (xray_endpoint).
 ENDPOINT_SERVICES = {
     "Lambda": ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
     "Sns": ec2.InterfaceVpcEndpointAwsService.SNS,
@@ -47,6 +47,9 @@ class DatabaseAccess(Construct):
                 availability_zones=config.db_availability_zones,
                 private_subnet_ids=config.db_subnet_ids,
             )
+            Annotations.of(self.vpc).acknowledge_warning(
+                "@aws-cdk/aws-ec2:noSubnetRouteTableId",
+                "The stack only places functions and endpoints in these subnets; it never reads their routes.")
             subnets = ec2.SubnetSelection(subnets=self.vpc.private_subnets)
 
         self.security_group = ec2.SecurityGroup(
@@ -65,7 +68,7 @@ class DatabaseAccess(Construct):
 
         if config.database == "new":
             self._new_cluster(config, subnets)
-            self.environment = {"ARCHIVER_DB_NAME": NEW_DATABASE_NAME}
+            self.environment = {"ARCHIVER_DB_NAME": config.db_name or NEW_DATABASE_NAME}
         else:
             self._existing_database(config)
             self.environment = {"ARCHIVER_DB_HOST": config.db_host or "", "ARCHIVER_DB_PORT": str(config.db_port)}
@@ -79,7 +82,7 @@ class DatabaseAccess(Construct):
         self.environment["ARCHIVER_DB_SSL"] = "verify-full"
 
     def _new_vpc(self, config: ArchiverConfig) -> ec2.Vpc:
-        flow_logs = logs.LogGroup(self, "FlowLogs", retention=logs.RetentionDays(config.log_retention_days),
+        flow_logs = logs.LogGroup(self, "FlowLogs", retention=config.log_retention,
                                   removal_policy=RemovalPolicy.DESTROY)
         return ec2.Vpc(
             self, "Vpc",
@@ -97,7 +100,10 @@ class DatabaseAccess(Construct):
             self, "EndpointSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
             description="Archiver VPC interface endpoints: HTTPS in from the archiver functions",
         )
-        for name, service in ENDPOINT_SERVICES.items():
+        services = dict(ENDPOINT_SERVICES)
+        if self._config.xray_endpoint:
+            services["XRay"] = ec2.InterfaceVpcEndpointAwsService.XRAY
+        for name, service in services.items():
             self.endpoints.append(ec2.InterfaceVpcEndpoint(
                 self, f"{name}Endpoint", vpc=self.vpc, service=service, subnets=subnets,
                 private_dns_enabled=True, open=False, security_groups=[self.endpoint_security_group],
@@ -111,8 +117,14 @@ class DatabaseAccess(Construct):
             self, "DatabaseSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
             description="Archiver Aurora PostgreSQL: PostgreSQL in from the archiver functions and rotation",
         )
+        identifier = f"{config.stack_name.lower()}-db"
+        # Created here, not by RDS, so it has a retention without CDK's log-retention Lambda.
+        database_logs = logs.LogGroup(self, "DatabaseLogs",
+                                      log_group_name=f"/aws/rds/cluster/{identifier}/postgresql",
+                                      retention=config.log_retention, removal_policy=RemovalPolicy.DESTROY)
         cluster = rds.DatabaseCluster(
             self, "Cluster",
+            cluster_identifier=identifier,
             engine=engine,
             writer=rds.ClusterInstance.serverless_v2("Writer", auto_minor_version_upgrade=True),
             serverless_v2_min_capacity=config.db_min_capacity,
@@ -122,7 +134,7 @@ class DatabaseAccess(Construct):
             security_groups=[db_security_group],
             port=POSTGRES_PORT,
             credentials=rds.Credentials.from_generated_secret(NEW_DATABASE_ADMIN),
-            default_database_name=NEW_DATABASE_NAME,
+            default_database_name=config.db_name or NEW_DATABASE_NAME,
             # TLS required: the server refuses unencrypted connections.
             parameter_group=rds.ParameterGroup(self, "Parameters", engine=engine,
                                                parameters={"rds.force_ssl": "1"}),
@@ -131,24 +143,29 @@ class DatabaseAccess(Construct):
             deletion_protection=config.db_deletion_protection,
             backup=rds.BackupProps(retention=Duration.days(7)),
             cloudwatch_logs_exports=["postgresql"],
-            cloudwatch_logs_retention=logs.RetentionDays(config.log_retention_days),
             removal_policy=RemovalPolicy.SNAPSHOT,
         )
+        cluster.node.add_dependency(database_logs)
         Validations.of(cluster).acknowledge(Acknowledgment(
             id="AwsSolutions-RDS11",
             reason="PostgreSQL's default port is kept on purpose: the cluster has no public access and its "
                    "security group admits only the archiver functions and the rotation function.",
         ))
-        cluster.connections.allow_default_port_from(self.security_group, "PostgreSQL from the archiver functions")
-        rotation = cluster.add_rotation_single_user(
+        cluster.connections.allow_from(self.security_group, ec2.Port.tcp(POSTGRES_PORT),
+                                       "PostgreSQL from the archiver functions")
+        rotation_security_group = ec2.SecurityGroup(
+            self, "RotationSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
+            description="Archiver secret rotation: out to the database and the Secrets Manager endpoint",
+        )
+        cluster.add_rotation_single_user(
             automatically_after=Duration.days(30),
             vpc_subnets=subnets,
+            security_group=rotation_security_group,
             # Naming the endpoint also orders it before the first rotation, which starts at once.
             endpoint=self._endpoint("SecretsManager"),
         )
-        if self.endpoints:
-            self.endpoint_security_group.connections.allow_from(
-                rotation, ec2.Port.tcp(443), "HTTPS from the secret rotation function")
+        self.endpoint_security_group.connections.allow_from(
+            rotation_security_group, ec2.Port.tcp(443), "HTTPS from the secret rotation function")
         self.cluster = cluster
         self.secret = cluster.secret
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from .config import ArchiverConfig
 from .constants import ARCHITECTURE, METRICS_NAMESPACE, RUNTIME, SERVICE
@@ -49,7 +49,7 @@ def archiver_function(
     """A Python function on the shared asset, with its own log group; in the VPC when ``placement`` is given."""
     log_group = logs.LogGroup(
         scope, f"{id}Logs",
-        retention=logs.RetentionDays(config.log_retention_days),
+        retention=config.log_retention,
         # Logs are operational only (no customer data), so they go with the stack.
         removal_policy=RemovalPolicy.DESTROY,
     )
@@ -72,3 +72,11 @@ def archiver_function(
         **network,
         **kwargs,
     )
+
+
+def acknowledge_version_invoke(on: IConstruct, function: lambda_.IFunction, reason: str) -> None:
+    """Accept ``lambda:InvokeFunction`` on ``<function>:*`` (its versions), which CDK grants with the function."""
+    stack = Stack.of(function)
+    logical_id = stack.resolve(stack.get_logical_id(function.node.default_child))  # type: ignore[arg-type]
+    Validations.of(on).acknowledge(
+        Acknowledgment(id=f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]", reason=reason))

@@ -1,0 +1,106 @@
+"""The one stack: composes the constructs, wires their permissions, tags everything, acknowledges cdk-nag findings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Acknowledgment, App, CfnOutput, Stack, Tags, Validations
+from cdk_nag import AwsSolutionsChecks
+from constructs import Construct
+
+from .alerts import Alerts
+from .archive_function import ArchiveFunction
+from .code import code_hash, lambda_code
+from .config import ArchiverConfig, config_from_context
+from .database import DatabaseAccess
+from .migration import SchemaMigration
+from .monitoring import Monitoring
+from .schedule import NightlySchedule
+from .status_api import StatusApi
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Findings that hold for every function of the stack, with the reason each is accepted.
+STACK_ACKNOWLEDGMENTS = (
+    Acknowledgment(
+        id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+        reason="AWS's managed policy for a function's own log streams; it names no data resource."),
+    Acknowledgment(
+        id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]",
+        reason="AWS's managed policy for the network interfaces of a function in a VPC; EC2 offers no narrower "
+               "resource for them."),
+    Acknowledgment(
+        id="AwsSolutions-IAM5[Resource::*]",
+        reason="Only X-Ray's PutTraceSegments/PutTelemetryRecords (tracing) use '*': they accept no resource ARN. "
+               "tests/infrastructure/test_iam.py fails on any other action with '*'."),
+    Acknowledgment(
+        id="AwsSolutions-L1",
+        reason="The archiver functions run CPython 3.12 because the asset's compiled wheels (pydantic-core) are "
+               "built for it; infra/constants.py moves runtime and wheels together."),
+)
+
+
+class ArchiverStack(Stack):
+    """Schedule, archive function, status API, alerts, database access, monitoring and migration."""
+
+    def __init__(self, scope: Construct, id: str, *, config: ArchiverConfig, root: Path = PROJECT_ROOT,
+                 **kwargs: Any) -> None:
+        super().__init__(scope, id, description="Archives old PostgreSQL rows every night (pg-archiver)", **kwargs)
+        code = lambda_code(root)
+
+        alerts = Alerts(self, "Alerts", config=config, code=code)
+        database = DatabaseAccess(self, "Database", config=config)
+        shared = {**config.policy_environment(), **database.environment}
+
+        status = StatusApi(self, "StatusApi", config=config, code=code, placement=database.placement,
+                           environment=shared)
+        archive = ArchiveFunction(self, "Archive", config=config, code=code, placement=database.placement,
+                                  environment={**shared, "ARCHIVER_ALERT_TOPIC_ARN": alerts.topic.topic_arn,
+                                               "ARCHIVER_STATUS_BASE_URL": status.base_url})
+        schedule = NightlySchedule(self, "Schedule", config=config, function=archive.function)
+        migration = SchemaMigration(self, "Migration", config=config, code=code, code_hash=code_hash(root),
+                                    placement=database.placement, environment=shared, database_ready=database)
+
+        for function in (archive.function, status.function, migration.function):
+            database.grant_connect(function)
+        alerts.grant_publish(archive.function)
+
+        watched = {"Status": status.function}
+        if alerts.slack_function is not None:
+            watched["Slack"] = alerts.slack_function
+        self.monitoring = Monitoring(
+            self, "Monitoring", config=config, topic=alerts.topic, archive_function=archive.function,
+            queues={"FailedInvocations": archive.failed_invocations,
+                    "ScheduleDeadLetters": schedule.dead_letter_queue},
+            watched_functions=watched,
+        )
+
+        CfnOutput(self, "ArchiveFunctionName", value=archive.function.function_name)
+        CfnOutput(self, "AlertTopicArn", value=alerts.topic.topic_arn)
+        CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)
+        if database.secret is not None:
+            CfnOutput(self, "DatabaseSecretArn", value=database.secret.secret_arn)
+
+        Tags.of(self).add("project", "pg-archiver")
+        Tags.of(self).add("service", "archiver")
+        Validations.of(self).acknowledge(*STACK_ACKNOWLEDGMENTS)
+
+
+def cdk_json_context(root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """cdk.json's context, which the CDK CLI would pass; read here so `python app.py` sees it too."""
+    return dict(json.loads((root / "cdk.json").read_text()).get("context", {}))
+
+
+def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = None,
+              nag: bool = True) -> tuple[App, ArchiverStack]:
+    """The CDK app. Context: cdk.json, then the CLI's (-c), then ``context``; cdk-nag checks at synth."""
+    app = App(outdir=outdir, context=cdk_json_context(), post_cli_context=dict(context or {}))
+    config = config_from_context(app.node.get_all_context())
+    # Environment-agnostic: synth needs no account, and nothing is looked up.
+    stack = ArchiverStack(app, config.stack_name, config=config)
+    if nag:
+        Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return app, stack

@@ -1,0 +1,62 @@
+"""Synthesising the stack for tests, and the configurations the tests use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App
+from aws_cdk.assertions import Template
+
+from infra.stack import ArchiverStack, build_app
+
+# Template tests do not need the real asset: CDK skips bundling for the stacks listed here (none).
+SKIP_BUNDLING: dict[str, Any] = {"aws:cdk:bundling-stacks": []}
+
+SLACK_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:archiver/slack-XyZ123"
+DB_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:archiver/db-AbCdEf"
+DB_SECURITY_GROUP = "sg-0123456789abcdef0"
+SUBNETS = ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"]
+
+# The other deployment shape: an existing database, every option the default leaves off turned on.
+EXISTING_DATABASE: dict[str, Any] = {
+    "database": "existing",
+    "db_vpc_id": "vpc-0123456789abcdef0",
+    "db_availability_zones": "eu-west-1a,eu-west-1b",  # as a -c flag would give it
+    "db_subnet_ids": ",".join(SUBNETS),
+    "db_security_group_id": DB_SECURITY_GROUP,
+    "db_secret_arn": DB_SECRET_ARN,
+    "db_host": "orders.cluster-abc.eu-west-1.rds.amazonaws.com",
+    "db_name": "orders",
+    "api_auth": "api_key",
+    "alert_email": "ops@example.com",
+    "slack_webhook_secret_arn": SLACK_SECRET_ARN,
+    "schedule_enabled": "false",
+    "related_mode": "move",
+    "batch_size": "500",
+}
+
+
+@dataclass(frozen=True)
+class Synth:
+    app: App
+    stack: ArchiverStack
+    template: Template
+    template_path: Path
+
+    @property
+    def resources(self) -> dict[str, dict[str, Any]]:
+        return self.template.to_json()["Resources"]
+
+    def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.resources.items() if v["Type"] == resource_type}
+
+
+def synthesize(context: dict[str, Any], outdir: Path, *, bundling: bool = False, nag: bool = False) -> Synth:
+    app, stack = build_app({**context, **({} if bundling else SKIP_BUNDLING)}, outdir=str(outdir), nag=nag)
+    artifact = app.synth().get_stack_artifact(stack.artifact_id)
+    return Synth(app=app, stack=stack, template=Template.from_json(artifact.template),
+                 template_path=Path(artifact.template_full_path))
+
+

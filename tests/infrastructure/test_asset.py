@@ -1,0 +1,50 @@
+"""The real Lambda asset, built by local bundling: pip downloads arm64 wheels from PyPI (no Docker)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from infra.constants import PYTHON_VERSION
+
+from .synthesis import synthesize
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def asset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthesises the default stack exactly as `make synth` does (bundling and cdk-nag on)."""
+    outdir = tmp_path_factory.mktemp("bundled")
+    synth = synthesize({}, outdir, bundling=True, nag=True)
+    manifest = json.loads((outdir / f"{synth.stack.artifact_id}.assets.json").read_text())
+    directories = [outdir / f["source"]["path"] for f in manifest["files"].values()
+                   if (outdir / f["source"]["path"] / "handlers").is_dir()]
+    assert len(directories) == 1, "exactly one asset holds the handlers"
+    return directories[0]
+
+
+@pytest.mark.network
+def test_asset_holds_the_handlers_and_the_core(asset: Path) -> None:
+    for handler in ("archive", "status", "slack", "migrate"):
+        assert (asset / "handlers" / f"{handler}.py").is_file(), handler
+    assert (asset / "archiver" / "__init__.py").is_file()
+    source_files = {p.relative_to(ROOT / "functions") for p in (ROOT / "functions" / "archiver").rglob("*")
+                    if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    assert source_files <= {p.relative_to(asset) for p in (asset / "archiver").rglob("*")}
+    assert not list(asset.glob("archiver/**/__pycache__"))
+
+
+@pytest.mark.network
+def test_asset_holds_the_pinned_requirements_for_arm64(asset: Path) -> None:
+    assert (asset / "pg8000" / "__init__.py").is_file()
+    assert (asset / "aws_lambda_powertools").is_dir()
+    pinned = {line.split("==")[0].split("[")[0].lower().replace("-", "_"): line.split("==")[1].strip()
+              for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line}
+    for name, version in pinned.items():
+        assert list(asset.glob(f"{name}-{version}.dist-info")), f"{name}=={version} missing"
+    tag = PYTHON_VERSION.replace(".", "")
+    assert list(asset.glob(f"pydantic_core/_pydantic_core.cpython-{tag}-aarch64-linux-gnu.so"))
+    assert not list(asset.rglob("*x86_64*.so"))
