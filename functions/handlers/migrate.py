@@ -1,0 +1,82 @@
+"""Schema migration as a CloudFormation custom resource (``on_event`` of a custom_resources.Provider).
+
+Create and Update run the core's idempotent migrate; Delete leaves the database alone: the run
+log and the archive hold data that outlives the stack.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Tracer
+from aws_lambda_powertools.utilities.data_classes import CloudFormationCustomResourceEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from archiver import aws, schema
+from archiver.config import Policy, load_policy, load_settings
+from archiver.connection import open_database
+from archiver.db import Database
+from archiver.exceptions import SchemaError
+from archiver.observability import logger
+
+tracer = Tracer()
+PHYSICAL_ID = "archiver-schema"
+
+
+@dataclass
+class MigrateDeps:
+    db: Database
+    policy: Policy
+
+
+_deps: MigrateDeps | None = None
+
+
+def build_deps() -> MigrateDeps:
+    env = dict(os.environ)
+    policy, settings = load_policy(env), load_settings(env)
+    return MigrateDeps(db=open_database(env, settings, policy.timezone, aws.fetch_secret, aws.fetch_iam_token),
+                       policy=policy)
+
+
+def use_deps(deps: MigrateDeps | None) -> None:
+    """Inject dependencies (tests); None goes back to building them."""
+    global _deps
+    _deps = deps
+
+
+def migrate(deps: MigrateDeps) -> dict[str, Any]:
+    """Run the migration; the custom resource's Data are its counts.
+
+    A live table that does not exist yet (a new database the application has not filled) is not
+    a failed deploy: the run log is created, and the archive table follows on the first run.
+    """
+    deps.db.ensure_alive()
+    try:
+        report = schema.migrate(deps.db, deps.policy)
+    except SchemaError:
+        if schema.table_exists(deps.db, deps.policy.schema_name, deps.policy.live_table):
+            raise
+        logger.warning("live table missing: only the run log was migrated",
+                       extra={"live_table": deps.policy.key})
+        return {"Created": 0, "AddedColumns": 0, "Indexes": 0, "Warnings": 1, "LiveTable": "missing"}
+    counts = {"Created": len(report.created), "AddedColumns": len(report.added_columns),
+              "Indexes": len(report.indexes), "Warnings": len(report.warnings), "LiveTable": "present"}
+    logger.info("schema migrated",
+                extra={**counts, "created_tables": report.created, "migration_warnings": report.warnings})
+    return counts
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@event_source(data_class=CloudFormationCustomResourceEvent)
+def handler(event: CloudFormationCustomResourceEvent, context: LambdaContext) -> dict[str, Any]:
+    global _deps
+    logger.info("custom resource event", extra={"request_type": event.request_type})
+    if event.request_type == "Delete":
+        return {"PhysicalResourceId": event.get("PhysicalResourceId") or PHYSICAL_ID}
+    if _deps is None:
+        _deps = build_deps()
+    return {"PhysicalResourceId": PHYSICAL_ID, "Data": migrate(_deps)}
