@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +196,12 @@ def start_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 # -- in-process workers -------------------------------------------------------------------------
 def make_deps(db: Database, policy: Policy, settings: Settings, sink: alerts.AlertSink, **kw: Any) -> Deps:
     return Deps(db=db, policy=policy, settings=settings, invoker=LocalInvoker(), alerts=sink, **kw)
+
+
+def another(db: Database, application_name: str = "archiver", **changes: Any) -> Database:
+    """A new connection to the same database (another worker, the application, a checker)."""
+    return Database(replace(db.params, application_name=application_name, **changes), db._lock_timeout_ms,
+                    db._statement_timeout_ms)
 
 
 class ScriptedDatabase(Database):

@@ -24,7 +24,7 @@ from archiver.runner import drive
 
 from tests.conftest import ROOT
 
-from .support import eligible_left, make_deps, record, seed, verify
+from .support import another, eligible_left, make_deps, record, seed, verify
 
 TERMINATE_ARCHIVER_IN_TX = (
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
@@ -36,7 +36,7 @@ class Terminator(threading.Thread):
 
     def __init__(self, db: Database, times: int, pause_s: float = 0.3) -> None:
         super().__init__(daemon=True)
-        self.db = db.with_params(application_name="chaos-terminator")
+        self.db = another(db, "chaos-terminator")
         self.times, self.pause_s = times, pause_s
         self.done = 0
         self.stop = threading.Event()
