@@ -273,7 +273,7 @@ def error_answer(exc: Exception) -> tuple[HTTPStatus, Error]:
 
 
 @app.exception_handler(Exception)
-def handle_error(exc: Exception) -> Response[Error]:
+def handle_error(exc: Exception) -> Response[dict[str, Any]]:
     code, body = error_answer(exc)
     if code < 500 or code == HTTPStatus.SERVICE_UNAVAILABLE:
         logger.info("request refused", extra={"status_code": int(code), "error_type": type(exc).__name__})

@@ -7,6 +7,7 @@ local server's background invoker, which really archives, or by moto's Lambda).
 from __future__ import annotations
 
 import io
+import json
 import uuid
 import zipfile
 from dataclasses import replace
@@ -315,3 +316,19 @@ def test_start_invokes_the_archive_lambda_asynchronously(customers, use, moto_la
     answer = request("POST", "/runs", body={"dry_run": True})
     assert answer.status == 202
     assert JobStore(db, policy).get(answer.body["job_id"]).state == "pending"
+
+
+def test_no_customer_data_reaches_the_logs_or_the_answers(customers, use, db, env, policy, settings, log_lines):
+    deps = localapi.local_deps(env, policy, settings)
+    deps.db.close()
+    status.use_deps(replace(deps, db=db))
+    dry = request("POST", "/runs", body={"dry_run": True}).body
+    deps.invoker.join(timeout=60)
+    real = request("POST", "/runs", body={"batch_size": 10}).body
+    deps.invoker.join(timeout=60)
+    answers = [dry, real] + [request("GET", path).body for path in (
+        "/runs", f"/runs/{dry['job_id']}", f"/runs/{real['job_id']}", "/stats", "/health")]
+    assert answers[-3]["archived"] == 30
+    seen = log_lines.getvalue() + json.dumps(answers)
+    for customer_data in ("x@example.mu", "+230 5000 0000", "Customer X", "POL-X"):
+        assert customer_data not in seen

@@ -278,3 +278,12 @@ def test_unreadable_alert_attribute_falls_back_to_the_message():
                               "kind": {"Type": "String", "Value": "failure"}}})
     alert = slack_handler.alert_of(note)
     assert (alert.kind, alert.summary, alert.job_id) == ("failure", "run failed: boom", None)
+
+
+def test_local_alerts_reach_slack_through_the_same_formatting(webhook):
+    from archiver.localapi import local_alerts
+
+    local_alerts({"SLACK_WEBHOOK_URL": webhook.url}).send(ALERT)
+    assert webhook.received == [slack.format_message(ALERT)]
+    local_alerts({}).send(ALERT)  # no webhook: the log only
+    assert len(webhook.received) == 1
