@@ -157,26 +157,26 @@ class _Handler(BaseHTTPRequestHandler):
         logger.info("http request", extra={"request": format % args})
 
 
-def make_server(host: str, port: int, env: Mapping[str, str]) -> ThreadingHTTPServer:
+def make_server(host: str, port: int, env: Mapping[str, str], policy: Policy | None = None) -> ThreadingHTTPServer:
     """Bind the server and install the local dependencies (port 0 picks a free port)."""
     from handlers import status as status_handler
 
     if host not in LOOPBACK:
         print(f"warning: serving on {host}: the local API has no authentication", file=sys.stderr)
     server = ThreadingHTTPServer((host, port), _Handler)
-    policy = load_policy(env)
+    policy = policy or load_policy(env)
     bound = server.server_address[1]
     settings = load_settings(env, status_base_url=env.get("ARCHIVER_STATUS_BASE_URL") or f"http://{host}:{bound}")
     status_handler.use_deps(local_deps(env, policy, settings))
     return server
 
 
-def serve(host: str, port: int, env: Mapping[str, str]) -> None:
-    """Serve the status API until interrupted."""
+def serve(host: str, port: int, env: Mapping[str, str], policy: Policy | None = None) -> None:
+    """Serve the status API until interrupted (``policy``: as the CLI loaded it, else from ``env``)."""
     # Locally no metrics are published; Powertools would warn about that on every request.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    server = make_server(host, port, env)
+    server = make_server(host, port, env, policy)
     print(f"serving the status API on http://{host}:{server.server_address[1]} (Ctrl-C stops)",
           file=sys.stderr, flush=True)
     try:

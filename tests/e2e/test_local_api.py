@@ -31,23 +31,33 @@ def http(method: str, url: str, body: bytes | None = None) -> tuple[int, dict]:
 
 
 @pytest.fixture
-def server(env, db, policy, tmp_path) -> Iterator[str]:
+def start_server(env, db, policy, tmp_path) -> Iterator:
+    """Start ``archiver [args] serve --port 0``; returns its base URL once it listens."""
     demo.seed(db, policy, 3000)
     schema.migrate(db, policy)
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([ARCHIVER, "serve", "--port", "0"], env={**os.environ, **env},
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
+    procs: list[subprocess.Popen] = []
+
+    def start(*args: str) -> str:
+        log = tmp_path / f"serve-{len(procs)}.log"
+        with log.open("w") as out:
+            procs.append(subprocess.Popen([ARCHIVER, *args, "serve", "--port", "0"], env={**os.environ, **env},
+                                          stdout=out, stderr=subprocess.STDOUT))
         deadline = time.monotonic() + 30
         while not (found := re.search(r"serving the status API on (http://\S+)", log.read_text())):
-            assert proc.poll() is None, log.read_text()
+            assert procs[-1].poll() is None, log.read_text()
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.05)
-        yield found.group(1)
-    finally:
+        return found.group(1)
+
+    yield start
+    for proc in procs:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def server(start_server) -> str:
+    return start_server()
 
 
 def test_start_a_run_over_http_and_follow_it_until_it_succeeds(server, db):
@@ -81,3 +91,12 @@ def test_bad_requests_get_json_errors_over_http(server):
     assert code == 200 and runs == {"runs": []}
     code, doc = http("GET", f"{server}/openapi.json")
     assert code == 200 and doc["info"]["title"] == "Archiver status API"
+
+
+def test_the_policy_file_given_to_the_cli_is_the_one_served(start_server, tmp_path):
+    policy_file = tmp_path / "policy.json"
+    policy_file.write_text(json.dumps({"batch_size": 123}))
+    server = start_server("--policy", str(policy_file))
+    code, started = http("POST", f"{server}/runs", json.dumps({"dry_run": True}).encode())
+    assert code == 202
+    assert http("GET", started["status_url"])[1]["batch_size"] == 123
