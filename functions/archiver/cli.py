@@ -255,7 +255,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     settings = load_settings(env)
     if args.command == "serve":
         from .localapi import serve
-        serve(args.host, args.port, env)
+        serve(args.host, args.port, env, policy)
         return EXIT_OK
     db = open_database(env, settings, policy.timezone)
     try:
