@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, Validations
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -21,7 +21,9 @@ class Alerts(Construct):
 
     def __init__(self, scope: Construct, id: str, *, config: ArchiverConfig, code: lambda_.Code) -> None:
         super().__init__(scope, id)
-        self.key = kms.Key(self, "Key", enable_key_rotation=True, description="Encrypts the archiver alert topic")
+        # Only messages in flight are encrypted with it, so it can go with the stack.
+        self.key = kms.Key(self, "Key", enable_key_rotation=True, description="Encrypts the archiver alert topic",
+                           removal_policy=RemovalPolicy.DESTROY, pending_window=Duration.days(7))
         # CloudWatch alarms publish to the topic as the CloudWatch service, which needs the key.
         self.key.add_to_resource_policy(iam.PolicyStatement(
             principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
@@ -49,9 +51,9 @@ class Alerts(Construct):
             webhook.grant_read(self.slack_function)
             self.topic.add_subscription(subscriptions.LambdaSubscription(self.slack_function))
 
-    def grant_publish(self, grantee: iam.IGrantable) -> None:
-        """Publish to the topic, which includes encrypting with its key."""
-        self.topic.grant_publish(grantee)
-        Validations.of(grantee).acknowledge(Acknowledgment(
+    def grant_publish(self, function: lambda_.IFunction) -> None:
+        """Let a function publish to the topic, which includes encrypting with its key."""
+        self.topic.grant_publish(function)
+        Validations.of(function).acknowledge(Acknowledgment(
             id="AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
             reason="GenerateDataKey* is KMS's action family for data keys; the resource is the topic's own key."))

@@ -200,6 +200,8 @@ class ArchiverConfig(BaseModel):
                                      "db_security_group_id", "db_host") if not getattr(self, name)]
         if self.db_iam_auth:
             missing += [name for name in ("db_user", "db_resource_id") if not getattr(self, name)]
+            if self.db_secret_arn:
+                raise ValueError("give either db_secret_arn or db_iam_auth=true, not both")
         elif not self.db_secret_arn:
             missing.append("db_secret_arn (or db_iam_auth=true)")
         if missing:
@@ -240,8 +242,9 @@ class ArchiverConfig(BaseModel):
 
 
 def _is_ours(key: str) -> bool:
-    # CDK's own keys are namespaced ("@aws-cdk/...", "aws:cdk:...", lookups "availability-zones:...").
-    return not any(mark in key for mark in ("@", ":", "/"))
+    # Ours are snake_case; CDK's are namespaced or hyphenated ("@aws-cdk/...", "aws:cdk:...",
+    # "availability-zones:...", "acknowledged-issue-numbers"), so a typo of ours is still caught.
+    return re.fullmatch(r"[a-z][a-z0-9_]*", key) is not None
 
 
 def _describe(exc: ValidationError) -> str:

@@ -38,6 +38,7 @@ class DatabaseAccess(Construct):
         self._config = config
         self.cluster: rds.DatabaseCluster | None = None
         self.secret: secretsmanager.ISecret | None = None
+        self.vpc: ec2.IVpc
         if config.database == "new":
             self.vpc = self._new_vpc(config)
             subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)

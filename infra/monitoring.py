@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import Duration
@@ -38,8 +39,8 @@ class Monitoring(Construct):
         config: ArchiverConfig,
         topic: sns.ITopic,
         archive_function: lambda_.IFunction,
-        queues: dict[str, sqs.IQueue],
-        watched_functions: dict[str, lambda_.IFunction],
+        queues: Mapping[str, sqs.IQueue],
+        watched_functions: Mapping[str, lambda_.IFunction],
     ) -> None:
         super().__init__(scope, id)
         self._action = actions.SnsAction(topic)

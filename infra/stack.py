@@ -23,7 +23,7 @@ from .status_api import StatusApi
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# Findings that hold for every function of the stack, with the reason each is accepted.
+# Findings on every Lambda role of the stack (CDK's helper functions included), and why they are accepted.
 STACK_ACKNOWLEDGMENTS = (
     Acknowledgment(
         id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
@@ -32,14 +32,6 @@ STACK_ACKNOWLEDGMENTS = (
         id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]",
         reason="AWS's managed policy for the network interfaces of a function in a VPC; EC2 offers no narrower "
                "resource for them."),
-    Acknowledgment(
-        id="AwsSolutions-IAM5[Resource::*]",
-        reason="Only X-Ray's PutTraceSegments/PutTelemetryRecords (tracing) use '*': they accept no resource ARN. "
-               "tests/infrastructure/test_iam.py fails on any other action with '*'."),
-    Acknowledgment(
-        id="AwsSolutions-L1",
-        reason="The archiver functions run CPython 3.12 because the asset's compiled wheels (pydantic-core) are "
-               "built for it; infra/constants.py moves runtime and wheels together."),
 )
 
 

@@ -80,7 +80,6 @@ class StatusApi(Construct):
         for method, path in API_ROUTES:
             self.api.root.resource_for_path(path).add_method(method, integration, request_validator=validator)
 
-        CfnOutput(self, "Url", value=self.base_url, description="Status API base URL")
         if not iam_auth:
             self._add_api_key(config)
         self._acknowledge(iam_auth)

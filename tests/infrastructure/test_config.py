@@ -36,7 +36,8 @@ def test_cli_strings_are_converted() -> None:
 
 def test_cdk_internal_context_keys_are_ignored() -> None:
     config = config_from_context({"@aws-cdk/core:newStyleStackSynthesis": True, "aws:cdk:bundling-stacks": [],
-                                  "availability-zones:account=1:region=x": ["a"]})
+                                  "availability-zones:account=1:region=x": ["a"],
+                                  "acknowledged-issue-numbers": [32775], "cli-telemetry": False})
     assert config == ArchiverConfig()
 
 
@@ -79,7 +80,9 @@ def test_policy_environment_only_names_what_is_set() -> None:
     ({"database": "mysql"}, "database"),
     ({"database": "existing"}, "database=existing needs db_vpc_id"),
     ({**EXISTING_DATABASE, "db_secret_arn": ""}, "db_secret_arn (or db_iam_auth=true)"),
-    ({**EXISTING_DATABASE, "db_iam_auth": "true"}, "db_user, db_resource_id"),
+    ({**EXISTING_DATABASE, "db_secret_arn": "", "db_iam_auth": "true"}, "db_user, db_resource_id"),
+    ({**EXISTING_DATABASE, "db_iam_auth": "true", "db_user": "archiver", "db_resource_id": "cluster-ABC"},
+     "not both"),
     ({**EXISTING_DATABASE, "db_subnet_ids": "subnet-0aaaaaaaaaaaaaaa1"}, "db_subnet_ids"),
     ({**EXISTING_DATABASE, "db_subnet_ids": "subnet-1,oops"}, "db_subnet_ids"),
     ({**EXISTING_DATABASE, "db_availability_zones": "eu-west-1a,moon"}, "db_availability_zones"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from aws_cdk import App, Stack
+from aws_cdk import App, CfnElement, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Annotations, Match
 
@@ -81,5 +81,7 @@ def test_synth_is_quiet_when_the_time_always_exists() -> None:
     Annotations.from_stack(stack).has_no_warning("*", Match.string_like_regexp("does not exist"))
 
 
-def _archive_cfn(synth: Synth) -> object:
-    return synth.stack.node.find_child("Archive").node.find_child("Function").node.default_child
+def _archive_cfn(synth: Synth) -> CfnElement:
+    child = synth.stack.node.find_child("Archive").node.find_child("Function").node.default_child
+    assert isinstance(child, CfnElement)
+    return child
