@@ -66,12 +66,12 @@ class LocalBundler:
         return True
 
 
-def lambda_code(root: Path) -> lambda_.Code:
-    """The shared asset; bind the returned object to every function so it is staged once."""
+def lambda_code(root: Path, asset_hash: str) -> lambda_.Code:
+    """The shared asset (``asset_hash`` from ``code_hash``); bind it to every function so it is staged once."""
     return lambda_.Code.from_asset(
         str(root / "functions"),
         asset_hash_type=AssetHashType.CUSTOM,
-        asset_hash=code_hash(root),
+        asset_hash=asset_hash,
         bundling=BundlingOptions(
             # Never used: local bundling always succeeds or raises. CDK requires an image regardless.
             image=RUNTIME.bundling_image,

@@ -41,7 +41,8 @@ class ArchiverStack(Stack):
     def __init__(self, scope: Construct, id: str, *, config: ArchiverConfig, root: Path = PROJECT_ROOT,
                  **kwargs: Any) -> None:
         super().__init__(scope, id, description="Archives old PostgreSQL rows every night (pg-archiver)", **kwargs)
-        code = lambda_code(root)
+        source_hash = code_hash(root)
+        code = lambda_code(root, source_hash)
 
         alerts = Alerts(self, "Alerts", config=config, code=code)
         database = DatabaseAccess(self, "Database", config=config)
@@ -53,7 +54,7 @@ class ArchiverStack(Stack):
                                   environment={**shared, "ARCHIVER_ALERT_TOPIC_ARN": alerts.topic.topic_arn,
                                                "ARCHIVER_STATUS_BASE_URL": status.base_url})
         schedule = NightlySchedule(self, "Schedule", config=config, function=archive.function)
-        migration = SchemaMigration(self, "Migration", config=config, code=code, code_hash=code_hash(root),
+        migration = SchemaMigration(self, "Migration", config=config, code=code, code_hash=source_hash,
                                     placement=database.placement, environment=shared, database_ready=database)
 
         for function in (archive.function, status.function, migration.function):
