@@ -20,11 +20,16 @@ from aws_cdk import aws_lambda as lambda_
 from .constants import PIP_PLATFORM, PYTHON_VERSION, RUNTIME
 
 PACKAGES = ("archiver", "handlers")
+# RDS/Aurora server certificates chain to Amazon's RDS CAs, which no public trust store holds:
+# the asset ships the bundle so the functions verify the database (ARCHIVER_DB_SSL=verify-full).
+RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+RDS_CA_BUNDLE_LOCAL = Path("certs") / "rds-global-bundle.pem"  # downloaded by the deployer, not committed
+RDS_CA_IN_ASSET = Path("archiver") / "certs" / "rds-global-bundle.pem"
 _IGNORED = ("__pycache__", "*.pyc", ".mypy_cache")
 
 
 def _source_files(root: Path) -> list[Path]:
-    files = [root / "requirements.txt"]
+    files = [root / "requirements.txt", root / RDS_CA_BUNDLE_LOCAL]
     for package in PACKAGES:
         files += [p for p in (root / "functions" / package).rglob("*")
                   if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
@@ -63,7 +68,18 @@ class LocalBundler:
         for package in PACKAGES:
             shutil.copytree(self._root / "functions" / package, out / package,
                             ignore=shutil.ignore_patterns(*_IGNORED), dirs_exist_ok=True)
+        self._add_rds_ca_bundle(out / RDS_CA_IN_ASSET)
         return True
+
+    def _add_rds_ca_bundle(self, target: Path) -> None:
+        """Ship certs/rds-global-bundle.pem (see docs/deploy.md); without it, say so loudly."""
+        local = self._root / RDS_CA_BUNDLE_LOCAL
+        if not local.exists():
+            print(f"warning: {RDS_CA_BUNDLE_LOCAL} is missing: download {RDS_CA_BUNDLE_URL} there before "
+                  "deploying, or the functions cannot verify the database's TLS certificate", file=sys.stderr)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, target)
 
 
 def lambda_code(root: Path, asset_hash: str) -> lambda_.Code:

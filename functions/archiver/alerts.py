@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -152,3 +152,13 @@ def after_run(job: Job, history: list[Job], settings: Settings) -> list[Alert]:
     if settings.success_alerts and job.state == "succeeded" and not out:
         out.append(Alert("success", job.id, job.state, f"archived {job.records_archived} rows", _counts(job), url))
     return out
+
+
+def local_sink(env: Mapping[str, str]) -> AlertSink:
+    """Locally alerts go to the log and, with SLACK_WEBHOOK_URL set, to Slack (same formatting)."""
+    sinks: list[AlertSink] = [LogSink()]
+    if env.get("SLACK_WEBHOOK_URL"):
+        from .slack import SlackSink
+
+        sinks.append(SlackSink(env["SLACK_WEBHOOK_URL"]))
+    return FanoutSink(sinks)

@@ -152,13 +152,9 @@ def _exit_for(job: dict[str, Any]) -> int:
 
 
 def cmd_run(args: argparse.Namespace, db: Database, policy: Policy, settings: Settings) -> int:
-    sinks: list[alerts.AlertSink] = [alerts.LogSink()]
-    if os.environ.get("SLACK_WEBHOOK_URL"):
-        from .slack import SlackSink
-        sinks.append(SlackSink(os.environ["SLACK_WEBHOOK_URL"]))
     progress = Progress(enabled=not args.json)
     deps = Deps(db=db, policy=policy, settings=settings, invoker=LocalInvoker(),
-                alerts=alerts.FanoutSink(sinks), on_batch=progress.batch, max_batches=args.max_batches)
+                alerts=alerts.local_sink(os.environ), on_batch=progress.batch, max_batches=args.max_batches)
     archiver = Archiver(db, policy, settings)
     if args.job:
         event: dict[str, Any] = {"action": "resume", "job_id": JobStore(db, policy).get(args.job).id}

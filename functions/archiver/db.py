@@ -137,9 +137,10 @@ class Database:
                 application_name=p.application_name, timeout=30,
             )
         except (pg8000.exceptions.InterfaceError, pg8000.exceptions.DatabaseError, OSError) as exc:
-            raise DatabaseUnavailableError(
-                f"cannot connect to {p.masked()}: {server_message(exc)}"
-            ) from None
+            hint = ""
+            if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                hint = " (server certificate not trusted: ship the RDS CA bundle or set ARCHIVER_DB_CA_FILE)"
+            raise DatabaseUnavailableError(f"cannot connect to {p.masked()}: {server_message(exc)}{hint}") from None
         conn.run("SELECT set_config('TimeZone', :tz, false), set_config('lock_timeout', :lt, false),"
                  " set_config('statement_timeout', :st, false)",
                  tz=p.timezone, lt=f"{self._lock_timeout_ms}ms", st=f"{self._statement_timeout_ms}ms")

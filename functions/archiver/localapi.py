@@ -76,16 +76,6 @@ def call(event: dict[str, Any]) -> dict[str, Any]:
     return status_handler.handler(event, FakeContext(REQUEST_SECONDS))
 
 
-def local_alerts(env: Mapping[str, str]) -> alerts.AlertSink:
-    """Locally alerts go to the log and, with SLACK_WEBHOOK_URL set, to Slack (same formatting)."""
-    sinks: list[alerts.AlertSink] = [alerts.LogSink()]
-    if env.get("SLACK_WEBHOOK_URL"):
-        from .slack import SlackSink
-
-        sinks.append(SlackSink(env["SLACK_WEBHOOK_URL"]))
-    return alerts.FanoutSink(sinks)
-
-
 class BackgroundInvoker:
     """Stands in for the asynchronous invocation of the archive function: the local runner drives
     the event in a thread, on its own database connection, hop after hop."""
@@ -120,7 +110,7 @@ def local_deps(env: Mapping[str, str], policy: Policy, settings: Settings) -> St
 
     def archive_deps() -> Deps:
         db = open_database(env, settings, policy.timezone)
-        return Deps(db=db, policy=policy, settings=settings, invoker=LocalInvoker(), alerts=local_alerts(env))
+        return Deps(db=db, policy=policy, settings=settings, invoker=LocalInvoker(), alerts=alerts.local_sink(env))
 
     return StatusDeps(db=open_database(env, settings, policy.timezone), policy=policy, settings=settings,
                       invoker=BackgroundInvoker(archive_deps, settings.hop_seconds),
