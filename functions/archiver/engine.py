@@ -139,15 +139,19 @@ class Archiver:
                            self.policy.archive_table, ARCHIVE_META, report)
         if report.added_columns:
             logger.info("archive table follows live table", extra={"added_columns": report.added_columns})
-        self._shape = live_shape(self.db, self.policy)
-        self._related = related_tables(self.db, self.policy)
-        preflight(self.db, self.policy, self._related)
+        shape = live_shape(self.db, self.policy)
+        related = related_tables(self.db, self.policy)
+        preflight(self.db, self.policy, related)
+        related_columns: dict[str, tuple[str, ...]] = {}
         if self.policy.related_mode == "move":
             from .schema import RELATED_META
-            for r in self._related:
+            for r in related:
                 sync_archive_table(self.db, r.schema, r.table, related_archive_name(self.policy, r.table),
                                    RELATED_META, report)
-                self._related_columns[r.table] = tuple(c.name for c in columns(self.db, r.schema, r.table))
+                related_columns[r.table] = tuple(c.name for c in columns(self.db, r.schema, r.table))
+        # Only a complete preparation counts: if the connection dies half-way, the retry
+        # prepares again instead of building batches without the related tables.
+        self._shape, self._related, self._related_columns = shape, related, related_columns
 
     def statements(self, cutoffs: Cutoffs) -> Statements:
         if self._shape is None:
