@@ -24,7 +24,7 @@ from archiver.runner import drive
 
 from tests.conftest import ROOT
 
-from .support import another, eligible_left, make_deps, record, seed, verify
+from .support import ScriptedDatabase, another, eligible_left, make_deps, record, seed, verify
 
 TERMINATE_ARCHIVER_IN_TX = (
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
@@ -98,7 +98,6 @@ def test_connection_terminated_mid_batch_rolls_back_and_the_worker_reconnects(
     check.assert_intact()
     assert killer.done == 2
     assert not sink.alerts
-    check_db.close()
 
 
 @pytest.mark.chaos
@@ -131,6 +130,50 @@ def test_connection_terminated_again_and_again_fails_the_run_cleanly_and_the_nex
            note=f"{killer.done} terminations: the run failed cleanly with one alert, the next finished")
     check.assert_intact()
     assert eligible_left(db, policy, settings) == 0
+
+
+class _DiesOnce:
+    """Terminates the worker's own backend just before the first statement matching ``needle``."""
+
+    def __init__(self, admin: Database, needle: str) -> None:
+        self.admin, self.needle = admin, needle
+        self.worker: Database | None = None
+        self.fired = False
+
+    def __call__(self, sql: str) -> None:
+        if self.fired or self.needle not in sql or self.worker is None:
+            return
+        self.fired = True
+        pid = self.worker.conn.run("SELECT pg_backend_pid()")[0][0]
+        self.admin.run("SELECT pg_terminate_backend(:p)", p=pid)
+
+
+@pytest.mark.chaos
+def test_connection_lost_while_the_job_reads_related_tables_keeps_their_rows_safe(
+        db, policy, settings, leak_watch, chaos_report):
+    """A reconnect must not resume with a half-prepared job: without the related tables the
+    'skip' rule would be gone and rows with related rows would be moved (or, as here, the batch
+    would fail on the foreign key)."""
+    seed(db, policy, 3000)
+    with_related = db.scalar("SELECT count(*) FROM nic_cc_customer c WHERE EXISTS"
+                             " (SELECT 1 FROM nic_cc_call_log x WHERE x.customer_id = c.id)")
+    job = Archiver(db, policy, settings).start()
+    fault = _DiesOnce(another(db, "chaos-terminator"), "con.contype = 'f'")  # the foreign-key lookup
+    worker_db = ScriptedDatabase(db, fault)
+    fault.worker = worker_db
+    sink = leak_watch.sink()
+    run = drive(start_event(job.id, False, None), make_deps(worker_db, policy, settings, sink), 900)
+    worker_db.close()
+    fault.admin.close()
+    assert fault.fired
+    assert run.last["job"]["state"] == "succeeded", run.last
+    assert not sink.alerts
+    assert db.scalar("SELECT count(*) FROM nic_cc_customer c WHERE EXISTS"
+                     " (SELECT 1 FROM nic_cc_call_log x WHERE x.customer_id = c.id)") == with_related
+    check = verify(db, policy)
+    record(chaos_report, "connection terminated mid-batch", check, 1,
+           note="also while preparing (reading related tables)")
+    check.assert_intact()
 
 
 # -- the server restarts --------------------------------------------------------------------
