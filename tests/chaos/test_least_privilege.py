@@ -70,7 +70,7 @@ def test_the_job_and_the_status_api_run_with_exactly_the_documented_grants(
         new_id = started["job_id"]
         deadline = time.monotonic() + 60
         while (run := http("GET", f"{url}/runs/{new_id}")[1])["state"] in ("pending", "running"):
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline, (run, (tmp_path / "serve.log").read_text()[-3000:])
             time.sleep(0.2)
         assert run["state"] == "succeeded", run
         code, _ = http("POST", f"{url}/runs/{new_id}/cancel")
