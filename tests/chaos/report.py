@@ -70,7 +70,8 @@ def format_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     numeric = {1, 2, 3, 4, 5}
 
     def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        padded = zip(cells, widths, strict=True)
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(padded))
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join(s.rstrip() for s in [line(headers), rule, *(line(r) for r in rows[:-1]), rule, line(rows[-1])])

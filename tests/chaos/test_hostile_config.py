@@ -78,7 +78,7 @@ def refused(tmp_path_factory) -> dict[str, tuple]:
         return plain, as_json
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(CASES, pool.map(one, CASES)))
+        return dict(zip(CASES, pool.map(one, CASES), strict=True))
 
 
 @pytest.mark.chaos

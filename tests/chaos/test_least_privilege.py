@@ -14,7 +14,6 @@ import pg8000.exceptions
 import pytest
 
 from archiver.db import sqlstate
-
 from tests.conftest import ROOT
 
 from .support import another, cli_env, http, record, run_cli, seed, serve, verify

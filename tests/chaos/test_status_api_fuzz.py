@@ -21,7 +21,6 @@ from schemathesis import GenerationMode  # noqa: E402
 
 from archiver.config import load_policy  # noqa: E402
 from archiver.db import Database  # noqa: E402
-
 from tests.conftest import database_url  # noqa: E402
 
 from .support import cli_env, record, seed, serve, verify  # noqa: E402

@@ -23,7 +23,7 @@ from archiver.identifiers import qualified
 from archiver.runner import FakeContext
 from handlers import archive
 
-from .support import ScriptedDatabase, jobs, make_deps, record, seed, verify
+from .support import ScriptedDatabase, jobs, make_deps, seed, verify
 
 CUSTOMERS, BATCH = 400, 50
 BATCH_STATEMENTS = ("begin", "lock job", "lock rows", "re-check", "move rows", "record batch", "commit")
@@ -64,7 +64,8 @@ class Script:
 
 def label(sql: str) -> str:
     s = " ".join(sql.split())
-    for key, name in (("START TRANSACTION", "begin"), ("COMMIT", "commit"), ("FOR UPDATE OF l SKIP LOCKED", "lock rows"),
+    for key, name in (("START TRANSACTION", "begin"), ("COMMIT", "commit"),
+                      ("FOR UPDATE OF l SKIP LOCKED", "lock rows"),
                       ("FILTER (WHERE NOT EXISTS", "re-check"), ("WITH m AS (DELETE", "move rows"),
                       ("records_archived = records_archived +", "record batch"), ("FOR UPDATE", "lock job"),
                       ("SET state = 'running'", "claim"), ("next_hop = :n", "hand-off"),
