@@ -167,14 +167,20 @@ class JobStore:
         return Job(row)
 
     def record_batch(self, job_id: str, owner: str, *, moved: int, failed: int, cursor_ts: datetime | None,
-                     cursor_key: str | None, batch_ms: int, lease_seconds: int) -> None:
-        self.db.run(
+                     cursor_key: str | None, batch_ms: int, lease_seconds: int) -> Job:
+        """Count the batch and move the cursor; returns the job as it now is (no extra read)."""
+        row = self.db.row(
             f"UPDATE {self.log} SET records_archived = records_archived + :m, records_failed = records_failed + :f,"
             " batches = batches + 1, cursor_ts = COALESCE(:ct, cursor_ts), cursor_key = COALESCE(:ck, cursor_key),"
             " slowest_batch_ms = GREATEST(slowest_batch_ms, :ms), heartbeat_at = now(),"
             " lease_expires_at = now() + make_interval(secs => :l)"
-            " WHERE job_id = CAST(:j AS uuid) AND lease_owner = :o",
+            " WHERE job_id = CAST(:j AS uuid) AND lease_owner = :o RETURNING *",
             j=job_id, o=owner, m=moved, f=failed, ct=cursor_ts, ck=cursor_key, ms=batch_ms, l=lease_seconds)
+        if row is None:  # the row is locked by this transaction (lock_for_batch): only a bug gets here
+            from .exceptions import LeaseLostError
+
+            raise LeaseLostError(f"job {job_id} is no longer leased to this worker")
+        return Job(row)
 
     def set_eligible(self, job_id: str, owner: str, eligible: int, breakdown: dict[str, Any] | None = None) -> None:
         self.db.run(f"UPDATE {self.log} SET eligible = :e, breakdown = CAST(:b AS jsonb)"
