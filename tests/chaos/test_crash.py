@@ -87,4 +87,4 @@ def test_sigkill_at_random_moments_loses_nothing_quick(db, env, policy, settings
 @pytest.mark.slow
 def test_sigkill_fifty_times_on_200k_rows_loses_nothing(db, env, policy, settings, leak_watch, chaos_report):
     kill_campaign(db, env, policy, settings, leak_watch, chaos_report, customers=200_000, kills=50,
-                  batch_size=50, rng_seed=2026, window=(0.3, 3.0))
+                  batch_size=25, rng_seed=2026, window=(0.3, 2.0))
