@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-unit test-integration test-infra test-e2e lint synth bench bench-scale chaos serve stop-db clean
+.PHONY: run test test-unit test-integration test-infra test-e2e test-chaos chaos lint synth bench bench-quick bench-scale serve stop-db clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ test-infra: $(VENV)/.dev-installed
 
 test-e2e: $(VENV)/.dev-installed
 	$(BIN)/pytest -q tests/e2e
+
+# The quick chaos subset runs in `make test`; this is the whole fault-injection suite (about 10 minutes).
+chaos: $(VENV)/.dev-installed
+	$(BIN)/pytest -q tests/chaos -m chaos
+
+test-chaos: $(VENV)/.dev-installed
+	$(BIN)/pytest -q tests/chaos -m "chaos and not slow"
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check functions infra tests bench app.py

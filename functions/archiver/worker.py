@@ -54,7 +54,7 @@ class Deps:
 
 def process(event: ArchiveEvent, deps: Deps, budget: Budget, function: str) -> dict[str, Any]:
     """Handle one archive event; raises after marking the run failed and alerting."""
-    deps.db.ensure_alive()
+    _connect(deps, budget, getattr(event, "job_id", None))
     archiver = Archiver(deps.db, deps.policy, deps.settings, deps.metrics or NullMetrics())
     hop: int | None
     if isinstance(event, ScheduleEvent):
@@ -73,11 +73,40 @@ def process(event: ArchiveEvent, deps: Deps, budget: Budget, function: str) -> d
     logger.append_keys(job_id=job_id)
     outcome = _run_with_reconnect(archiver, deps, job_id, owner, hop, budget)
     if outcome.status == "continue" and outcome.next_hop is not None:
-        deps.invoker.invoke_async(function, continue_event(job_id, outcome.next_hop))
+        _hand_over(archiver, deps, function, job_id, outcome.next_hop)
         logger.info("continuing in next hop", extra={"next_hop": outcome.next_hop, "batches": outcome.batches})
     elif outcome.status == "done" and outcome.job is not None:
         _after_run(archiver, deps, outcome.job)
     return summary(outcome)
+
+
+def _connect(deps: Deps, budget: Budget, job_id: str | None) -> None:
+    """Open (or check) the connection, riding out a short outage such as a database restart."""
+    for attempt in range(1, RECONNECT_ATTEMPTS + 1):
+        try:
+            deps.db.ensure_alive()
+            return
+        except DatabaseUnavailableError as exc:
+            if attempt == RECONNECT_ATTEMPTS or budget.remaining_ms() < deps.settings.reserve_ms + 15000:
+                # The run cannot be marked failed without the database: alert, and let Lambda retry.
+                deps.alerts.send(alerts.for_failure(None, job_id, str(exc), deps.settings))
+                raise
+            logger.warning("database unavailable, retrying", extra={"attempt": attempt})
+            time.sleep(min(2**attempt, 10))
+
+
+def _hand_over(archiver: Archiver, deps: Deps, function: str, job_id: str, next_hop: int) -> None:
+    """Invoke the next hop; if that cannot be done, fail the run rather than leave it waiting."""
+    for attempt in range(1, 4):
+        try:
+            deps.invoker.invoke_async(function, continue_event(job_id, next_hop))
+            return
+        except Exception as exc:  # noqa: BLE001 - any invoke failure is retried, then reported
+            if attempt == 3:
+                message = f"could not invoke hop {next_hop}: {type(exc).__name__}"
+                _fail(archiver, deps, job_id, None, message)
+                raise RunFailedError(job_id, message) from None
+            time.sleep(attempt)
 
 
 def summary(outcome: HopOutcome) -> dict[str, Any]:
@@ -158,7 +187,7 @@ def _safe_get(archiver: Archiver, job_id: str) -> Job | None:
         return None
 
 
-def _fail(archiver: Archiver, deps: Deps, job_id: str, owner: str, error: str) -> None:
+def _fail(archiver: Archiver, deps: Deps, job_id: str, owner: str | None, error: str) -> None:
     job = None
     try:
         deps.db.ensure_alive()

@@ -15,6 +15,7 @@ from archiver.jobs import JobStore
 from archiver.runner import drive
 from archiver.worker import Deps, LocalInvoker, process
 from handlers import archive
+from handlers.archive import ContextBudget
 from tests.helpers import add_customers, assert_counts_match_archive, count, setup, snapshot
 
 
@@ -222,3 +223,36 @@ def test_no_customer_data_reaches_logs_or_alerts(db, policy, settings, deps, log
     assert deps.alerts.alerts and "run finished" in text
     leaked = [p for p in pii if p in text] + [p for p in ("Customer X", "x@example.mu", "POL-X") if p in text]
     assert leaked == []
+
+
+class BrokenInvoker:
+    def invoke_async(self, function, payload):
+        raise ConnectionError("lambda endpoint unreachable")
+
+
+def test_a_hand_over_that_cannot_be_invoked_fails_the_run_with_an_alert(db, policy, settings, deps, rows):
+    job, event = started(db, policy, settings, batch_size=5)
+    deps.invoker = BrokenInvoker()
+    with pytest.raises(RunFailedError, match="could not invoke hop 2"):
+        process(parse_archive_event(event), deps, ContextBudget(TickingContext(3001)), "self")
+    final = JobStore(db, policy).get(job.id)
+    assert final.state == "partial" and final.lease_owner is None
+    assert [a.kind for a in deps.alerts.alerts] == ["failure"]
+    assert snapshot(db) == rows
+
+
+class ShortBudget:
+    def remaining_ms(self) -> float:
+        return 5000.0
+
+
+def test_database_down_when_an_invocation_starts_alerts_and_raises(db, policy, settings, deps):
+    from archiver.db import Database, params_from_url
+    from archiver.exceptions import DatabaseUnavailableError
+
+    deps.db = Database(params_from_url("postgresql://archiver@127.0.0.1:1/none?sslmode=disable"))
+    event = {"action": "continue", "job_id": "2f0cbd0a-8a49-4b7b-9d3c-1c7b5f3f3a10", "hop": 3}
+    with pytest.raises(DatabaseUnavailableError):
+        process(parse_archive_event(event), deps, ShortBudget(), "self")
+    [alert] = deps.alerts.alerts
+    assert alert.kind == "failure" and alert.job_id == event["job_id"]
