@@ -18,6 +18,18 @@ def run(db, policy, settings, **start):
     return archiver.run_hop(job.id, owner="w", hop=1).job
 
 
+def customers_with_notes_without_foreign_key(db, policy):
+    """Two old customers, the first with a row in ``notes``, a table with no foreign key."""
+    db.run("CREATE TABLE nic_cc_customer (id bigserial PRIMARY KEY, name text, line_of_business text,"
+           " created_at timestamptz NOT NULL)")
+    db.run("CREATE TABLE notes (id serial PRIMARY KEY, customer_id bigint)")
+    schema.migrate(db, policy)
+    ids = [r[0] for r in db.run("INSERT INTO nic_cc_customer (name, created_at) VALUES"
+                                " ('A', now() - interval '90 days'), ('B', now() - interval '90 days') RETURNING id")]
+    db.run("INSERT INTO notes (customer_id) VALUES (:c)", c=ids[0])
+    return ids
+
+
 def test_retention_per_line_of_business(db, env, settings):
     policy = load_policy({**env, "ARCHIVER_RETENTION_BY_LOB": "Life=90,Motor=60"})
     setup(db, policy)
@@ -103,29 +115,16 @@ def test_keep_mode_with_a_foreign_key_is_refused_before_anything_moves(db, env, 
 
 def test_keep_mode_leaves_related_rows_of_tables_without_foreign_keys(db, env, settings):
     policy = load_policy({**env, "ARCHIVER_RELATED_MODE": "keep"})
-    db.run("CREATE TABLE nic_cc_customer (id bigserial PRIMARY KEY, name text, line_of_business text,"
-           " created_at timestamptz NOT NULL)")
-    db.run("CREATE TABLE notes (id serial PRIMARY KEY, customer_id bigint)")
-    schema.migrate(db, policy)
-    cid = db.scalar("INSERT INTO nic_cc_customer (name, created_at) VALUES ('Customer Z', now() - interval '90 days')"
-                    " RETURNING id")
-    db.run("INSERT INTO notes (customer_id) VALUES (:c)", c=cid)
+    cid, _ = customers_with_notes_without_foreign_key(db, policy)
     job = run(db, policy, settings)
-    assert job.records_archived == 1 and count(db, "notes") == 1
+    assert job.records_archived == 2 and count(db, "notes") == 1
 
 
 def test_policy_listed_related_table_without_foreign_key_is_honoured_in_skip_mode(db, env, settings):
     policy = load_policy({**env, "ARCHIVER_RELATED_TABLES": "notes:customer_id"})
-    db.run("CREATE TABLE nic_cc_customer (id bigserial PRIMARY KEY, name text, line_of_business text,"
-           " created_at timestamptz NOT NULL)")
-    db.run("CREATE TABLE notes (id serial PRIMARY KEY, customer_id bigint)")
-    schema.migrate(db, policy)
-    a = db.scalar("INSERT INTO nic_cc_customer (name, created_at) VALUES ('A', now() - interval '90 days')"
-                  " RETURNING id")
-    db.run("INSERT INTO nic_cc_customer (name, created_at) VALUES ('B', now() - interval '90 days')")
-    db.run("INSERT INTO notes (customer_id) VALUES (:c)", c=a)
+    with_note, _ = customers_with_notes_without_foreign_key(db, policy)
     job = run(db, policy, settings)
-    assert job.records_archived == 1 and count(db, "nic_cc_customer", "id = :a", a=a) == 1
+    assert job.records_archived == 1 and count(db, "nic_cc_customer", "id = :a", a=with_note) == 1
 
 
 def test_cascading_foreign_key_never_deletes_related_rows(db, policy, settings):
