@@ -1,0 +1,1 @@
+"""Benchmarks of the archiving job: `make bench`, `make bench-scale` (see bench/README.md)."""

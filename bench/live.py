@@ -1,0 +1,174 @@
+"""Live traffic beside the job: a second process updates and reads random customers at a fixed
+rate, before and while the job runs; its latency with and without the job, and a proof that no
+committed update was lost.
+
+Each update adds 1.00 to ``amount_due`` and commits on its own. The process counts the updates
+that found their row; after the run the sum of ``amount_due`` over the live table and the archive
+must have grown by exactly that much. Half of the operations go to customers past the cutoff (the
+rows the job moves and locks), half to younger ones. Latency is measured from each operation's
+scheduled time, so a stall also delays the operations queued behind it.
+
+Run as a module (``python -m bench.live --url ...``) this is the traffic process itself: it
+prints ``ready``, works until its stdin closes, then writes its measurements as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from archiver.config import Policy, Settings
+from archiver.db import Database, params_from_url
+from archiver.identifiers import qualified, quote
+
+from .scenarios import JobRun, run_job
+from .server import ROOT
+
+WARMUP_S = 2.0
+
+
+@dataclass
+class LiveRun:
+    job: JobRun
+    rate: int
+    without: list[float]  # latencies (ms) of operations scheduled before the job
+    during: list[float]  # ... and while it ran
+    applied: int  # committed updates that found their row
+    grown: Decimal  # growth of the sum of amount_due, live and archive together
+    rows_before: int
+    rows_after: int
+    errors: int
+
+    @property
+    def lost_updates(self) -> int:
+        return self.applied - int(self.grown)
+
+    def summary(self) -> dict[str, Any]:
+        def pct(xs: list[float], q: int) -> float:
+            return round(statistics.quantiles(xs, n=100, method="inclusive")[q - 1], 2) if len(xs) > 1 else 0.0
+
+        return {"rate_ops_per_s": self.rate, "ops_without_job": len(self.without), "ops_during_job": len(self.during),
+                "p50_without_ms": pct(self.without, 50), "p99_without_ms": pct(self.without, 99),
+                "p50_during_ms": pct(self.during, 50), "p99_during_ms": pct(self.during, 99),
+                "p99_ratio": round(pct(self.during, 99) / max(pct(self.without, 99), 1e-9), 2),
+                "updates_applied": self.applied, "lost_updates": self.lost_updates,
+                "rows_before": self.rows_before, "rows_after": self.rows_after, "errors": self.errors,
+                "job": self.job.summary()}
+
+
+def _totals(db: Database, policy: Policy) -> tuple[Decimal, int]:
+    """Sum of amount_due (exact) and row count over the live table and the archive together."""
+    parts = [qualified(policy.schema_name, t) for t in (policy.live_table, policy.archive_table)]
+    union = " UNION ALL ".join(f"SELECT amount_due FROM {t}" for t in parts)
+    total, rows = db.run(f"SELECT COALESCE(sum(amount_due), 0), count(*) FROM ({union}) u")[0]
+    return Decimal(total), int(rows)
+
+
+def run_live(db: Database, url: str, policy: Policy, settings: Settings, batch_size: int, baseline_s: float,
+             rate: int) -> LiveRun:
+    """Traffic alone for ``baseline_s``, then the job beside it; ``url`` reaches ``db`` from the traffic process."""
+    live, age = qualified(policy.schema_name, policy.live_table), quote(policy.age_column)
+    cutoff_days = policy.retention_days
+    old = db.run(f"SELECT min(id), max(id) FROM {live} WHERE {age} < now() - make_interval(days => :d)",
+                 d=cutoff_days + 1)[0]
+    young = db.run(f"SELECT min(id), max(id) FROM {live} WHERE {age} > now() - make_interval(days => :d)",
+                   d=cutoff_days - 1)[0]
+    grown_from, rows_before = _totals(db, policy)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "traffic.json"
+        cmd = [sys.executable, "-m", "bench.live", "--url", url, "--rate", str(rate),
+               "--old", f"{old[0]}:{old[1]}", "--young", f"{young[0]}:{young[1]}", "--table", live, "--out", str(out)]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError("the traffic process did not start")
+            time.sleep(baseline_s)
+            job_from = time.time()
+            job = run_job(db, policy, settings, batch_size)
+            job_to = time.time()
+            time.sleep(1.0)
+            proc.stdin.close()
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        report = json.loads(out.read_text())
+    first = report["started"] + WARMUP_S
+    without = [lat for due, lat in report["ops"] if first <= due < job_from]
+    during = [lat for due, lat in report["ops"] if job_from <= due <= job_to]
+    grown_to, rows_after = _totals(db, policy)
+    return LiveRun(job, rate, without, during, int(report["applied"]), grown_to - grown_from, rows_before,
+                   rows_after, int(report["errors"]))
+
+
+# -- the traffic process ---------------------------------------------------------------------
+def _traffic(db: Database, table: str, rate: int, old: tuple[int, int], young: tuple[int, int],
+             stop: threading.Event) -> dict[str, Any]:
+    update = f"UPDATE {table} SET amount_due = amount_due + 1, updated_at = now() WHERE id = :k"
+    read = f"SELECT id, name, amount_due, status, updated_at FROM {table} WHERE id = :k"
+    rng = random.Random(6)
+    ops: list[tuple[float, float]] = []
+    applied = errors = 0
+    started = time.time()
+    i = 0
+    while not stop.is_set():
+        due = started + i / rate
+        wait = due - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        lo, hi = old if i % 4 < 2 else young
+        try:
+            if i % 2 == 0:
+                db.run(update, k=rng.randint(lo, hi))
+                applied += db.row_count
+            else:
+                db.run(read, k=rng.randint(lo, hi))
+        except Exception:  # noqa: BLE001 - a failed operation is counted and reported, never hidden
+            errors += 1
+            db.close()
+        ops.append((due, (time.time() - due) * 1000))
+        i += 1
+    return {"started": started, "applied": applied, "errors": errors, "ops": ops}
+
+
+def _span(text: str) -> tuple[int, int]:
+    lo, _, hi = text.partition(":")
+    return int(lo), int(hi)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="live traffic for the benchmark (see bench/live.py)")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--rate", type=int, required=True, help="operations per second")
+    parser.add_argument("--old", type=_span, required=True, help="id range of customers past the cutoff")
+    parser.add_argument("--young", type=_span, required=True, help="id range of younger customers")
+    parser.add_argument("--table", required=True, help="the live table, schema-qualified and quoted")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    db = Database(replace(params_from_url(args.url), application_name="bench-traffic"))
+    stop = threading.Event()
+    def wait_for_eof() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
+    db.run("SELECT 1")
+    print("ready", flush=True)
+    args.out.write_text(json.dumps(_traffic(db, args.table, args.rate, args.old, args.young, stop)))
+    db.close()
+
+
+if __name__ == "__main__":
+    main()
