@@ -58,6 +58,20 @@ lint: $(VENV)/.dev-installed
 synth: $(VENV)/.dev-installed
 	$(BIN)/python app.py
 
+# Benchmarks (bench/README.md): matplotlib for the chart, on top of the dev install.
+$(VENV)/.bench-installed: $(VENV)/.dev-installed bench/requirements.txt
+	$(BIN)/pip install -q -r bench/requirements.txt
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.run
+
+bench-quick: $(VENV)/.bench-installed
+	ROWS=50000 $(BIN)/python -m bench.run
+
+bench-scale: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.scale
+
 serve: $(VENV)/.run-installed
 	$(BIN)/archiver serve --port 8000
 
@@ -66,4 +80,6 @@ stop-db: $(VENV)/.run-installed
 
 clean:
 	-$(BIN)/archiver stop-db
+	-ARCHIVER_PGDATA=.data/test-pg $(BIN)/archiver stop-db
+	-ARCHIVER_PGDATA=.data/bench-pg $(BIN)/archiver stop-db
 	rm -rf .data cdk.out
