@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 export PYTHONDONTWRITEBYTECODE := 1
+export ROWS  # `make bench ROWS=250000`
 
 .PHONY: run test test-unit test-integration test-infra test-e2e test-chaos chaos lint synth bench bench-quick bench-scale serve stop-db clean
 
