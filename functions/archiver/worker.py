@@ -208,7 +208,13 @@ def _after_run(archiver: Archiver, deps: Deps, job: Job) -> None:
         metrics.run(archived=job.records_archived, eligible=job.eligible or 0, batches=job.batches,
                     duration_ms=job.execution_time_ms or 0, failed=job.state == "partial",
                     succeeded=job.state == "succeeded")
-    for alert in alerts.after_run(job, archiver.jobs.recent(11, kind="archive"), deps.settings):
+    try:
+        history = archiver.jobs.recent(11, kind="archive")
+    except DatabaseUnavailableError:
+        # The run is finished and committed; only the comparison with earlier runs is lost.
+        logger.warning("run history unavailable: anomaly checks skipped")
+        history = []
+    for alert in alerts.after_run(job, history, deps.settings):
         deps.alerts.send(alert)
     logger.info("run finished", extra={"state": job.state, "archived": job.records_archived,
                                        "batches": job.batches, "duration_ms": job.execution_time_ms})
