@@ -1,4 +1,5 @@
-"""Templates and fresh databases for the scenarios: seed once per layout, clone per scenario."""
+"""Templates and fresh databases for the scenarios: seed once per data set (data.TEMPLATES), clone
+per scenario."""
 
 from __future__ import annotations
 
@@ -23,20 +24,20 @@ class Bench:
     policy: Policy
     settings: Settings
     rows: int
-    layouts: tuple[str, ...] = data.LAYOUTS
+    templates: tuple[str, ...] = data.TEMPLATES
 
     def template(self, layout: str) -> str:
         return f"bench_tmpl_{layout}"
 
     def seed(self) -> None:
-        for layout in self.layouts:
+        for layout in self.templates:
             started = time.perf_counter()
             db = self.server.create(self.template(layout))
             try:
                 data.seed(db, self.policy, self.rows, layout)
             finally:
                 db.close()
-            say(f"seeded {self.rows:,} customers, {layout} layout ({time.perf_counter() - started:.0f} s)")
+            say(f"seeded {self.rows:,} customers, {layout} ({time.perf_counter() - started:.0f} s)")
 
     @staticmethod
     def clone_name(name: str) -> str:
@@ -56,7 +57,7 @@ class Bench:
             say(f"{layout:<12} {name:<22} done ({time.perf_counter() - started:.0f} s)")
 
     def cleanup(self) -> None:
-        for layout in self.layouts:
+        for layout in self.templates:
             self.server.drop(self.template(layout))
 
 

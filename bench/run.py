@@ -2,6 +2,10 @@
 live traffic, measured side by side in one run on one server. Prints a table of ratios and the
 targets with PASS or MISS; writes results/latest.json and results/batch_latency.png.
 
+Scenarios 1-5 (limit, job at two batch sizes, row by row, live traffic) run on the plain layouts
+(no related tables, no foreign key to the customer); scenario 7 (related mode skip and move, the
+Phase-2 rules) on the same customers with the six related tables, against the plain job.
+
 ROWS=1000000 by default (ROWS=50000 is the quick smoke run). See bench/README.md.
 """
 
@@ -43,7 +47,9 @@ def related_moved(db: Database, policy: Policy) -> int:
 
 
 def measure(bench: Bench, quick: bool, rate: int) -> dict[str, Any]:
-    """Every scenario, each on a fresh clone, in an order that keeps each ratio's two sides adjacent."""
+    """Every scenario, each on a fresh clone, in an order that keeps each ratio's two sides adjacent.
+    Scenarios 1-5 run on the plain layouts; 7 (related mode skip and move, the rules) on the data with
+    the six related tables, each set against the plain job."""
     policy, settings, size = bench.policy, bench.settings, bench.policy.batch_size
     layouts: dict[str, dict[str, Any]] = {}
     for layout in data.LAYOUTS:
@@ -57,16 +63,17 @@ def measure(bench: Bench, quick: bool, rate: int) -> dict[str, Any]:
     url = bench.server.url(bench.clone_name("live"))
     live = bench.scenario("live", "arrival", partial(run_live, url=url, policy=policy, settings=settings,
                                                      batch_size=size, baseline_s=5.0 if quick else 20.0, rate=rate))
+    skip = bench.scenario("skip", data.RELATED, partial(run_job, policy=policy, settings=settings, batch_size=size))
     rules_policy = load_policy({"ARCHIVER_RULES": "all"})
-    rules = bench.scenario("rules", "arrival",
+    rules = bench.scenario("rules", data.RELATED,
                            partial(run_job, policy=rules_policy, settings=settings, batch_size=size))
     move_policy = load_policy({}, related_mode="move")
 
     def move_mode(db: Database) -> tuple[JobRun, int]:
         return run_job(db, move_policy, settings, size), related_moved(db, move_policy)
 
-    move = bench.scenario("move", "arrival", move_mode)
-    return {"layouts": layouts, "rbr": rbr, "live": live, "rules": rules, "move": move}
+    move = bench.scenario("move", data.RELATED, move_mode)
+    return {"layouts": layouts, "rbr": rbr, "live": live, "skip": skip, "rules": rules, "move": move}
 
 
 def main() -> int:
@@ -83,7 +90,8 @@ def main() -> int:
         m = measure(bench, quick=rows < QUICK_BELOW, rate=rate)
     finally:
         bench.cleanup()
-    results = assemble(rows, policy, settings, server, m["layouts"], m["rbr"], m["live"], m["rules"], m["move"])
+    results = assemble(rows, policy, settings, server, m["layouts"], m["rbr"], m["live"], m["skip"], m["rules"],
+                       m["move"])
     results["started_at"], results["duration_s"] = began.isoformat(), round(time.perf_counter() - wall)
     print_results(results)
     path = report.write_json(results)
@@ -108,7 +116,7 @@ def targets(job: JobRun, limit: Moved, rbr: Moved, live: LiveRun) -> list[Target
 
 
 def assemble(rows: int, policy: Policy, settings: Settings, server: Server, layouts: dict[str, dict[str, Any]],
-             rbr: Moved, live: LiveRun, rules: JobRun, move: tuple[JobRun, int]) -> dict[str, Any]:
+             rbr: Moved, live: LiveRun, skip: JobRun, rules: JobRun, move: tuple[JobRun, int]) -> dict[str, Any]:
     size = policy.batch_size
     main_job, main_limit = layouts["arrival"]["jobs"][size], layouts["arrival"]["limit"]
     checks = targets(main_job, main_limit, rbr, live)
@@ -138,6 +146,7 @@ def assemble(rows: int, policy: Policy, settings: Settings, server: Server, layo
         "live": live.summary(),
         "eligibility": {
             "plain": main_job.summary(),
+            "skip": {**skip.summary(), "vs_plain": round(skip.rows_per_s / main_job.rows_per_s, 3)},
             "rules": {**rules.summary(), "vs_plain": round(rules.rows_per_s / main_job.rows_per_s, 3)},
             "move": {**move_job.summary(), "related_rows_moved": move_related,
                      "vs_plain": round(move_job.rows_per_s / main_job.rows_per_s, 3)},
@@ -153,29 +162,34 @@ def print_results(r: dict[str, Any]) -> None:
     for layout, d in r["layouts"].items():
         lim = d["limit"]
         rows.append([layout, "single statement (limit)", lim["rows"], lim["seconds"], lim["rows_per_s"], 1.0,
-                     "", "", ""])
+                     "", "", "", ""])
         for n, j in d["jobs"].items():
             rows.append([layout, f"job, batch {n}", j["archived"], j["seconds"], j["rows_per_s"], j["limit_ratio"],
+                         1.0 if layout == "arrival" and n == str(size) else "",
                          j["mean_batch_ms"], j["worst_batch_ms"], j["flatness"]])
     rb = r["row_by_row"]
     rows.append(["arrival", "row by row (seed 001)", rb["rows"], rb["seconds"], rb["rows_per_s"],
-                 round(rb["rows_per_s"] / r["limit_rows_per_s"], 3), "", "", ""])
+                 round(rb["rows_per_s"] / r["limit_rows_per_s"], 3), "", "", "", ""])
     el = r["eligibility"]
-    for label, key in (("job, Phase-2 rules on", "rules"), ("job, related mode move", "move")):
+    for label, key in (("job, related mode skip", "skip"), ("job, Phase-2 rules on", "rules"),
+                       ("job, related mode move", "move")):
         j = el[key]
-        rows.append(["arrival", f"{label}, batch {size}", j["archived"], j["seconds"], j["rows_per_s"],
-                     round(j["rows_per_s"] / r["limit_rows_per_s"], 3), j["mean_batch_ms"], j["worst_batch_ms"],
-                     j["flatness"]])
+        rows.append([data.RELATED, f"{label}, batch {size}", j["archived"], j["seconds"], j["rows_per_s"], "",
+                     j["vs_plain"], j["mean_batch_ms"], j["worst_batch_ms"], j["flatness"]])
     print()
     print(f"{r['rows']:,} customers, nproc {r['machine']['nproc']}; {r['machine']['command']}")
-    print(report.table(["layout", "scenario", "rows", "seconds", "rows/s", "vs limit", "mean ms", "worst ms",
-                        "flatness"], rows))
+    print("layouts arrival and uncorrelated are plain (no related tables); related = arrival with the six related"
+          " tables.\nvs limit: against the single statement on the same data; vs plain job: customers/s against the"
+          f" arrival job at batch {size}.")
+    print(report.table(["data", "scenario", "rows", "seconds", "rows/s", "vs limit", "vs plain job", "mean ms",
+                        "worst ms", "flatness"], rows))
     lv = r["live"]
     print(f"\nlive traffic, {lv['rate_ops_per_s']} ops/s: p50 {lv['p50_without_ms']} -> {lv['p50_during_ms']} ms, "
           f"p99 {lv['p99_without_ms']} -> {lv['p99_during_ms']} ms (x{lv['p99_ratio']}); "
           f"{lv['updates_applied']} updates applied, {lv['lost_updates']} lost, {lv['errors']} errors; "
           f"rows {lv['rows_before']} -> {lv['rows_after']}")
-    print(f"rules on: x{el['rules']['vs_plain']} of plain; move mode: x{el['move']['vs_plain']} of plain "
+    print(f"on the related data: skip mode x{el['skip']['vs_plain']} of plain; rules on: "
+          f"x{el['rules']['vs_plain']} of plain; move mode: x{el['move']['vs_plain']} of plain "
           f"(customers/s), {el['move']['related_rows_moved']} related rows moved with them")
     est = r["cost"]["estimates"]
     a = r["cost"]["assumptions"]

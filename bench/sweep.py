@@ -103,7 +103,7 @@ def main() -> int:
     rows = int(os.environ.get("ROWS") or 1_000_000)
     sizes = [int(s) for s in (os.environ.get("SIZES") or ",".join(map(str, SIZES))).split(",")]
     policy, settings = load_policy({}), load_settings({})
-    bench = Bench(open_server(os.environ, policy.timezone), policy, settings, rows, layouts=("arrival",))
+    bench = Bench(open_server(os.environ, policy.timezone), policy, settings, rows, templates=("arrival",))
     bench.seed()
     limit_run = partial(run_limit, policy=policy, settings=settings)
     try:
