@@ -75,10 +75,11 @@ def chart(series: dict[str, JobRun], worst_target_ms: float, path: Path) -> Path
                 continue
             times = [b.ms for b in run.working]
             ax.plot(range(1, len(times) + 1), times, linewidth=0.8, label=f"{label} (worst {max(times):.0f} ms)")
-        if size == min(sizes):
+        if size == 1000:
             ax.axhline(worst_target_ms, color="red", linestyle="--", linewidth=1,
                        label=f"worst-batch target {worst_target_ms:.0f} ms")
-        ax.set_title(f"batch time over the run, {size} rows per batch")
+        ax.set_title("batch time over the run, " + (f"{size} rows per batch" if size else
+                                                     "default run (batch size adapted to the target time)"))
         ax.set_xlabel("batch")
         ax.set_ylabel("ms")
         ax.set_ylim(bottom=0)

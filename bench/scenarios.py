@@ -57,8 +57,12 @@ class JobRun:
         return statistics.fmean(b.ms for b in self.working) if self.working else 0.0
 
     def flatness(self) -> float:
-        """Mean batch time of the last 10% of full batches over the first 10%."""
-        full = [b.ms for b in self.working if b.locked == self.batch_size]
+        """Mean batch time of the last 10% of full batches over the first 10%; for the adaptive
+        default run, whose batches are steered to a time, the mean time per row instead."""
+        if self.batch_size == DEFAULT_RUN:
+            full = [b.ms / b.locked for b in self.working[:-1]]
+        else:
+            full = [b.ms for b in self.working if b.locked == self.batch_size]
         k = max(1, len(full) // 10)
         return statistics.fmean(full[-k:]) / statistics.fmean(full[:k]) if full else 0.0
 
@@ -79,10 +83,18 @@ class Moved:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
+DEFAULT_RUN = 0  # batch_size of the run as users leave it: no explicit size, so it adapts
+
+
+def batch_label(batch_size: int) -> str:
+    return "default (adaptive)" if batch_size == DEFAULT_RUN else f"batch {batch_size}"
+
+
 def run_job(db: Database, policy: Policy, settings: Settings, batch_size: int) -> JobRun:
-    """The job as the nightly schedule runs it: start, then hops of the real archive handler."""
+    """The job as the nightly schedule runs it: start, then hops of the real archive handler.
+    ``batch_size`` DEFAULT_RUN starts it without a size, as the schedule and the API do."""
     started = time.perf_counter()
-    job = Archiver(db, policy, settings).start(batch_size=batch_size, trigger="bench")
+    job = Archiver(db, policy, settings).start(batch_size=batch_size or None, trigger="bench")
     batches: list[Batch] = []
 
     def record(_job: Job, result: BatchResult) -> None:
@@ -90,7 +102,7 @@ def run_job(db: Database, policy: Policy, settings: Settings, batch_size: int) -
 
     deps = Deps(db=db, policy=policy, settings=settings, invoker=LocalInvoker(), alerts=alerts.RecordingSink(),
                 on_batch=record)
-    run = drive(start_event(job.id, False, batch_size), deps, settings.hop_seconds)
+    run = drive(start_event(job.id, False, batch_size or None), deps, settings.hop_seconds)
     seconds = time.perf_counter() - started
     final = run.last.get("job", {})
     return JobRun(batch_size, int(final.get("archived") or 0), seconds, run.hops, str(final.get("state")), batches)

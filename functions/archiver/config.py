@@ -145,6 +145,9 @@ class Settings(_Model):
     statement_timeout_ms: int = Field(300000, ge=1000, le=3600000)
     hop_seconds: float = Field(900, gt=0, le=900)
     reserve_ms: int = Field(10000, ge=0, le=600000)
+    # Runs started without an explicit batch size adapt it (from the policy's batch_size, within
+    # 1..10000) so each batch takes about this long; 0 keeps the size fixed.
+    target_batch_ms: int = Field(25, ge=0, le=60000)
     anomaly_factor: float = Field(5.0, ge=1.0, le=1000.0)
     success_alerts: bool = False
     status_base_url: str | None = None

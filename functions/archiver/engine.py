@@ -129,6 +129,16 @@ class Statements:
         self.explain = "EXPLAIN (FORMAT JSON) " + self.lock_first
 
 
+MAX_BATCH_SIZE = 10000
+
+
+def next_batch_size(size: int, ms: float, target_ms: float) -> int:
+    """Steer the batch size toward ``target_ms`` per batch: at most doubling or halving at a time,
+    so one slow batch (a checkpoint, a busy neighbour) cannot swing it far."""
+    wanted = int(size * target_ms / max(ms, 0.1))
+    return max(1, min(MAX_BATCH_SIZE, size * 2, max(size // 2, wanted)))
+
+
 class Archiver:
     """Runs archive jobs of one policy against one database."""
 
@@ -186,6 +196,8 @@ class Archiver:
             "retention_by_lob": self.policy.retention_by_lob, "related_mode": self.policy.related_mode,
             "rules": list(self.policy.rules.enabled), "archived_by": self.policy.archived_by,
             "archive_reason": self.policy.archive_reason,
+            "adaptive": batch_size is None and self.settings.target_batch_ms > 0,
+            "target_batch_ms": self.settings.target_batch_ms,
         }
         return self.jobs.create(dry_run=dry_run, batch_size=batch_size or self.policy.batch_size,
                                 trigger=trigger, scheduled_for=scheduled_for, cutoff=cutoffs.default,
@@ -226,6 +238,8 @@ class Archiver:
               on_batch: Callable[[Job, BatchResult], None] | None) -> HopOutcome:
         outcome = HopOutcome("continue", job)
         slowest = float(job.slowest_batch_ms or 0)
+        size = int(job.batch_size)
+        target = float(job.options.get("target_batch_ms") or 0) if job.options.get("adaptive") else 0.0
         while True:
             if max_batches is not None and outcome.batches >= max_batches:
                 self.jobs.release(job.id, owner)
@@ -238,12 +252,14 @@ class Archiver:
                     raise LeaseLostError("lease lost before hand-off")
                 outcome.next_hop, outcome.job = nxt, self.jobs.get(job.id)
                 return outcome
-            result, job = self._batch(job, owner, stmts)
+            result, job = self._batch(job, owner, stmts, size)
             if result is None:  # cancelled
                 outcome.status = "done"
                 outcome.job = self.jobs.finish(job.id, owner, "cancelled", "cancelled on request")
                 return outcome
             slowest = max(slowest, result.ms)
+            if target and result.locked == size:  # a short batch says nothing about the cost
+                size = next_batch_size(size, result.ms, target)
             outcome.batches += 1
             outcome.archived += result.moved
             outcome.batch_ms.append(result.ms)
@@ -258,16 +274,16 @@ class Archiver:
                 outcome.status, outcome.job = "done", self.jobs.finish(job.id, owner, state, msg)
                 return outcome
 
-    def _batch(self, job: Job, owner: str, stmts: Statements) -> tuple[BatchResult | None, Job]:
+    def _batch(self, job: Job, owner: str, stmts: Statements, size: int) -> tuple[BatchResult | None, Job]:
         started = time.perf_counter()
         with self.db.transaction():
             current = self.jobs.lock_for_batch(job.id, owner)
             if current.cancel_requested:
                 return None, current
             if current.cursor_ts is None:
-                found = self.db.run(stmts.lock_first, n=int(current.batch_size), **stmts.params)[0]
+                found = self.db.run(stmts.lock_first, n=size, **stmts.params)[0]
             else:
-                found = self.db.run(stmts.lock_next, n=int(current.batch_size), cur_ts=current.cursor_ts,
+                found = self.db.run(stmts.lock_next, n=size, cur_ts=current.cursor_ts,
                                     cur_key=current.cursor_key, **stmts.params)[0]
             locked, ids, last_ts, last_key = int(found[0]), found[1], found[2], found[3]
             moved = failed = 0

@@ -190,3 +190,32 @@ def test_migrate_is_idempotent_and_creates_the_indexes_the_job_needs(db, policy)
     assert any("(created_at, id)" in i and "nic_cc_customer " in i for i in idx)
     for table in ("nic_cc_aod", "nic_cc_call_log", "nic_cc_follow_up"):
         assert any(f"{table} " in i and "(customer_id)" in i for i in idx), table
+
+
+def test_batch_size_adapts_toward_the_target_batch_time(db, policy, settings):
+    setup(db, policy)
+    add_customers(db, policy, [70 + i * 0.001 for i in range(3000)])
+    archiver = Archiver(db, policy, settings.model_copy(update={"target_batch_ms": 10_000}))
+    job = archiver.start()  # no explicit size: start at the policy's 1000 and adapt
+    assert job.options["adaptive"] is True
+    done = archiver.run_hop(job.id, owner="w", hop=1).job
+    # Batches far under the target double: 1000, then 2000 covers the rest, then an empty batch.
+    assert done.records_archived == 3000 and done.batches == 3
+
+
+def test_explicit_batch_size_stays_fixed(db, policy, settings):
+    setup(db, policy)
+    add_customers(db, policy, [70 + i * 0.001 for i in range(300)])
+    archiver = Archiver(db, policy, settings.model_copy(update={"target_batch_ms": 10_000}))
+    job = archiver.start(batch_size=100)
+    assert archiver.run_hop(job.id, owner="w", hop=1).job.batches == 4
+
+
+def test_next_batch_size_moves_at_most_by_half_or_double():
+    from archiver.engine import next_batch_size
+
+    assert next_batch_size(1000, 10, 25) == 2000
+    assert next_batch_size(1000, 20, 25) == 1250
+    assert next_batch_size(1000, 400, 25) == 500
+    assert next_batch_size(8000, 1, 25) == 10000
+    assert next_batch_size(1, 500, 25) == 1
