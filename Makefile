@@ -24,8 +24,8 @@ $(VENV)/.dev-installed: $(BIN)/python requirements.txt requirements-dev.txt pypr
 DEMO_CUSTOMERS ?= 20000
 
 run: $(VENV)/.run-installed
-	$(BIN)/archiver migrate
 	$(BIN)/archiver seed-demo --customers $(DEMO_CUSTOMERS) --top-up
+	$(BIN)/archiver migrate
 	$(BIN)/archiver run --dry-run
 	$(BIN)/archiver run
 	$(BIN)/archiver status --limit 5

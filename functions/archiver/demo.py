@@ -73,4 +73,5 @@ def seed(db: Database, policy: Policy, customers: int, days: int = 180, related:
                 db.run(f"INSERT INTO {qualified(policy.schema_name, table)} (customer_id, {', '.join(cols)})"
                        f" SELECT c.id, {values} FROM {live} c WHERE c.id > :first AND random() < {share}",
                        first=first)
+    db.run(f"ANALYZE {live}")  # fresh statistics, or the first run plans against an empty table
     return customers

@@ -27,6 +27,7 @@ from .schema import (
     MigrationReport,
     TableShape,
     columns,
+    has_index,
     live_shape,
     related_archive_name,
     sync_archive_table,
@@ -322,10 +323,17 @@ class Archiver:
 
         def walk(node: dict[str, Any]) -> None:
             if node.get("Node Type") == "Seq Scan" and node.get("Relation Name") == self.policy.live_table:
-                found.append(f"the batch query scans the whole table {self.policy.live_table}: "
-                             f"run 'archiver migrate' to create the index on ({self.policy.age_column}, id)")
+                found.append(f"the batch query scans the whole table {self.policy.live_table}")
             for child in node.get("Plans", []):
                 walk(child)
 
         walk(plan[0]["Plan"])
-        return found
+        if not found:
+            return []
+        assert self._shape is not None
+        index = (self.policy.age_column, self._shape.pk)
+        advice = (f"run 'archiver migrate' to create the index on ({', '.join(index)})"
+                  if not has_index(self.db, self.policy.schema_name, self.policy.live_table, index) else
+                  "the index exists but the planner prefers a full scan: ANALYZE the table if its statistics"
+                  " are stale (on a small table a full scan can be right)")
+        return [f"{found[0]}: {advice}"]

@@ -180,18 +180,19 @@ def _index_name(table: str, cols: tuple[str, ...], suffix: str = "archiver_idx")
     return name
 
 
-def _ensure_index(db: Database, schema: str, table: str, cols: tuple[str, ...],
-                  report: MigrationReport, create: bool = True) -> None:
+def has_index(db: Database, schema: str, table: str, cols: tuple[str, ...]) -> bool:
+    """Whether a valid index on ``table`` leads with ``cols``."""
+    return any(r["valid"] and tuple(r["columns"][: len(cols)]) == cols
+               for r in db.rows(_INDEXES_SQL, schema=schema, table=table))
+
+
+def _ensure_index(db: Database, schema: str, table: str, cols: tuple[str, ...], report: MigrationReport) -> None:
     """Create an index leading with ``cols`` unless a valid one exists (CONCURRENTLY: no long lock)."""
-    existing = db.rows(_INDEXES_SQL, schema=schema, table=table)
-    if any(r["valid"] and tuple(r["columns"][: len(cols)]) == cols for r in existing):
+    if has_index(db, schema, table, cols):
         return
     name = _index_name(table, cols)
-    if not create:
-        report.warnings.append(f"{schema}.{table} has no index on ({', '.join(cols)})")
-        return
-    for r in existing:  # a failed CONCURRENTLY build leaves an invalid index behind
-        if r["name"] == name and not r["valid"]:
+    for r in db.rows(_INDEXES_SQL, schema=schema, table=table):
+        if r["name"] == name and not r["valid"]:  # left behind by a failed CONCURRENTLY build
             db.run(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(schema, name)}")
     db.run(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote(name)} ON {qualified(schema, table)} "
            f"({', '.join(quote(c) for c in cols)})")

@@ -219,3 +219,14 @@ def test_next_batch_size_moves_at_most_by_half_or_double():
     assert next_batch_size(1000, 400, 25) == 500
     assert next_batch_size(8000, 1, 25) == 10000
     assert next_batch_size(1, 500, 25) == 1
+
+
+def test_dry_run_warns_when_the_batch_query_would_scan_the_whole_table(db, policy, settings):
+    setup(db, policy)
+    add_customers(db, policy, [70 + i for i in range(20)])
+    db.run("DROP INDEX nic_cc_customer_created_at_id_archiver_idx")
+    dry = run_to_end(db, policy, settings, dry_run=True).as_dict()
+    assert dry["warnings"] and "archiver migrate" in dry["warnings"][0]
+    schema.migrate(db, policy)
+    db.run("ANALYZE nic_cc_customer")
+    assert "archiver migrate" not in " ".join(run_to_end(db, policy, settings, dry_run=True).as_dict()["warnings"])
