@@ -113,3 +113,28 @@ def log_lines() -> Iterator[io.StringIO]:
         yield stream
     finally:
         std.removeHandler(handler)
+
+
+@pytest.fixture
+def aws_mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto for every AWS API (Lambda without Docker), started before any client exists, with fake
+    credentials; the cached boto3 clients and Powertools parameters are reset around it."""
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters import base as parameters_base
+    from moto import mock_aws
+
+    from archiver import aws
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+
+    def reset() -> None:
+        aws.client.cache_clear()
+        parameters.clear_caches()
+        parameters_base.DEFAULT_PROVIDERS.clear()
+
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        reset()
+        yield
+        reset()

@@ -13,14 +13,8 @@ import logging
 import os
 import re
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from archiver import alerts, demo, schema
@@ -29,10 +23,10 @@ from archiver.db import Database
 from archiver.identifiers import qualified, quote
 from archiver.observability import logger
 from archiver.worker import Deps, LocalInvoker
+from tests.api_client import ARCHIVER_BIN  # noqa: E402
 
 from .report import ChaosReport
 
-ARCHIVER_BIN = Path(sys.executable).parent / "archiver"
 FINGERPRINT = "chaos_fingerprint"
 
 # What demo.seed writes into a customer row: none of it may reach a log line or an alert.
@@ -223,31 +217,3 @@ class ScriptedDatabase(Database):
             self.before(sql)
         return super().run(sql, **params)
 
-
-# -- the status API over HTTP (`archiver serve`) ------------------------------------------------
-@contextmanager
-def serve(env: dict[str, str], log: Path) -> Iterator[str]:
-    """Run `archiver serve --port 0` with ``env``; yields its base URL once it listens."""
-    with log.open("w") as out:
-        proc = subprocess.Popen([str(ARCHIVER_BIN), "serve", "--port", "0"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while not (found := re.search(r"serving the status API on (http://\S+)", log.read_text())):
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the status API did not start"
-            time.sleep(0.05)
-        yield found.group(1)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-
-
-def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")

@@ -14,9 +14,10 @@ import pg8000.exceptions
 import pytest
 
 from archiver.db import sqlstate
+from tests.api_client import http, serve
 from tests.conftest import ROOT
 
-from .support import another, cli_env, http, record, run_cli, seed, serve, verify
+from .support import another, cli_env, record, run_cli, seed, verify
 
 SECURITY_DOC = ROOT / "docs" / "security.md"
 

@@ -21,9 +21,10 @@ from schemathesis import GenerationMode  # noqa: E402
 
 from archiver.config import load_policy  # noqa: E402
 from archiver.db import Database  # noqa: E402
+from tests.api_client import serve  # noqa: E402
 from tests.conftest import database_url  # noqa: E402
 
-from .support import cli_env, record, seed, serve, verify  # noqa: E402
+from .support import cli_env, record, seed, verify  # noqa: E402
 
 STATUS_CODES: Counter[int] = Counter()
 ACTIVE = "SELECT count(*) FROM nic_cc_archive_log WHERE state IN ('pending', 'running')"

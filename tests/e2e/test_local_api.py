@@ -3,31 +3,17 @@ starts a run and follows it until the archive is done, as an operator would with
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import re
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import ExitStack
 
 import pytest
 
 from archiver import demo, schema
-
-ARCHIVER = str(Path(sys.executable).parent / "archiver")
-
-
-def http(method: str, url: str, body: bytes | None = None) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+from tests.api_client import http, serve
 
 
 @pytest.fixture
@@ -35,24 +21,13 @@ def start_server(env, db, policy, tmp_path) -> Iterator:
     """Start ``archiver [args] serve --port 0``; returns its base URL once it listens."""
     demo.seed(db, policy, 3000)
     schema.migrate(db, policy)
-    procs: list[subprocess.Popen] = []
+    numbers = itertools.count()
+    with ExitStack() as stack:
+        def start(*args: str) -> str:
+            log = tmp_path / f"serve-{next(numbers)}.log"
+            return stack.enter_context(serve({**os.environ, **env}, log, *args))
 
-    def start(*args: str) -> str:
-        log = tmp_path / f"serve-{len(procs)}.log"
-        with log.open("w") as out:
-            procs.append(subprocess.Popen([ARCHIVER, *args, "serve", "--port", "0"], env={**os.environ, **env},
-                                          stdout=out, stderr=subprocess.STDOUT))
-        deadline = time.monotonic() + 30
-        while not (found := re.search(r"serving the status API on (http://\S+)", log.read_text())):
-            assert procs[-1].poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
-        return found.group(1)
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=10)
+        yield start
 
 
 @pytest.fixture

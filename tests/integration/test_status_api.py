@@ -14,7 +14,6 @@ from dataclasses import replace
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from archiver import aws, localapi
 from archiver import status as core
@@ -291,14 +290,8 @@ def test_start_through_the_local_invoker_archives_every_eligible_row(customers, 
 
 
 @pytest.fixture
-def moto_lambda(monkeypatch):
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}.items():
-        monkeypatch.setenv(k, v)
-    with mock_aws(config={"lambda": {"use_docker": False}}):
-        aws.client.cache_clear()
-        yield boto3.client("lambda")
-        aws.client.cache_clear()
+def moto_lambda(aws_mock):
+    return boto3.client("lambda")
 
 
 def _archive_function(client) -> str:

@@ -7,21 +7,8 @@ import json
 import zipfile
 
 import boto3
-import pytest
-from moto import mock_aws
 
 from archiver import alerts, aws
-
-
-@pytest.fixture
-def aws_env(monkeypatch):
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_SESSION_TOKEN": "testing"}.items():
-        monkeypatch.setenv(k, v)
-    with mock_aws(config={"lambda": {"use_docker": False}}):
-        aws.client.cache_clear()
-        yield
-        aws.client.cache_clear()
 
 
 def _zip() -> bytes:
@@ -31,14 +18,21 @@ def _zip() -> bytes:
     return buf.getvalue()
 
 
-def test_self_invocation_is_asynchronous(aws_env):
+def test_self_invocation_is_asynchronous(aws_mock):
     role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     fn = boto3.client("lambda").create_function(FunctionName="archiver-archive", Runtime="python3.12", Role=role,
                                                 Handler="handler.handler", Code={"ZipFile": _zip()})
-    aws.LambdaInvoker().invoke_async(fn["FunctionArn"], {"action": "continue", "job_id": "j", "hop": 2})
+    sent = []
+    aws.client("lambda").meta.events.register(
+        "before-send.lambda.Invoke", lambda request, **_: sent.append(request))
+    payload = {"action": "continue", "job_id": "j", "hop": 2}
+    aws.LambdaInvoker().invoke_async(fn["FunctionArn"], payload)
+    [request] = sent
+    assert request.headers["X-Amz-Invocation-Type"] in (b"Event", "Event")
+    assert json.loads(request.body) == payload
 
 
-def test_alert_reaches_sns_subscribers_with_its_structured_attribute(aws_env):
+def test_alert_reaches_sns_subscribers_with_its_structured_attribute(aws_mock):
     sns, sqs = boto3.client("sns"), boto3.client("sqs")
     topic = sns.create_topic(Name="alerts")["TopicArn"]
     queue = sqs.create_queue(QueueName="q")["QueueUrl"]
@@ -54,6 +48,6 @@ def test_alert_reaches_sns_subscribers_with_its_structured_attribute(aws_env):
     assert alerts.Alert.from_dict(json.loads(body["MessageAttributes"]["alert"]["Value"])) == alert
 
 
-def test_secret_is_read_through_the_parameters_utility(aws_env):
+def test_secret_is_read_through_the_parameters_utility(aws_mock):
     arn = boto3.client("secretsmanager").create_secret(Name="db", SecretString='{"username": "u"}')["ARN"]
     assert json.loads(aws.fetch_secret(arn)) == {"username": "u"}

@@ -14,9 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.parameters import base as parameters_base
-from moto import mock_aws
 
 from archiver import aws, slack
 from archiver.alerts import Alert
@@ -161,19 +158,8 @@ def test_sink_does_not_show_its_url():
 
 # -- the Slack function -----------------------------------------------------------------------------------
 @pytest.fixture
-def sns_world(monkeypatch):
-    """moto SNS, SQS and Secrets Manager, started before any client exists; caches reset."""
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}.items():
-        monkeypatch.setenv(k, v)
-    with mock_aws():
-        aws.client.cache_clear()
-        parameters.clear_caches()
-        parameters_base.DEFAULT_PROVIDERS.clear()
-        yield
-        aws.client.cache_clear()
-        parameters.clear_caches()
-        parameters_base.DEFAULT_PROVIDERS.clear()
+def sns_world(aws_mock):
+    """moto SNS, SQS and Secrets Manager (the shared aws_mock fixture)."""
 
 
 class Topic:
