@@ -94,12 +94,6 @@ def sqlstate(exc: BaseException) -> str | None:
     return None
 
 
-def server_message(exc: BaseException) -> str:
-    if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args and isinstance(exc.args[0], dict):
-        return str(exc.args[0].get("M", exc))
-    return str(exc)
-
-
 def describe_error(exc: BaseException) -> str:
     """An error message safe for logs and alerts: the server's message, SQLSTATE and constraint,
     never its DETAIL, which can quote a whole row of customer data."""
@@ -140,7 +134,7 @@ class Database:
             hint = ""
             if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
                 hint = " (server certificate not trusted: ship the RDS CA bundle or set ARCHIVER_DB_CA_FILE)"
-            raise DatabaseUnavailableError(f"cannot connect to {p.masked()}: {server_message(exc)}{hint}") from None
+            raise DatabaseUnavailableError(f"cannot connect to {p.masked()}: {describe_error(exc)}{hint}") from None
         conn.run("SELECT set_config('TimeZone', :tz, false), set_config('lock_timeout', :lt, false),"
                  " set_config('statement_timeout', :st, false)",
                  tz=p.timezone, lt=f"{self._lock_timeout_ms}ms", st=f"{self._statement_timeout_ms}ms")
@@ -171,9 +165,6 @@ class Database:
                 self._conn.close()
         self._conn = None
         self._in_tx = False
-
-    def backend_pid(self) -> int:
-        return int(self.scalar("SELECT pg_backend_pid()"))
 
     # -- statements ------------------------------------------------------------------
     def run(self, sql: str, **params: Any) -> list[list[Any]]:

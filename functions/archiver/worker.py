@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -47,7 +47,7 @@ class Deps:
     settings: Settings
     invoker: Invoker
     alerts: alerts.AlertSink
-    metrics: RunMetrics | None = None
+    metrics: RunMetrics = field(default_factory=NullMetrics)
     on_batch: Callable[[Job, BatchResult], None] | None = None
     max_batches: int | None = None  # local bounded runs only
 
@@ -55,7 +55,7 @@ class Deps:
 def process(event: ArchiveEvent, deps: Deps, budget: Budget, function: str) -> dict[str, Any]:
     """Handle one archive event; raises after marking the run failed and alerting."""
     _connect(deps, budget, getattr(event, "job_id", None))
-    archiver = Archiver(deps.db, deps.policy, deps.settings, deps.metrics or NullMetrics())
+    archiver = Archiver(deps.db, deps.policy, deps.settings, deps.metrics)
     hop: int | None
     if isinstance(event, ScheduleEvent):
         started = _start_nightly(archiver, deps, event)
@@ -142,7 +142,7 @@ def _nightly_meets_active(archiver: Archiver, deps: Deps, active: Job) -> tuple[
     last = active.heartbeat_at or active.run_date
     idle_min = (now - last).total_seconds() / 60
     if idle_min >= deps.settings.stuck_after_minutes:
-        (deps.metrics or NullMetrics()).count("StuckRuns")
+        deps.metrics.count("StuckRuns")
         deps.alerts.send(alerts.for_stuck(active, idle_min, deps.settings))
     lease_free = active.lease_expires_at is None or active.lease_expires_at < now
     if lease_free:
@@ -169,7 +169,7 @@ def _run_with_reconnect(archiver: Archiver, deps: Deps, job_id: str, owner: str,
             time.sleep(min(2 ** attempt, 10))
             deps.db.close()  # run_hop reconnects; the claim accepts our own unexpired lease
         except HopLimitError as exc:
-            (deps.metrics or NullMetrics()).count("HopLimitReached")
+            deps.metrics.count("HopLimitReached")
             deps.alerts.send(alerts.for_failure(_safe_get(archiver, job_id), job_id, str(exc), deps.settings,
                                                 kind="hop_limit"))
             raise
@@ -194,7 +194,7 @@ def _fail(archiver: Archiver, deps: Deps, job_id: str, owner: str | None, error:
         job = archiver.jobs.fail(job_id, owner, error) or _safe_get(archiver, job_id)
     except Exception as exc:  # noqa: BLE001 - the database may be down: still alert
         logger.error("could not mark run failed", extra={"error": str(exc)})
-    (deps.metrics or NullMetrics()).run(archived=job.records_archived if job else 0,
+    deps.metrics.run(archived=job.records_archived if job else 0,
                                        eligible=(job.eligible or 0) if job else 0,
                                        batches=job.batches if job else 0,
                                        duration_ms=(job.execution_time_ms or 0) if job else 0,
@@ -203,7 +203,7 @@ def _fail(archiver: Archiver, deps: Deps, job_id: str, owner: str | None, error:
 
 
 def _after_run(archiver: Archiver, deps: Deps, job: Job) -> None:
-    metrics = deps.metrics or NullMetrics()
+    metrics = deps.metrics
     if not job.dry_run:
         metrics.run(archived=job.records_archived, eligible=job.eligible or 0, batches=job.batches,
                     duration_ms=job.execution_time_ms or 0, failed=job.state == "partial",
