@@ -165,7 +165,7 @@ def cmd_run(args: argparse.Namespace, db: Database, policy: Policy, settings: Se
         except AlreadyRunningError as exc:
             active = archiver.jobs.active()
             now = db.scalar("SELECT now()")
-            if args.dry_run or active is None or (active.lease_expires_at and active.lease_expires_at > now):
+            if args.dry_run or active is None or not active.lease_free(now):
                 raise exc
             print(f"resuming run {active.id}, whose worker is gone", file=sys.stderr)
             event = {"action": "resume", "job_id": active.id}

@@ -43,6 +43,11 @@ class Job:
     def active(self) -> bool:
         return self.row["state"] in ACTIVE_STATES
 
+    def lease_free(self, now: datetime) -> bool:
+        """No worker holds the job (lease released or expired): a takeover may claim it (see claim)."""
+        expires = self.row["lease_expires_at"]
+        return expires is None or expires < now
+
     def as_dict(self) -> dict[str, Any]:
         """The job-status view (seed 002's fields, the seed log's fields), JSON-ready."""
         r = self.row

@@ -144,8 +144,7 @@ def _nightly_meets_active(archiver: Archiver, deps: Deps, active: Job) -> tuple[
     if idle_min >= deps.settings.stuck_after_minutes:
         deps.metrics.count("StuckRuns")
         deps.alerts.send(alerts.for_stuck(active, idle_min, deps.settings))
-    lease_free = active.lease_expires_at is None or active.lease_expires_at < now
-    if lease_free:
+    if active.lease_free(now):
         logger.warning("taking over an abandoned run", extra={"existing_job_id": active.id})
         return active.id, None
     logger.info("a run is already active", extra={"existing_job_id": active.id})
