@@ -281,11 +281,7 @@ def _seed(args: argparse.Namespace, db: Database, policy: Policy, settings: Sett
     added = 0
     eligible = None
     if args.top_up:
-        archiver = Archiver(db, policy, settings)
-        archiver.prepare()
-        from .eligibility import pin_cutoffs
-        stmts = archiver.statements(pin_cutoffs(db, policy))
-        eligible = int(db.scalar(stmts.count, **stmts.params))
+        eligible = Archiver(db, policy, settings).count_eligible()
     if not args.top_up or not eligible:
         added = demo.seed(db, policy, args.customers, related=not args.no_related)
     schema.migrate(db, policy)  # indexes on the related tables' foreign keys

@@ -186,6 +186,11 @@ class Archiver:
         assert self._shape is not None
         return Statements(self.policy, self._shape, self._related, cutoffs, self._related_columns)
 
+    def count_eligible(self, stmts: Statements | None = None) -> int:
+        """Rows a run would move now (with a run's statements: under its pinned cutoffs)."""
+        stmts = stmts or self.statements(pin_cutoffs(self.db, self.policy))
+        return int(self.db.scalar(stmts.count, **stmts.params))
+
     # -- starting ----------------------------------------------------------------------
     def start(self, *, dry_run: bool = False, batch_size: int | None = None, trigger: str = "manual",
               scheduled_for: Any = None) -> Job:
@@ -229,7 +234,7 @@ class Archiver:
             if job.dry_run:
                 return HopOutcome("done", self._dry_run(job, owner, stmts))
             if job.eligible is None:
-                self.jobs.set_eligible(job.id, owner, int(self.db.scalar(stmts.count, **stmts.params)))
+                self.jobs.set_eligible(job.id, owner, self.count_eligible(stmts))
             return self._loop(job, owner, stmts, budget, max_batches, on_batch)
         except LeaseLostError as exc:
             logger.warning("lease lost, stopping", extra={"reason": str(exc)})
@@ -306,7 +311,7 @@ class Archiver:
         return BatchResult(locked, moved, failed, (time.perf_counter() - started) * 1000), after
 
     def _dry_run(self, job: Job, owner: str, stmts: Statements) -> Job | None:
-        count = int(self.db.scalar(stmts.count, **stmts.params))
+        count = self.count_eligible(stmts)
         by_lob = {}
         if stmts.breakdown:
             by_lob = {str(k): int(v) for k, v in self.db.run(stmts.breakdown, **stmts.params)}
