@@ -3,10 +3,13 @@ per scenario."""
 
 from __future__ import annotations
 
+import os
+import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from archiver.config import Policy, Settings
@@ -48,6 +51,7 @@ class Bench:
         dbname = self.clone_name(name)
         self.server.checkpoint()
         db = self.server.create(dbname, template=self.template(layout))
+        os.sync()  # the clone's copied files, still in the page cache, would be written during the measurement
         started = time.perf_counter()
         try:
             return fn(db)
@@ -64,3 +68,30 @@ class Bench:
 def say(text: str) -> None:
     """Progress on stderr; the results go to stdout."""
     print(text, file=sys.stderr, flush=True)
+
+
+def fsync_ms(directory: Path, seconds: float = 5.0, rate: int = 100) -> dict[str, float]:
+    """This machine's disk as a commit sees it: an 8 kB write and fdatasync at ``rate`` per second.
+    Printed beside the results: a shared VM's disk stalls for hundreds of ms now and then, which no
+    single-run latency figure can tell from the job's own effect."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"fsync-probe-{os.getpid()}"
+    latencies: list[float] = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        started = time.perf_counter()
+        i = 0
+        while time.perf_counter() - started < seconds:
+            wait = started + i / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            t = time.perf_counter()
+            os.pwrite(fd, b"\0" * 8192, (i % 1024) * 8192)
+            os.fdatasync(fd)
+            latencies.append((time.perf_counter() - t) * 1000)
+            i += 1
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {"seconds": seconds, "p50": round(cuts[49], 2), "p99": round(cuts[98], 2), "max": round(max(latencies), 1)}
