@@ -127,7 +127,8 @@ def main() -> int:
     results["started_at"], results["duration_s"] = began.isoformat(), round(time.perf_counter() - wall)
     print_results(results)
     path = report.write_json(results)
-    series = {f"{layout}, {n}": run for layout, rs in m["layouts"].items() for n, run in rs[0].jobs.items()}
+    series = {f"{layout}, {batch_label(n)}": run for layout, rs in m["layouts"].items()
+              for n, run in rs[0].jobs.items()}
     series[f"{MAIN_LAYOUT}, live traffic"] = m["live"][0].job
     png = report.chart(series, WORST_BATCH_MS, report.RESULTS / "batch_latency.png")
     say(f"wrote {path} and {png} in {results['duration_s']} s")
