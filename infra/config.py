@@ -56,6 +56,10 @@ class ArchiverConfig(BaseModel):
     # Archiving policy, handed to the functions as ARCHIVER_* variables (unset = the core's default)
     retention_days: int = Field(60, ge=1, le=36500, description="Archive rows older than this many days.")
     batch_size: int | None = Field(None, ge=1, le=10000, description="Rows moved per transaction.")
+    target_batch_ms: int | None = Field(None, ge=0, le=60000,
+                                        description="Time per batch the adaptive batch size aims at; 0 = fixed.")
+    batch_pause_ms: int | None = Field(None, ge=0, le=60000,
+                                       description="Idle time after each batch, outside any transaction.")
     related_mode: Literal["keep", "skip", "move"] | None = Field(
         None, description="What to do with a row that has related rows: keep it live, skip it, or move "
                           "the related rows too.")
@@ -230,6 +234,8 @@ class ArchiverConfig(BaseModel):
             "ARCHIVER_RETENTION_DAYS": self.retention_days,
             "ARCHIVER_MAX_HOPS": self.max_hops,
             "ARCHIVER_BATCH_SIZE": self.batch_size,
+            "ARCHIVER_TARGET_BATCH_MS": self.target_batch_ms,
+            "ARCHIVER_BATCH_PAUSE_MS": self.batch_pause_ms,
             "ARCHIVER_RELATED_MODE": self.related_mode,
             "ARCHIVER_SCHEMA": self.schema_name,
             "ARCHIVER_LIVE_TABLE": self.live_table,

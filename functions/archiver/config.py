@@ -148,6 +148,9 @@ class Settings(_Model):
     # Runs started without an explicit batch size adapt it (from the policy's batch_size, within
     # 1..10000) so each batch takes about this long; 0 keeps the size fixed.
     target_batch_ms: int = Field(25, ge=0, le=60000)
+    # Idle time after each batch, outside any transaction: leaves the database room for its other
+    # work on a busy server (pt-archiver's --sleep). 0: batch after batch.
+    batch_pause_ms: int = Field(0, ge=0, le=60000)
     anomaly_factor: float = Field(5.0, ge=1.0, le=1000.0)
     success_alerts: bool = False
     status_base_url: str | None = None

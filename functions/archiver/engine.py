@@ -279,6 +279,14 @@ class Archiver:
                         if job.records_failed else ""))
                 outcome.status, outcome.job = "done", self.jobs.finish(job.id, owner, state, msg)
                 return outcome
+            self._pause(budget, slowest)
+
+    def _pause(self, budget: Budget, slowest: float) -> None:
+        """Idle between batches (the batch has committed: no row is held), unless the hop is about
+        to hand over anyway."""
+        pause = self.settings.batch_pause_ms
+        if pause and budget.remaining_ms() - pause >= 2 * slowest + self.settings.reserve_ms:
+            time.sleep(pause / 1000)
 
     def _batch(self, job: Job, owner: str, stmts: Statements, size: int) -> tuple[BatchResult | None, Job]:
         started = time.perf_counter()

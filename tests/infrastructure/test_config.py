@@ -51,8 +51,15 @@ def test_policy_environment_only_names_what_is_set() -> None:
                    "ARCHIVER_MAX_HOPS": "200", "ARCHIVER_RELATED_MODE": "skip", "ARCHIVER_LIVE_TABLE": "orders"}
 
 
+def test_batch_pacing_from_context_reaches_the_functions() -> None:
+    env = config_from_context({"target_batch_ms": "0", "batch_pause_ms": "50"}).policy_environment()
+    assert env["ARCHIVER_TARGET_BATCH_MS"] == "0" and env["ARCHIVER_BATCH_PAUSE_MS"] == "50"
+
+
 @pytest.mark.parametrize(("context", "key"), [
     ({"timezone": "Mars/Olympus_Mons"}, "timezone"),
+    ({"batch_pause_ms": "-5"}, "batch_pause_ms"),
+    ({"target_batch_ms": "a lot"}, "target_batch_ms"),
     ({"timezone": "../etc/passwd"}, "timezone"),
     ({"schedule_time": "2am"}, "schedule_time"),
     ({"schedule_time": "24:00"}, "schedule_time"),

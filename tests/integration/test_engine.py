@@ -211,6 +211,26 @@ def test_explicit_batch_size_stays_fixed(db, policy, settings):
     assert archiver.run_hop(job.id, owner="w", hop=1).job.batches == 4
 
 
+def test_batch_pause_idles_between_batches_outside_any_transaction(db, policy, settings, connect):
+    setup(db, policy)
+    add_customers(db, policy, [70 + i * 0.001 for i in range(250)])
+    job_pid = db.scalar("SELECT pg_backend_pid()")
+    observer = connect()
+    ends, states = [], []
+
+    def after_batch(_job, _result):
+        ends.append(time.perf_counter())
+        states.append(observer.scalar("SELECT state FROM pg_stat_activity WHERE pid = :p", p=job_pid))
+
+    archiver = Archiver(db, policy, settings.model_copy(update={"batch_pause_ms": 200}))
+    job = archiver.start(batch_size=100)
+    done = archiver.run_hop(job.id, owner="w", hop=1, on_batch=after_batch).job
+
+    assert done.records_archived == 250 and len(ends) == 4  # 100, 100, 50, then the empty batch
+    assert all(b - a >= 0.2 for a, b in zip(ends, ends[1:], strict=False))
+    assert states == ["idle"] * 4  # committed before the pause: no row held while it waits
+
+
 def test_next_batch_size_moves_at_most_by_half_or_double():
     from archiver.engine import next_batch_size
 
