@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from archiver.config import Settings
+from archiver.engine import kept_back_ms
 
 from .scenarios import JobRun
 
@@ -37,8 +38,7 @@ def estimate(rows: int, run: JobRun, settings: Settings, measured_rows: int) -> 
     batch_s = run.mean_ms / 1000 + ROUND_TRIPS_PER_BATCH * RTT_MS / 1000
     rows_per_batch = run.archived / max(len(run.working), 1)
     batches = math.ceil(rows / rows_per_batch)
-    # A hop stops when less than twice its slowest batch plus the reserve is left (engine._loop).
-    usable_s = settings.hop_seconds - settings.reserve_ms / 1000 - 2 * run.worst_ms / 1000 - COLD_START_S
+    usable_s = settings.hop_seconds - kept_back_ms(settings, run.worst_ms) / 1000 - COLD_START_S
     per_hop = max(1, math.floor(usable_s / batch_s))
     invocations = math.ceil(batches / per_hop)
     # Start, eligible count and finish, measured here, grow with the table: scaled by rows.

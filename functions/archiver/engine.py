@@ -133,6 +133,12 @@ class Statements:
 MAX_BATCH_SIZE = 10000
 
 
+def kept_back_ms(settings: Settings, slowest_ms: float) -> float:
+    """What a hop keeps back from its time budget: twice its slowest batch so far, plus the reserve.
+    Below it the hop hands over; a pause between batches may not eat into it."""
+    return 2 * slowest_ms + settings.reserve_ms
+
+
 def next_batch_size(size: int, ms: float, target_ms: float) -> int:
     """Steer the batch size toward ``target_ms`` per batch: at most doubling or halving at a time,
     so one slow batch (a checkpoint, a busy neighbour) cannot swing it far."""
@@ -251,8 +257,7 @@ class Archiver:
                 self.jobs.release(job.id, owner)
                 outcome.status, outcome.job = "paused", self.jobs.get(job.id)
                 return outcome
-            # Stop early enough that the slowest batch seen so far fits twice, plus a reserve.
-            if budget.remaining_ms() < 2 * slowest + self.settings.reserve_ms:
+            if budget.remaining_ms() < kept_back_ms(self.settings, slowest):
                 nxt = int(job.hop) + 1
                 if not self.jobs.handoff(job.id, owner, nxt, self.settings.lease_seconds):
                     raise LeaseLostError("lease lost before hand-off")
@@ -285,7 +290,7 @@ class Archiver:
         """Idle between batches (the batch has committed: no row is held), unless the hop is about
         to hand over anyway."""
         pause = self.settings.batch_pause_ms
-        if pause and budget.remaining_ms() - pause >= 2 * slowest + self.settings.reserve_ms:
+        if pause and budget.remaining_ms() - pause >= kept_back_ms(self.settings, slowest):
             time.sleep(pause / 1000)
 
     def _batch(self, job: Job, owner: str, stmts: Statements, size: int) -> tuple[BatchResult | None, Job]:
