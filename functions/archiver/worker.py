@@ -92,7 +92,12 @@ def _connect(deps: Deps, budget: Budget, job_id: str | None) -> None:
                 deps.alerts.send(alerts.for_failure(None, job_id, str(exc), deps.settings))
                 raise
             logger.warning("database unavailable, retrying", extra={"attempt": attempt})
-            time.sleep(min(2**attempt, 10))
+            _backoff(attempt)
+
+
+def _backoff(attempt: int) -> None:
+    """Wait before reconnecting: 2, 4, 8, then 10 s."""
+    time.sleep(min(2**attempt, 10))
 
 
 def _hand_over(archiver: Archiver, deps: Deps, function: str, job_id: str, next_hop: int) -> None:
@@ -165,7 +170,7 @@ def _run_with_reconnect(archiver: Archiver, deps: Deps, job_id: str, owner: str,
                 _fail(archiver, deps, job_id, owner, f"database unavailable: {exc}")
                 raise
             logger.warning("database connection lost, reconnecting", extra={"attempt": attempt})
-            time.sleep(min(2 ** attempt, 10))
+            _backoff(attempt)
             deps.db.close()  # run_hop reconnects; the claim accepts our own unexpired lease
         except HopLimitError as exc:
             deps.metrics.count("HopLimitReached")
