@@ -4,7 +4,6 @@ per scenario."""
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from archiver.config import Policy, Settings
 from archiver.db import Database
 
 from . import data
+from .report import percentile
 from .server import Server
 
 T = TypeVar("T")
@@ -65,6 +65,17 @@ class Bench:
             self.server.drop(self.template(layout))
 
 
+def env_int(name: str, default: int) -> int:
+    """A whole number from the environment (``ROWS=250000``), or ``default`` when unset."""
+    return int(os.environ.get(name) or default)
+
+
+def env_ints(name: str, default: tuple[int, ...]) -> list[int]:
+    """A comma-separated list of whole numbers (``SIZES=250,1000``), or ``default`` when unset."""
+    text = os.environ.get(name)
+    return [int(s) for s in text.split(",")] if text else list(default)
+
+
 def say(text: str) -> None:
     """Progress on stderr; the results go to stdout."""
     print(text, file=sys.stderr, flush=True)
@@ -93,5 +104,5 @@ def fsync_ms(directory: Path, seconds: float = 5.0, rate: int = 100) -> dict[str
     finally:
         os.close(fd)
         path.unlink(missing_ok=True)
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"seconds": seconds, "p50": round(cuts[49], 2), "p99": round(cuts[98], 2), "max": round(max(latencies), 1)}
+    return {"seconds": seconds, "p50": round(percentile(latencies, 50), 2), "p99": round(percentile(latencies, 99), 2),
+            "max": round(max(latencies), 1)}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from archiver.config import Policy, Settings
 from archiver.db import Database, params_from_url
 from archiver.identifiers import qualified, quote
 
+from .report import percentile
 from .scenarios import JobRun, run_job
 from .server import ROOT
 
@@ -56,7 +56,7 @@ class LiveRun:
 
     def summary(self) -> dict[str, Any]:
         def pct(xs: list[float], q: int) -> float:
-            return round(statistics.quantiles(xs, n=100, method="inclusive")[q - 1], 2) if len(xs) > 1 else 0.0
+            return round(percentile(xs, q), 2)
 
         return {"rate_ops_per_s": self.rate, "ops_without_job": len(self.without), "ops_during_job": len(self.during),
                 "p50_without_ms": pct(self.without, 50), "p99_without_ms": pct(self.without, 99),

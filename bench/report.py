@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,11 @@ class Target:
         op = "<=" if self.at_most else ">="
         return {"name": self.name, "value": self.value, "target": f"{op} {self.bound:g}",
                 "result": "PASS" if self.passed else "MISS"}
+
+
+def percentile(values: Sequence[float], q: int) -> float:
+    """The q-th percentile (1..99) of ``values``, interpolated between the closest two; 0 for fewer than two."""
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else 0.0
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

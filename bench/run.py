@@ -29,7 +29,7 @@ from archiver.identifiers import qualified
 from archiver.observability import logger
 
 from . import cost, data, report
-from .harness import Bench, fsync_ms, say
+from .harness import Bench, env_int, fsync_ms, say
 from .live import LiveRun, run_live
 from .report import Target
 from .scenarios import DEFAULT_RUN, JobRun, Moved, batch_label, run_job, run_limit, run_row_by_row
@@ -107,9 +107,9 @@ def measure(bench: Bench, quick: bool, rate: int, rounds: int) -> dict[str, Any]
 
 def main() -> int:
     logger.setLevel("WARNING")  # the handler's per-hop lines would drown the table
-    rows = int(os.environ.get("ROWS") or DEFAULT_ROWS)
-    rate = int(os.environ.get("LIVE_RATE") or 200)
-    rounds = max(1, int(os.environ.get("ROUNDS") or DEFAULT_ROUNDS))
+    rows = env_int("ROWS", DEFAULT_ROWS)
+    rate = env_int("LIVE_RATE", 200)
+    rounds = max(1, env_int("ROUNDS", DEFAULT_ROUNDS))
     policy, settings = load_policy({}), load_settings({})
     server = open_server(os.environ, policy.timezone)
     bench = Bench(server, policy, settings, rows)

@@ -19,7 +19,7 @@ from archiver.config import load_policy, load_settings
 from archiver.observability import logger
 
 from . import data, report
-from .harness import say
+from .harness import env_ints, say
 from .report import Target
 from .scenarios import DEFAULT_RUN, batch_label, run_job
 from .server import ROOT, open_server
@@ -72,7 +72,7 @@ def measure(rows: int, batch_size: int) -> dict[str, Any]:
 
 
 def main() -> int:
-    sizes = [int(s) for s in (os.environ.get("SCALE_ROWS") or ",".join(map(str, SIZES))).split(",")]
+    sizes = env_ints("SCALE_ROWS", SIZES)
     batch_size = DEFAULT_RUN  # the run as the schedule starts it: adaptive batch size
     runs = [measure(n, batch_size) for n in sizes]
     small, big = runs[0], runs[-1]

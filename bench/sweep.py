@@ -10,7 +10,6 @@ before and after the rotation; both are shown. Writes results/sweep.json.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import threading
 from functools import partial
@@ -22,7 +21,7 @@ from archiver.jobs import Job
 from archiver.observability import logger
 
 from . import report
-from .harness import Bench, say
+from .harness import Bench, env_int, env_ints, say
 from .scenarios import Batch, JobRun, run_limit
 from .server import open_server
 
@@ -100,8 +99,8 @@ def rotate(bench: Bench, sizes: list[int]) -> dict[int, JobRun]:
 
 def main() -> int:
     logger.setLevel("WARNING")
-    rows = int(os.environ.get("ROWS") or 1_000_000)
-    sizes = [int(s) for s in (os.environ.get("SIZES") or ",".join(map(str, SIZES))).split(",")]
+    rows = env_int("ROWS", 1_000_000)
+    sizes = env_ints("SIZES", SIZES)
     policy, settings = load_policy({}), load_settings({})
     bench = Bench(open_server(os.environ, policy.timezone), policy, settings, rows, templates=("arrival",))
     bench.seed()
@@ -119,7 +118,7 @@ def main() -> int:
         run = runs[n]
         times = sorted(b.ms for b in run.working)
         out.append({**run.summary(), "limit_ratio": round(run.rows_per_s / limit, 3),
-                    "p99_batch_ms": round(statistics.quantiles(times, n=100, method="inclusive")[98], 1),
+                    "p99_batch_ms": round(report.percentile(times, 99), 1),
                     "ms_per_1000_rows": round(run.mean_ms / run.batch_size * 1000, 1)})
     print(f"\nbatch size sweep, {rows:,} customers, arrival layout, nproc {os.cpu_count()}; batches in rotation; "
           f"limit {before.rows_per_s:,.0f} rows/s before, {after.rows_per_s:,.0f} after")
