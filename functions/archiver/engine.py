@@ -17,13 +17,14 @@ from typing import Any, Protocol
 from .config import Policy, Settings
 from .db import Database
 from .eligibility import Cutoffs, Eligibility, pin_cutoffs
-from .exceptions import HopLimitError, LeaseLostError
+from .exceptions import ColumnsChangedError, HopLimitError, LeaseLostError, SchemaError
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
 from .observability import NullMetrics, RunMetrics, logger
 from .related import Related, preflight, related_tables
 from .schema import (
     ARCHIVE_META,
+    COLUMNS_SIGNATURE_SQL,
     MigrationReport,
     TableShape,
     columns,
@@ -31,6 +32,7 @@ from .schema import (
     live_shape,
     related_archive_name,
     sync_archive_table,
+    table_oid,
 )
 
 
@@ -68,22 +70,24 @@ class Statements:
     """The SQL of one policy against the live table's current shape, built once per hop."""
 
     def __init__(self, policy: Policy, shape: TableShape, related: list[Related], cutoffs: Cutoffs,
-                 related_columns: dict[str, tuple[str, ...]]) -> None:
+                 related_columns: dict[str, tuple[str, ...]], columns: Columns) -> None:
         live = qualified(policy.schema_name, policy.live_table)
         archive = qualified(policy.schema_name, policy.archive_table)
         age, pk, pkt = quote(policy.age_column), quote(shape.pk), shape.pk_type
         self.elig = Eligibility(policy, shape, related, cutoffs)
-        self.params = self.elig.params
+        self.params = {**self.elig.params, "sig_rels": columns.tables}
+        self.signature = columns.signature
         cols = ", ".join(quote(c) for c in shape.names)
         after = f"(l.{age}, l.{pk}) > (CAST(:cur_ts AS timestamptz), CAST(:cur_key AS {pkt}))"
         # Two variants rather than "(:cur IS NULL OR ...)", which would hide the bound from the index.
         # The locked ids travel as PostgreSQL's array text and are cast back where used: pg8000
         # takes ~3 ms to turn a 1000-element bigint[] into Python ints, the text 0.2 ms.
-        # Returns (count, ids, cursor_ts, cursor_key): the cursor is the last row in walk order.
+        # Returns (count, ids, cursor_ts, cursor_key, columns): the cursor is the last row in walk
+        # order; the columns signature is read after the rows are locked (see COLUMNS_SIGNATURE_SQL).
         lock = (f"WITH b AS (SELECT l.{pk} AS k, l.{age} AS t FROM {live} l WHERE {{where}}"
                 f" ORDER BY l.{age}, l.{pk} LIMIT :n FOR UPDATE OF l SKIP LOCKED)"
                 " SELECT count(*), CAST(array_agg(k) AS text), max(t),"
-                " (array_agg(k ORDER BY t DESC, k DESC))[1] FROM b")
+                f" (array_agg(k ORDER BY t DESC, k DESC))[1], ({COLUMNS_SIGNATURE_SQL}) FROM b")
         self.lock_first = lock.format(where=self.elig.sql)
         self.lock_next = lock.format(where=f"{after} AND {self.elig.sql}")
         self.move_related: list[str] = []
@@ -131,6 +135,15 @@ class Statements:
 
 
 MAX_BATCH_SIZE = 10000
+MAX_REPREPARES = 3  # in a row: a table whose columns change under every batch stops the run
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The tables a run's statements name columns of (their oids), and those columns' signature."""
+
+    tables: list[int]
+    signature: str
 
 
 def kept_back_ms(settings: Settings, slowest_ms: float) -> float:
@@ -159,6 +172,7 @@ class Archiver:
         self._shape: TableShape | None = None
         self._related: list[Related] = []
         self._related_columns: dict[str, tuple[str, ...]] = {}
+        self._columns = Columns([], "")
 
     # -- preparation -------------------------------------------------------------------
     def prepare(self) -> None:
@@ -168,6 +182,12 @@ class Archiver:
         foreign key would break half-way (SchemaError).
         """
         report = MigrationReport()
+        # Read before the shapes: if a column comes in between, the first batch sees a difference
+        # and prepares again, instead of moving rows without it.
+        tables = [table_oid(self.db, self.policy.schema_name, self.policy.live_table)]
+        if self.policy.related_mode == "move":
+            tables += [table_oid(self.db, r.schema, r.table) for r in related_tables(self.db, self.policy)]
+        signature = str(self.db.scalar(COLUMNS_SIGNATURE_SQL, sig_rels=tables))
         sync_archive_table(self.db, self.policy.schema_name, self.policy.live_table,
                            self.policy.archive_table, ARCHIVE_META, report)
         if report.added_columns:
@@ -185,12 +205,13 @@ class Archiver:
         # Only a complete preparation counts: if the connection dies half-way, the retry
         # prepares again instead of building batches without the related tables.
         self._shape, self._related, self._related_columns = shape, related, related_columns
+        self._columns = Columns(tables, signature)
 
     def statements(self, cutoffs: Cutoffs) -> Statements:
         if self._shape is None:
             self.prepare()
         assert self._shape is not None
-        return Statements(self.policy, self._shape, self._related, cutoffs, self._related_columns)
+        return Statements(self.policy, self._shape, self._related, cutoffs, self._related_columns, self._columns)
 
     def count_eligible(self, stmts: Statements | None = None) -> int:
         """Rows a run would move now (with a run's statements: under its pinned cutoffs)."""
@@ -252,6 +273,7 @@ class Archiver:
         slowest = float(job.slowest_batch_ms or 0)
         size = int(job.batch_size)
         target = float(job.options.get("target_batch_ms") or 0) if job.options.get("adaptive") else 0.0
+        reprepared = 0
         while True:
             if max_batches is not None and outcome.batches >= max_batches:
                 self.jobs.release(job.id, owner)
@@ -263,7 +285,18 @@ class Archiver:
                     raise LeaseLostError("lease lost before hand-off")
                 outcome.next_hop, outcome.job = nxt, self.jobs.get(job.id)
                 return outcome
-            result, job = self._batch(job, owner, stmts, size)
+            try:
+                result, job = self._batch(job, owner, stmts, size)
+            except ColumnsChangedError:  # rolled back: nothing moved with the old column list
+                reprepared += 1
+                if reprepared > MAX_REPREPARES:
+                    raise SchemaError("the live table's columns changed under every batch; the run stops"
+                                      " with nothing moved since the last committed batch") from None
+                logger.info("columns changed during the run: building the statements again")
+                self._shape = None
+                stmts = self.statements(Cutoffs.from_json(job.options["cutoffs"]))
+                continue
+            reprepared = 0
             if result is None:  # cancelled
                 outcome.status = "done"
                 outcome.job = self.jobs.finish(job.id, owner, "cancelled", "cancelled on request")
@@ -305,6 +338,8 @@ class Archiver:
                 found = self.db.run(stmts.lock_next, n=size, cur_ts=current.cursor_ts,
                                     cur_key=current.cursor_key, **stmts.params)[0]
             locked, ids, last_ts, last_key = int(found[0]), found[1], found[2], found[3]
+            if found[4] != stmts.signature:
+                raise ColumnsChangedError("columns changed since the statements were built")
             moved = failed = 0
             if locked:
                 final = ids

@@ -19,6 +19,10 @@ class SchemaError(ArchiverError):
     """The database schema cannot support the run (missing table, incompatible archive table)."""
 
 
+class ColumnsChangedError(SchemaError):
+    """A table's columns changed since the run built its statements (DDL between two batches)."""
+
+
 class AlreadyRunningError(ArchiverError):
     """Another run of the same policy is active."""
 

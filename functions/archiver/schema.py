@@ -144,6 +144,19 @@ JOIN pg_class ic ON ic.oid = i.indexrelid
 WHERE n.nspname = :schema AND c.relname = :table"""
 
 
+# Every column of the tables (name, type, generated or not) in one string. The engine reads it when
+# it builds a run's statements and again inside every batch, after the batch's rows are locked (no
+# DDL can change the table until the batch ends): a difference means a column came or went in between.
+COLUMNS_SIGNATURE_SQL = (
+    "SELECT string_agg(CAST(a.attrelid AS text) || '.' || a.attname || ' '"
+    " || format_type(a.atttypid, a.atttypmod) || ' ' || CAST(a.attgenerated AS text), ', ' ORDER BY a.attrelid, a.attnum)"
+    " FROM pg_attribute a WHERE a.attrelid = ANY(CAST(:sig_rels AS oid[])) AND a.attnum > 0 AND NOT a.attisdropped")
+
+
+def table_oid(db: Database, schema: str, table: str) -> int:
+    return int(db.scalar("SELECT CAST(CAST(:name AS regclass) AS oid)", name=qualified(schema, table)))
+
+
 def table_exists(db: Database, schema: str, table: str) -> bool:
     return bool(db.scalar("SELECT to_regclass(:name) IS NOT NULL", name=f"{quote(schema)}.{quote(table)}"))
 

@@ -172,6 +172,42 @@ def test_schema_drift_new_live_column_reaches_the_archive(db, policy, settings):
     assert count(db, "nic_cc_customer_backup", "segment = 'gold'") == 1
 
 
+def test_column_added_between_two_batches_of_a_run_is_archived_with_its_values(db, connect, policy, settings):
+    setup(db, policy)
+    add_customers(db, policy, [70 + i for i in range(12)])
+    archiver = Archiver(db, policy, settings)
+    job = archiver.start(batch_size=4)
+    side = connect()  # the application, on its own connection: alters the table between two batches
+
+    def alter_after_first_batch(_job, result):
+        if result.locked and not count(side, "information_schema.columns", "column_name = 'segment'"):
+            side.run("ALTER TABLE nic_cc_customer ADD COLUMN segment text")
+            side.run("UPDATE nic_cc_customer SET segment = 'gold'")
+
+    outcome = archiver.run_hop(job.id, owner="w1", hop=1, on_batch=alter_after_first_batch)
+    assert outcome.status == "done" and outcome.job.records_archived == 12
+    assert count(db, "nic_cc_customer_backup") == 12
+    assert count(db, "nic_cc_customer_backup", "segment = 'gold'") == 8  # every row moved after the change
+
+
+def test_columns_changing_under_every_batch_stop_the_run_with_nothing_moved(db, connect, policy, settings):
+    setup(db, policy)
+    add_customers(db, policy, [70, 71])
+    app = connect()
+
+    class RacedByDDL(Archiver):
+        def prepare(self) -> None:  # a column arrives right after every preparation
+            super().prepare()
+            app.run(f"ALTER TABLE nic_cc_customer ADD COLUMN c{count(app, 'pg_attribute')} text")
+
+    archiver = RacedByDDL(db, policy, settings)
+    job = archiver.start(batch_size=1)
+    before = snapshot(db)
+    with pytest.raises(SchemaError, match="changed under every batch"):
+        archiver.run_hop(job.id, owner="w1", hop=1)
+    assert snapshot(db) == before and count(db, "nic_cc_customer_backup") == 0
+
+
 def test_archive_table_that_cannot_hold_live_rows_stops_before_moving(db, policy, settings):
     setup(db, policy)
     add_customers(db, policy, [70])

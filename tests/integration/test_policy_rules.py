@@ -104,6 +104,25 @@ def test_move_mode_moves_related_rows_with_their_customer_and_restore_brings_all
     assert db.scalar("SELECT state FROM nic_cc_archive_log WHERE job_id = CAST(:j AS uuid)", j=job.id) == "rolled_back"
 
 
+def test_move_mode_keeps_a_related_column_added_between_two_batches(db, connect, env, settings):
+    policy = load_policy({**env, "ARCHIVER_RELATED_MODE": "move"})
+    setup(db, policy)
+    for c in add_customers(db, policy, [80 + i for i in range(6)]):
+        db.run("INSERT INTO nic_cc_call_log (customer_id, called_at) VALUES (:c, now())", c=c)
+    archiver = Archiver(db, policy, settings)
+    job = archiver.start(batch_size=2)
+    app = connect()
+
+    def alter_after_first_batch(_job, result):
+        if result.locked and not count(app, "information_schema.columns", "column_name = 'sentiment'"):
+            app.run("ALTER TABLE nic_cc_call_log ADD COLUMN sentiment text")
+            app.run("UPDATE nic_cc_call_log SET sentiment = 'warm'")
+
+    outcome = archiver.run_hop(job.id, owner="w", hop=1, on_batch=alter_after_first_batch)
+    assert outcome.job.records_archived == 6 and count(db, "nic_cc_call_log") == 0
+    assert count(db, "nic_cc_call_log_backup", "sentiment = 'warm'") == 4
+
+
 def test_keep_mode_with_a_foreign_key_is_refused_before_anything_moves(db, env, settings):
     policy = load_policy({**env, "ARCHIVER_RELATED_MODE": "keep"})
     setup(db, policy)
