@@ -148,8 +148,8 @@ WHERE n.nspname = :schema AND c.relname = :table"""
 # it builds a run's statements and again inside every batch, after the batch's rows are locked (no
 # DDL can change the table until the batch ends): a difference means a column came or went in between.
 COLUMNS_SIGNATURE_SQL = (
-    "SELECT string_agg(CAST(a.attrelid AS text) || '.' || a.attname || ' '"
-    " || format_type(a.atttypid, a.atttypmod) || ' ' || CAST(a.attgenerated AS text), ', ' ORDER BY a.attrelid, a.attnum)"
+    "SELECT string_agg(CAST(a.attrelid AS text) || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)"
+    " || ' ' || CAST(a.attgenerated AS text), ', ' ORDER BY a.attrelid, a.attnum)"
     " FROM pg_attribute a WHERE a.attrelid = ANY(CAST(:sig_rels AS oid[])) AND a.attnum > 0 AND NOT a.attisdropped")
 
 
