@@ -151,6 +151,9 @@ class Settings(_Model):
     # Idle time after each batch, outside any transaction: leaves the database room for its other
     # work on a busy server (pt-archiver's --sleep). 0: batch after batch.
     batch_pause_ms: int = Field(0, ge=0, le=60000)
+    # The statements every batch repeats run prepared (see Database.prepare); false for a pooler
+    # in transaction mode that does not keep prepared statements between transactions.
+    prepared_statements: bool = True
     anomaly_factor: float = Field(5.0, ge=1.0, le=1000.0)
     success_alerts: bool = False
     status_base_url: str | None = None

@@ -64,4 +64,4 @@ def open_database(env: Mapping[str, str], settings: Settings, timezone: str = "U
                   fetch_secret: SecretFetcher | None = None,
                   fetch_token: TokenFetcher | None = None) -> Database:
     params = params_from_env(env, timezone, fetch_secret, fetch_token)
-    return Database(params, settings.lock_timeout_ms, settings.statement_timeout_ms)
+    return Database(params, settings.lock_timeout_ms, settings.statement_timeout_ms, settings.prepared_statements)

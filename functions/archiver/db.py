@@ -114,12 +114,17 @@ class Database:
     """One connection, opened lazily, reopened when it has died (warm Lambda reuse)."""
 
     def __init__(self, params: ConnectionParams, lock_timeout_ms: int = 5000,
-                 statement_timeout_ms: int = 300000) -> None:
+                 statement_timeout_ms: int = 300000, prepared_statements: bool = True) -> None:
         self.params = params
         self._lock_timeout_ms = lock_timeout_ms
         self._statement_timeout_ms = statement_timeout_ms
         self._conn: pg8000.native.Connection | None = None
         self._in_tx = False
+        self._use_prepared = prepared_statements
+        self._hot: set[str] = set()
+        self._prepared: dict[str, pg8000.native.PreparedStatement] = {}
+        self._columns: list[dict[str, Any]] | None = None  # of the last statement's result
+        self._last_prepared = False
 
     # -- connection ------------------------------------------------------------------
     def _connect(self) -> pg8000.native.Connection:
@@ -135,9 +140,12 @@ class Database:
             if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
                 hint = " (server certificate not trusted: ship the RDS CA bundle or set ARCHIVER_DB_CA_FILE)"
             raise DatabaseUnavailableError(f"cannot connect to {p.masked()}: {describe_error(exc)}{hint}") from None
+        # plan_cache_mode: a prepared statement is planned for its parameters every time, as an
+        # unprepared one is; preparing saves round trips, never trades the plan for a generic one.
         conn.run("SELECT set_config('TimeZone', :tz, false), set_config('lock_timeout', :lt, false),"
-                 " set_config('statement_timeout', :st, false)",
-                 tz=p.timezone, lt=f"{self._lock_timeout_ms}ms", st=f"{self._statement_timeout_ms}ms")
+                 " set_config('statement_timeout', :st, false), set_config('plan_cache_mode', :pc, false)",
+                 tz=p.timezone, lt=f"{self._lock_timeout_ms}ms", st=f"{self._statement_timeout_ms}ms",
+                 pc="force_custom_plan")
         return conn
 
     @property
@@ -165,11 +173,29 @@ class Database:
                 self._conn.close()
         self._conn = None
         self._in_tx = False
+        self._prepared.clear()  # they lived in the closed session
 
     # -- statements ------------------------------------------------------------------
+    def prepare(self, *sqls: str) -> None:
+        """Run these statements, from now on, as statements prepared once per session: one round
+        trip each instead of pg8000's three (parse, describe, execute). For the few statements every
+        batch repeats; off with ARCHIVER_PREPARED_STATEMENTS=false (a pooler in transaction mode
+        that does not keep them)."""
+        if self._use_prepared:
+            self._hot.update(sqls)
+
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
         try:
-            return self.conn.run(sql, **params) or []
+            if params and sql in self._hot:
+                statement = self._prepared.get(sql)
+                if statement is None:
+                    statement = self._prepared[sql] = self.conn.prepare(sql)
+                result = statement.run(**params)
+                self._columns, self._last_prepared = statement.columns, True
+            else:
+                result = self.conn.run(sql, **params)
+                self._columns, self._last_prepared = self.conn.columns, False
+            return result or []
         except Exception as exc:
             if _is_connection_error(exc):
                 self.close()
@@ -178,7 +204,7 @@ class Database:
 
     def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
         result = self.run(sql, **params)
-        names = [c["name"] for c in (self.conn.columns or [])]
+        names = [c["name"] for c in (self._columns or [])]
         return [dict(zip(names, r, strict=True)) for r in result]
 
     def row(self, sql: str, **params: Any) -> dict[str, Any] | None:
@@ -191,6 +217,8 @@ class Database:
 
     @property
     def row_count(self) -> int:
+        if self._last_prepared:  # pg8000 keeps no count for them: fail loudly rather than answer wrong
+            raise RuntimeError("row_count is not available after a prepared statement; use RETURNING")
         return int(self.conn.row_count)
 
     # -- transactions and locks --------------------------------------------------------

@@ -132,6 +132,8 @@ class Statements:
             f"SELECT COALESCE(CAST(l.{lob} AS text), '(none)'), count(*) FROM {live} l WHERE {self.elig.sql}"
             " GROUP BY 1 ORDER BY 1" if has_lob else None)
         self.explain = "EXPLAIN (FORMAT JSON) " + self.lock_first
+        # What every batch sends, to prepare once per session (Database.prepare).
+        self.per_batch = (self.lock_first, self.lock_next, self.recheck, self.move, *self.move_related)
 
 
 MAX_BATCH_SIZE = 10000
@@ -211,7 +213,9 @@ class Archiver:
         if self._shape is None:
             self.prepare()
         assert self._shape is not None
-        return Statements(self.policy, self._shape, self._related, cutoffs, self._related_columns, self._columns)
+        stmts = Statements(self.policy, self._shape, self._related, cutoffs, self._related_columns, self._columns)
+        self.db.prepare(*stmts.per_batch)
+        return stmts
 
     def count_eligible(self, stmts: Statements | None = None) -> int:
         """Rows a run would move now (with a run's statements: under its pinned cutoffs)."""

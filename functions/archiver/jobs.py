@@ -15,8 +15,8 @@ from typing import Any
 from .config import Policy
 from .db import Database, sqlstate
 from .exceptions import AlreadyRunningError, InvalidJobIdError, JobNotFoundError, JobStateError
-from .identifiers import qualified
-from .schema import ACTIVE_STATES
+from .identifiers import qualified, quote
+from .schema import ACTIVE_STATES, LOG_COLUMNS
 
 HANDOFF = "handoff"
 
@@ -90,6 +90,17 @@ class JobStore:
         self.db = db
         self.policy = policy
         self.log = qualified(policy.schema_name, policy.log_table)
+        # Every batch locks the job row and records itself in it: prepared (see Database.prepare),
+        # with the log's columns named, so a column another version adds cannot change their result.
+        fields = ", ".join(quote(name) for name, _ in LOG_COLUMNS)
+        self._lock_sql = f"SELECT {fields} FROM {self.log} WHERE job_id = CAST(:j AS uuid) FOR UPDATE"
+        self._record_sql = (
+            f"UPDATE {self.log} SET records_archived = records_archived + :m, records_failed = records_failed + :f,"
+            " batches = batches + 1, cursor_ts = COALESCE(:ct, cursor_ts), cursor_key = COALESCE(:ck, cursor_key),"
+            " slowest_batch_ms = GREATEST(slowest_batch_ms, :ms), heartbeat_at = now(),"
+            " lease_expires_at = now() + make_interval(secs => :l)"
+            f" WHERE job_id = CAST(:j AS uuid) AND lease_owner = :o RETURNING {fields}")
+        db.prepare(self._lock_sql, self._record_sql)
 
     # -- reads -------------------------------------------------------------------------
     def get(self, job_id: object) -> Job:
@@ -166,7 +177,7 @@ class JobStore:
         """Lock the job row for one batch transaction; raises LeaseLostError if no longer ours."""
         from .exceptions import LeaseLostError
 
-        row = self.db.row(f"SELECT * FROM {self.log} WHERE job_id = CAST(:j AS uuid) FOR UPDATE", j=job_id)
+        row = self.db.row(self._lock_sql, j=job_id)
         if row is None or row["lease_owner"] != owner or row["state"] not in ACTIVE_STATES:
             raise LeaseLostError(f"job {job_id} is no longer leased to this worker")
         return Job(row)
@@ -174,13 +185,8 @@ class JobStore:
     def record_batch(self, job_id: str, owner: str, *, moved: int, failed: int, cursor_ts: datetime | None,
                      cursor_key: str | None, batch_ms: int, lease_seconds: int) -> Job:
         """Count the batch and move the cursor; returns the job as it now is (no extra read)."""
-        row = self.db.row(
-            f"UPDATE {self.log} SET records_archived = records_archived + :m, records_failed = records_failed + :f,"
-            " batches = batches + 1, cursor_ts = COALESCE(:ct, cursor_ts), cursor_key = COALESCE(:ck, cursor_key),"
-            " slowest_batch_ms = GREATEST(slowest_batch_ms, :ms), heartbeat_at = now(),"
-            " lease_expires_at = now() + make_interval(secs => :l)"
-            " WHERE job_id = CAST(:j AS uuid) AND lease_owner = :o RETURNING *",
-            j=job_id, o=owner, m=moved, f=failed, ct=cursor_ts, ck=cursor_key, ms=batch_ms, l=lease_seconds)
+        row = self.db.row(self._record_sql, j=job_id, o=owner, m=moved, f=failed, ct=cursor_ts, ck=cursor_key,
+                          ms=batch_ms, l=lease_seconds)
         if row is None:  # the row is locked by this transaction (lock_for_batch): only a bug gets here
             from .exceptions import LeaseLostError
 

@@ -83,10 +83,16 @@ def test_unreadable_or_malformed_policy_file_is_a_config_error(tmp_path):
 
 @pytest.mark.parametrize(("env", "message"), [({"ARCHIVER_LEASE_SECONDS": "1"}, "lease_seconds"),
                                               ({"ARCHIVER_MAX_HOPS": "0"}, "max_hops"),
-                                              ({"ARCHIVER_HOP_SECONDS": "901"}, "hop_seconds")])
+                                              ({"ARCHIVER_HOP_SECONDS": "901"}, "hop_seconds"),
+                                              ({"ARCHIVER_PREPARED_STATEMENTS": "maybe"}, "prepared_statements")])
 def test_bad_settings_are_refused(env, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+def test_prepared_statements_are_on_unless_switched_off():
+    assert load_settings({}).prepared_statements is True
+    assert load_settings({"ARCHIVER_PREPARED_STATEMENTS": "false"}).prepared_statements is False
 
 
 def test_policy_key_names_the_live_table():
