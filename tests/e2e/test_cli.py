@@ -50,12 +50,12 @@ def test_dry_run_then_run_then_status_in_json(env, demo_db):
 
 
 def test_hops_happen_locally_too(env, demo_db):
-    out = as_json(cli(env, "run", "--batch-size", "100", "--hop-seconds", "0.3", "--json", check_code=0))
+    out = as_json(cli(env, "run", "--batch-size", "20", "--hop-seconds", "0.05", "--json", check_code=0))
     assert out["state"] == "succeeded" and out["hops"] >= 2
 
 
 def test_human_output_shows_a_summary_table_and_hops(env, demo_db):
-    proc = cli(env, "run", "--batch-size", "100", "--hop-seconds", "0.3", check_code=0)
+    proc = cli(env, "run", "--batch-size", "20", "--hop-seconds", "0.05", check_code=0)
     assert "state" in proc.stdout and "succeeded" in proc.stdout and "archived" in proc.stdout
     assert "handed over to hop 2" in proc.stderr
 
