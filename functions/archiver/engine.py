@@ -32,7 +32,7 @@ from .schema import (
     live_shape,
     related_archive_name,
     sync_archive_table,
-    table_oid,
+    table_oids,
 )
 
 
@@ -184,18 +184,19 @@ class Archiver:
         foreign key would break half-way (SchemaError).
         """
         report = MigrationReport()
-        # Read before the shapes: if a column comes in between, the first batch sees a difference
-        # and prepares again, instead of moving rows without it.
-        tables = [table_oid(self.db, self.policy.schema_name, self.policy.live_table)]
+        related = related_tables(self.db, self.policy)
+        # The columns signature is read before the shapes: if a column comes in between, the first
+        # batch sees a difference and prepares again, instead of moving rows without it.
+        named = [(self.policy.schema_name, self.policy.live_table)]
         if self.policy.related_mode == "move":
-            tables += [table_oid(self.db, r.schema, r.table) for r in related_tables(self.db, self.policy)]
+            named += [(r.schema, r.table) for r in related]
+        tables = table_oids(self.db, named)
         signature = str(self.db.scalar(COLUMNS_SIGNATURE_SQL, sig_rels=tables))
         sync_archive_table(self.db, self.policy.schema_name, self.policy.live_table,
                            self.policy.archive_table, ARCHIVE_META, report)
         if report.added_columns:
             logger.info("archive table follows live table", extra={"added_columns": report.added_columns})
         shape = live_shape(self.db, self.policy)
-        related = related_tables(self.db, self.policy)
         preflight(self.db, self.policy, related)
         related_columns: dict[str, tuple[str, ...]] = {}
         if self.policy.related_mode == "move":
@@ -294,10 +295,10 @@ class Archiver:
             except ColumnsChangedError:  # rolled back: nothing moved with the old column list
                 reprepared += 1
                 if reprepared > MAX_REPREPARES:
-                    raise SchemaError("the live table's columns changed under every batch; the run stops"
+                    raise SchemaError("the tables' columns changed under every batch; the run stops"
                                       " with nothing moved since the last committed batch") from None
                 logger.info("columns changed during the run: building the statements again")
-                self._shape = None
+                self.prepare()
                 stmts = self.statements(Cutoffs.from_json(job.options["cutoffs"]))
                 continue
             reprepared = 0

@@ -153,8 +153,11 @@ COLUMNS_SIGNATURE_SQL = (
     " FROM pg_attribute a WHERE a.attrelid = ANY(CAST(:sig_rels AS oid[])) AND a.attnum > 0 AND NOT a.attisdropped")
 
 
-def table_oid(db: Database, schema: str, table: str) -> int:
-    return int(db.scalar("SELECT CAST(CAST(:name AS regclass) AS oid)", name=qualified(schema, table)))
+def table_oids(db: Database, tables: list[tuple[str, str]]) -> list[int]:
+    """The oids of ``(schema, table)`` pairs, in order, in one query."""
+    names = [qualified(schema, table) for schema, table in tables]
+    return [int(r[0]) for r in db.run("SELECT CAST(CAST(n AS regclass) AS oid) FROM unnest(CAST(:names AS text[]))"
+                                      " WITH ORDINALITY u(n, i) ORDER BY i", names=names)]
 
 
 def table_exists(db: Database, schema: str, table: str) -> bool:
