@@ -3,8 +3,11 @@ computed (no database: the figures come from made-up batches)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
+from bench.live import LiveRun, pooled
 from bench.report import Target
 from bench.run import median_of, targets
 from bench.scenarios import DEFAULT_RUN, Batch, JobRun
@@ -53,3 +56,18 @@ def test_every_target_is_reported_with_pass_or_miss_and_a_miss_is_not_dropped() 
                                                           (0.5, False, "PASS"), (0.49, False, "MISS")])
 def test_a_target_on_its_bound_passes(value: float, at_most: bool, result: str) -> None:
     assert Target("t", value, 2.0 if at_most else 0.5, at_most=at_most).as_dict()["result"] == result
+
+
+def live_of(without: list[float], during: list[float]) -> LiveRun:
+    return LiveRun(run_of(DEFAULT_RUN, [(10.0, 100)]), 200, without, during, 0, Decimal(0), 0, 0, 0)
+
+
+def test_the_live_p99_pools_every_rounds_operations_so_one_stalled_round_does_not_decide_it() -> None:
+    # Three rounds of 1,000 operations each side. One round meets a stall that queues 15
+    # operations at 100 ms: its own p99 is the stall's, the pool's p99 is not.
+    quiet = live_of([1.0] * 1000, [1.5] * 1000)
+    stalled = live_of([1.0] * 1000, [1.5] * 985 + [100.0] * 15)
+
+    assert stalled.summary()["p99_ratio"] == 100.0
+    assert pooled([quiet, stalled, quiet])["p99_ratio"] == 1.5
+    assert pooled([quiet, stalled, quiet])["ops_during_job"] == 3000
