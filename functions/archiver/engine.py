@@ -82,12 +82,19 @@ class Statements:
         # Two variants rather than "(:cur IS NULL OR ...)", which would hide the bound from the index.
         # The locked ids travel as PostgreSQL's array text and are cast back where used: pg8000
         # takes ~3 ms to turn a 1000-element bigint[] into Python ints, the text 0.2 ms.
-        # Returns (count, ids, cursor_ts, cursor_key, columns): the cursor is the last row in walk
-        # order; the columns signature is read after the rows are locked (see COLUMNS_SIGNATURE_SQL).
+        # Returns (count, ids, cursor_ts, cursor_key, columns, held): the cursor is the last row in
+        # walk order; the columns signature is read after the rows are locked (see
+        # COLUMNS_SIGNATURE_SQL). Ids the archive already holds stay live (counted as failed,
+        # nothing is overwritten): "held", left out of ids. They are looked up here, by the
+        # archive's primary key, because this statement is planned for every batch: in the move,
+        # prepared, PostgreSQL settled on a generic plan made while the archive was nearly empty
+        # (a scan of the whole archive), and every batch then cost more as the archive grew.
+        held = f"EXISTS (SELECT 1 FROM {archive} a WHERE a.{pk} = b.k)"
         lock = (f"WITH b AS (SELECT l.{pk} AS k, l.{age} AS t FROM {live} l WHERE {{where}}"
                 f" ORDER BY l.{age}, l.{pk} LIMIT :n FOR UPDATE OF l SKIP LOCKED)"
-                " SELECT count(*), CAST(array_agg(k) AS text), max(t),"
-                f" (array_agg(k ORDER BY t DESC, k DESC))[1], ({COLUMNS_SIGNATURE_SQL}) FROM b")
+                f" SELECT count(*), CAST(array_agg(k) FILTER (WHERE NOT {held}) AS text), max(t),"
+                f" (array_agg(k ORDER BY t DESC, k DESC))[1], ({COLUMNS_SIGNATURE_SQL}),"
+                f" count(*) FILTER (WHERE {held}) FROM b")
         self.lock_first = lock.format(where=self.elig.sql)
         self.lock_next = lock.format(where=f"{after} AND {self.elig.sql}")
         self.move_related: list[str] = []
@@ -105,26 +112,19 @@ class Statements:
         # its own; otherwise the move's DELETE is that re-check: it takes its snapshot after the
         # rows are locked and sees what a separate statement would, with one round trip fewer.
         self.recheck_in_move = not self.move_related
-        self.recheck = (
-            f"SELECT CAST(array_agg(l.{pk}) FILTER"
-            f" (WHERE NOT EXISTS (SELECT 1 FROM {archive} a WHERE a.{pk} = l.{pk})) AS text),"
-            f" count(*) FILTER (WHERE EXISTS (SELECT 1 FROM {archive} a WHERE a.{pk} = l.{pk}))"
-            f" FROM {live} l WHERE l.{pk} = ANY(CAST(:ids AS {pkt}[])) AND {self.elig.sql}")
-        # Ids the archive already holds stay live (counted as failed, nothing is overwritten);
-        # they are looked up once by the archive's primary key ("held"). The rows to move are
-        # chosen by a sub-select: planned as a SELECT, its checks probe the indexes per row.
-        # Written straight into the DELETE (or as NOT EXISTS against the whole archive), the
-        # planner hash-joined full scans of the related tables or of the archive, costs that grow
-        # with the tables and with every batch. Returns (moved, held).
+        self.recheck = (f"SELECT CAST(array_agg(l.{pk}) AS text) FROM {live} l"
+                        f" WHERE l.{pk} = ANY(CAST(:ids AS {pkt}[])) AND {self.elig.sql}")
+        # The rows to move are chosen by a sub-select: planned as a SELECT, its checks probe the
+        # indexes per row. Written straight into the DELETE, the planner hash-joined full scans
+        # of the related tables, costs that grow with the tables. Returns the rows moved.
         self.move = (
-            f"WITH held AS (SELECT a.{pk} AS k FROM {archive} a WHERE a.{pk} = ANY(CAST(:ids AS {pkt}[]))),"
-            f" m AS (DELETE FROM {live} x WHERE x.{pk} = ANY(ARRAY(SELECT l.{pk} FROM {live} l"
-            f" WHERE l.{pk} = ANY(CAST(:ids AS {pkt}[])) AND NOT EXISTS (SELECT 1 FROM held h WHERE h.k = l.{pk})"
+            f"WITH m AS (DELETE FROM {live} x WHERE x.{pk} = ANY(ARRAY(SELECT l.{pk} FROM {live} l"
+            f" WHERE l.{pk} = ANY(CAST(:ids AS {pkt}[]))"
             + (f" AND {self.elig.sql}" if self.recheck_in_move else "") +
             f")) RETURNING {cols}),"
             f" i AS (INSERT INTO {archive} ({cols}, {', '.join(quote(c) for c in ARCHIVE_META)})"
             f" SELECT {cols}, now(), :by, :reason, CAST(:job AS uuid) FROM m RETURNING 1)"
-            " SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM held)")
+            " SELECT count(*) FROM i")
         self.count = f"SELECT count(*) FROM {live} l WHERE {self.elig.sql}"
         lob = quote(policy.lob_column)
         has_lob = policy.lob_column in shape.names
@@ -159,6 +159,48 @@ def next_batch_size(size: int, ms: float, target_ms: float) -> int:
     so one slow batch (a checkpoint, a busy neighbour) cannot swing it far."""
     wanted = int(size * target_ms / max(ms, 0.1))
     return max(1, min(MAX_BATCH_SIZE, size * 2, max(size // 2, wanted)))
+
+
+# A batch costs a fixed part (round trips, planning, the commit) plus a part per row. Steering
+# toward the target never shrinks a batch so far that the fixed part is more than a quarter of it.
+ROWS_PER_FIXED = 3.0
+MAX_STRETCH = 3.0  # ... nor stretches a batch past this many times the target for it
+DISTINCT_SIZES = 1.5  # two batches this far apart in size tell the fixed part from the rows' part
+
+
+@dataclass
+class Steering:
+    """The adaptive batch size of one hop: toward ``target_ms`` per batch (``next_batch_size``),
+    but not below the size where the batch's fixed cost would dominate.
+
+    Without that floor, a fixed cost near the target (the Phase-2 rules plan ten anti-joins for
+    every batch, ~7 ms) shrank batches to a single row, each still taking the fixed cost: the run
+    crawled at a tenth of its speed. The fixed part is estimated from consecutive batches whose
+    sizes differ enough (``ms = fixed + per_row * size``), never above either batch's own time;
+    a disturbed batch skews one estimate, the average with the next halves the error. Costs are
+    not quite linear (larger batches cost less a row), so the estimate runs high: the floor never
+    stretches a batch past MAX_STRETCH times the target.
+    """
+
+    target_ms: float
+    fixed_ms: float = 0.0
+    _last: tuple[int, float] | None = None
+
+    def next(self, size: int, ms: float) -> int:
+        if self._last is not None:
+            size0, ms0 = self._last
+            if max(size, size0) >= DISTINCT_SIZES * min(size, size0):
+                per_row = (ms - ms0) / (size - size0)
+                if per_row > 0:
+                    estimate = min(max(0.0, ms - per_row * size), ms, ms0)
+                    self.fixed_ms = estimate if not self.fixed_ms else (self.fixed_ms + estimate) / 2
+        self._last = (size, ms)
+        wanted = next_batch_size(size, ms, self.target_ms)
+        if self.fixed_ms and ms > self.fixed_ms:
+            floor = int(ROWS_PER_FIXED * self.fixed_ms * size / (ms - self.fixed_ms))
+            stretched = int(size * MAX_STRETCH * self.target_ms / ms)
+            wanted = max(wanted, min(floor, stretched, size * 2, MAX_BATCH_SIZE))
+        return wanted
 
 
 class Archiver:
@@ -278,6 +320,7 @@ class Archiver:
         slowest = float(job.slowest_batch_ms or 0)
         size = int(job.batch_size)
         target = float(job.options.get("target_batch_ms") or 0) if job.options.get("adaptive") else 0.0
+        steering = Steering(target)
         reprepared = 0
         while True:
             if max_batches is not None and outcome.batches >= max_batches:
@@ -308,7 +351,7 @@ class Archiver:
                 return outcome
             slowest = max(slowest, result.ms)
             if target and result.locked == size:  # a short batch says nothing about the cost
-                size = next_batch_size(size, result.ms, target)
+                size = steering.next(size, result.ms)
             outcome.batches += 1
             outcome.archived += result.moved
             outcome.batch_ms.append(result.ms)
@@ -345,18 +388,14 @@ class Archiver:
             locked, ids, last_ts, last_key = int(found[0]), found[1], found[2], found[3]
             if found[4] != stmts.signature:
                 raise ColumnsChangedError("columns changed since the statements were built")
-            moved = failed = 0
-            if locked:
-                final = ids
-                if not stmts.recheck_in_move:
-                    final, failed = self.db.run(stmts.recheck, ids=ids, **stmts.params)[0]
-                    failed = int(failed)
-                if final:
-                    for sql in stmts.move_related:
-                        self.db.run(sql, ids=final, job=job.id)
-                    moved, held = self.db.run(stmts.move, ids=final, by=self.policy.archived_by,
-                                              reason=self.policy.archive_reason, job=job.id, **stmts.params)[0]
-                    moved, failed = int(moved), failed + int(held)
+            moved, failed = 0, int(found[5])
+            if ids and not stmts.recheck_in_move:
+                ids = self.db.run(stmts.recheck, ids=ids, **stmts.params)[0][0]
+            if ids:
+                for sql in stmts.move_related:
+                    self.db.run(sql, ids=ids, job=job.id)
+                moved = int(self.db.scalar(stmts.move, ids=ids, by=self.policy.archived_by,
+                                           reason=self.policy.archive_reason, job=job.id, **stmts.params))
             ms = (time.perf_counter() - started) * 1000
             after = self.jobs.record_batch(job.id, owner, moved=moved, failed=failed, cursor_ts=last_ts,
                                            cursor_key=None if last_key is None else str(last_key), batch_ms=int(ms),

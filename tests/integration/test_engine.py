@@ -292,3 +292,53 @@ def test_dry_run_warns_when_the_batch_query_would_scan_the_whole_table(db, polic
     schema.migrate(db, policy)
     db.run("ANALYZE nic_cc_customer")
     assert "archiver migrate" not in " ".join(run_to_end(db, policy, settings, dry_run=True).as_dict()["warnings"])
+
+
+def steer(fixed_ms: float, per_row_ms: float, target_ms: float, batches: int = 200) -> list[int]:
+    """The sizes the adaptive steering picks when every batch costs ``fixed + per_row * size``."""
+    from archiver.engine import Steering
+
+    steering, size, sizes = Steering(target_ms), 1000, []
+    for _ in range(batches):
+        size = steering.next(size, fixed_ms + per_row_ms * size)
+        sizes.append(size)
+    return sizes
+
+
+def test_adaptive_batches_settle_at_the_target_time_when_the_fixed_cost_is_small():
+    sizes = steer(fixed_ms=2.0, per_row_ms=0.0063, target_ms=10)
+
+    assert all(abs(2.0 + 0.0063 * s - 10) < 0.5 for s in sizes[-50:])
+
+
+def test_adaptive_batches_do_not_shrink_until_the_fixed_cost_of_a_batch_dominates():
+    # Phase-2 rules: ~7 ms a batch whatever its size. Steering toward 10 ms alone shrank the
+    # batches to one row each, still 7 ms a batch (a tenth of the speed).
+    sizes = steer(fixed_ms=7.0, per_row_ms=0.048, target_ms=10)
+
+    assert min(sizes[-100:]) >= 3 * 7.0 / 0.048 * 0.9
+    assert all(7.0 / (7.0 + 0.048 * s) <= 0.27 for s in sizes[-100:])
+
+
+def test_adaptive_batches_hold_their_size_when_every_batch_costs_more_than_the_target():
+    sizes = steer(fixed_ms=12.0, per_row_ms=0.048, target_ms=10)
+
+    assert min(sizes[-100:]) >= (3 * 10 - 12.0) / 0.048 * 0.9  # stretched to 3x the target, not to one row
+
+
+def test_a_row_whose_id_the_archive_already_holds_stays_live_and_counts_as_failed(db, policy, settings):
+    setup(db, policy)
+    ids = add_customers(db, policy, [100, 90, 80])
+    # A copy of the middle customer is already archived (say, restored by hand and edited since).
+    db.run("INSERT INTO nic_cc_customer_backup SELECT c.*, now(), 'someone', 'by hand', NULL"
+           " FROM nic_cc_customer c WHERE id = :i", i=ids[1])
+
+    job = run_to_end(db, policy, settings, batch_size=2)
+
+    assert (job.state, job.records_archived, job.records_failed) == ("partial", 2, 1)
+    assert count(db, "nic_cc_customer", "id = :i", i=ids[1]) == 1
+    assert count(db, "nic_cc_customer_backup", "id = :i AND archive_job_id IS NULL", i=ids[1]) == 1
+    for moved in (ids[0], ids[2]):
+        assert count(db, "nic_cc_customer", "id = :i", i=moved) == 0
+        assert count(db, "nic_cc_customer_backup", "id = :i AND archive_job_id = CAST(:j AS uuid)", i=moved,
+                     j=job.id) == 1
