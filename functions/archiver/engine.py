@@ -89,12 +89,13 @@ class Statements:
         # archive's primary key, because this statement is planned for every batch: in the move,
         # prepared, PostgreSQL settled on a generic plan made while the archive was nearly empty
         # (a scan of the whole archive), and every batch then cost more as the archive grew.
-        held = f"EXISTS (SELECT 1 FROM {archive} a WHERE a.{pk} = b.k)"
+        # One index scan for the whole batch (= ANY of its ids), as the move's check was.
         lock = (f"WITH b AS (SELECT l.{pk} AS k, l.{age} AS t FROM {live} l WHERE {{where}}"
-                f" ORDER BY l.{age}, l.{pk} LIMIT :n FOR UPDATE OF l SKIP LOCKED)"
-                f" SELECT count(*), CAST(array_agg(k) FILTER (WHERE NOT {held}) AS text), max(t),"
+                f" ORDER BY l.{age}, l.{pk} LIMIT :n FOR UPDATE OF l SKIP LOCKED),"
+                f" h AS (SELECT a.{pk} AS k FROM {archive} a WHERE a.{pk} = ANY(ARRAY(SELECT k FROM b)))"
+                " SELECT count(*), CAST(array_agg(k) FILTER (WHERE k NOT IN (SELECT k FROM h)) AS text), max(t),"
                 f" (array_agg(k ORDER BY t DESC, k DESC))[1], ({COLUMNS_SIGNATURE_SQL}),"
-                f" count(*) FILTER (WHERE {held}) FROM b")
+                " (SELECT count(*) FROM h) FROM b")
         self.lock_first = lock.format(where=self.elig.sql)
         self.lock_next = lock.format(where=f"{after} AND {self.elig.sql}")
         self.move_related: list[str] = []
