@@ -320,7 +320,7 @@ def test_adaptive_batches_do_not_shrink_until_the_fixed_cost_of_a_batch_dominate
     assert all(7.0 / (7.0 + 0.048 * s) <= 0.27 for s in sizes[-100:])
 
 
-def test_adaptive_batches_hold_their_size_when_every_batch_costs_more_than_the_target():
+def test_adaptive_batches_stretch_to_three_targets_rather_than_one_row_when_any_batch_costs_more_than_it():
     sizes = steer(fixed_ms=12.0, per_row_ms=0.048, target_ms=10)
 
     assert min(sizes[-100:]) >= (3 * 10 - 12.0) / 0.048 * 0.9  # stretched to 3x the target, not to one row
