@@ -21,7 +21,7 @@ from archiver.observability import logger
 
 from . import report
 from .harness import Bench, env_int, env_ints, say
-from .live import run_live
+from .live import BASELINE_S, run_live
 from .report import percentile
 from .scenarios import DEFAULT_RUN, run_limit
 from .server import open_server
@@ -45,7 +45,7 @@ def main() -> int:
             for target in targets if r % 2 else list(reversed(targets)):
                 settings = load_settings({"ARCHIVER_TARGET_BATCH_MS": str(target)})
                 live = bench.scenario("live", "arrival", partial(
-                    run_live, url=url, policy=policy, settings=settings, batch_size=DEFAULT_RUN, baseline_s=20.0,
+                    run_live, url=url, policy=policy, settings=settings, batch_size=DEFAULT_RUN, baseline_s=BASELINE_S,
                     rate=env_int("LIVE_RATE", 200)))
                 s = live.summary()
                 runs.append({"round": r, "target_ms": target, "p99_ratio": s["p99_ratio"],

@@ -30,7 +30,7 @@ from archiver.observability import logger
 
 from . import cost, data, report
 from .harness import Bench, env_int, fsync_ms, say
-from .live import LiveRun, pooled, run_live
+from .live import BASELINE_S, LiveRun, pooled, run_live
 from .report import Target
 from .scenarios import DEFAULT_RUN, JobRun, Moved, batch_label, run_job, run_limit, run_row_by_row
 from .server import PGDATA, Server, open_server
@@ -41,8 +41,6 @@ MAIN_LAYOUT = "arrival"
 # p99 over ~5 s of traffic beside the job is decided by one disk stall of a few hundred ms (a few a
 # minute on a shared VM, in either window): the live traffic gets four rounds more than the rest.
 LIVE_EXTRA_ROUNDS = 4
-# The traffic alone before the job: long enough that the baseline p99 is not one stall's.
-LIVE_BASELINE_S = 20.0
 BIG_BATCH = 5000
 ROW_BY_ROW_SAMPLE = 5000
 WORST_BATCH_MS = 100.0
@@ -89,7 +87,7 @@ def measure(bench: Bench, quick: bool, rate: int, rounds: int) -> dict[str, Any]
     rbr = bench.scenario("row_by_row", MAIN_LAYOUT,
                          partial(run_row_by_row, policy=policy, settings=settings, sample=sample))
     url = bench.server.url(bench.clone_name("live"))
-    baseline_s = 5.0 if quick else LIVE_BASELINE_S
+    baseline_s = 5.0 if quick else BASELINE_S
     live = [bench.scenario("live", MAIN_LAYOUT, partial(run_live, url=url, policy=policy, settings=settings,
                                                         batch_size=DEFAULT_RUN, baseline_s=baseline_s, rate=rate))
             for _ in range(rounds + LIVE_EXTRA_ROUNDS)]
