@@ -84,12 +84,10 @@ class Statements:
         # takes ~3 ms to turn a 1000-element bigint[] into Python ints, the text 0.2 ms.
         # Returns (count, ids, cursor_ts, cursor_key, columns, held): the cursor is the last row in
         # walk order; the columns signature is read after the rows are locked (see
-        # COLUMNS_SIGNATURE_SQL). Ids the archive already holds stay live (counted as failed,
-        # nothing is overwritten): "held", left out of ids. They are looked up here, by the
-        # archive's primary key, because this statement is planned for every batch: in the move,
-        # prepared, PostgreSQL settled on a generic plan made while the archive was nearly empty
-        # (a scan of the whole archive), and every batch then cost more as the archive grew.
-        # One index scan for the whole batch (= ANY of its ids), as the move's check was.
+        # COLUMNS_SIGNATURE_SQL). Ids the archive already holds ("held") stay live, counted as
+        # failed, and are left out of ids: nothing is overwritten. They are looked up here, one
+        # index scan a batch, because PostgreSQL plans this statement for every batch; a prepared
+        # statement on its generic plan, made while the archive was nearly empty, scanned all of it.
         lock = (f"WITH b AS (SELECT l.{pk} AS k, l.{age} AS t FROM {live} l WHERE {{where}}"
                 f" ORDER BY l.{age}, l.{pk} LIMIT :n FOR UPDATE OF l SKIP LOCKED),"
                 f" h AS (SELECT a.{pk} AS k FROM {archive} a WHERE a.{pk} = ANY(ARRAY(SELECT k FROM b)))"
@@ -185,7 +183,7 @@ class Steering:
 
     target_ms: float
     fixed_ms: float = 0.0
-    _last: tuple[int, float] | None = None
+    _last: tuple[int, float] | None = field(default=None, init=False, repr=False)
 
     def next(self, size: int, ms: float) -> int:
         if self._last is not None:
