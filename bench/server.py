@@ -104,7 +104,11 @@ def _tune(admin: Database, pgdata: Path) -> None:
         for name, value in TUNING.items():
             admin.run(f"ALTER SYSTEM SET {name} = '{value}'")
         admin.run("SELECT pg_reload_conf()")
-        pending = admin.scalar("SELECT count(*) FROM pg_settings WHERE pending_restart")
+        # pg_file_settings reads the files now; pg_settings.pending_restart only once the server
+        # has handled the reload signal, which it may not have yet (a change of shared_buffers
+        # then went unapplied until the next run).
+        pending = admin.scalar("SELECT count(*) FROM pg_file_settings WHERE name = ANY(:names) AND error IS NOT NULL",
+                               names=list(TUNING))
     finally:
         admin.close()
     if pending:
