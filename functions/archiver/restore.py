@@ -105,13 +105,20 @@ class Restorer:
         related = self._related()
         touched_jobs: set[str] = set()
         cursor: Any = None
+        # The archive has just grown by whole runs that autovacuum may not have analyzed yet: on
+        # statistics that think a run holds a few hundred rows, every batch read and sorted all of
+        # its remaining rows (a 480,000-row run restored 4x slower). A table the role does not own
+        # is skipped with a warning, not an error.
+        self.db.run(f"ANALYZE {self.archive}")
         while True:
             with self.db.transaction():
+                # The cursor's bound written out, not "(:cur IS NULL OR ...)": hidden from the planner,
+                # every batch re-read and sorted all the selection's remaining rows (quadratic).
+                after = "" if cursor is None else f" AND a.{pk} > :cur"
                 rows = self.db.run(
                     f"SELECT a.{pk}, a.archive_job_id, EXISTS (SELECT 1 FROM {self.live} l WHERE l.{pk} = a.{pk})"
-                    f" FROM {self.archive} a WHERE {where} AND (CAST(:cur AS text) IS NULL OR a.{pk} > :cur_v)"
-                    f" ORDER BY a.{pk} LIMIT :n FOR UPDATE OF a",
-                    n=self.batch_size, cur=None if cursor is None else str(cursor), cur_v=cursor, **params)
+                    f" FROM {self.archive} a WHERE {where}{after} ORDER BY a.{pk} LIMIT :n FOR UPDATE OF a",
+                    n=self.batch_size, **params, **({} if cursor is None else {"cur": cursor}))
                 if not rows:
                     break
                 cursor = rows[-1][0]

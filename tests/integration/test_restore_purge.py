@@ -26,6 +26,16 @@ def test_restore_round_trip_gives_back_exactly_the_original_rows(db, policy, set
     assert run.kind == "restore" and run.state == "succeeded"
 
 
+def test_restore_plans_its_batches_on_fresh_statistics_of_the_archive(db, policy, settings):
+    setup(db, policy, customers=1500)
+    db.run("ALTER TABLE nic_cc_customer_backup SET (autovacuum_enabled = false)")
+    job = archive_all(db, policy, settings)
+    reltuples = "SELECT reltuples FROM pg_class WHERE oid = CAST('nic_cc_customer_backup' AS regclass)"
+    assert db.scalar(reltuples) < job.records_archived  # as the nightly run leaves it: not analyzed
+    Restorer(db, policy, batch_size=100).restore(job_id=job.id)
+    assert db.scalar(reltuples) == job.records_archived  # analyzed before the first batch
+
+
 def test_restore_dry_run_changes_nothing(db, policy, settings):
     setup(db, policy)
     add_customers(db, policy, [70, 80])
