@@ -1,9 +1,10 @@
 """`make bench-scale`: the job at 250,000, 1,000,000 and 4,000,000 customers (``SCALE_ROWS`` to
 change), each in a process of its own so that its peak memory is its own: time per archived row
-and peak resident memory at each size. Writes results/scale.json.
+and peak resident memory at each size; then the restore of that run, time per restored row (not a
+target: a restore should cost what its rows cost, whatever the size). Writes results/scale.json.
 
-Run as ``python -m bench.scale --worker URL BATCH`` it is that process: it runs the job once and
-prints one JSON line.
+Run as ``python -m bench.scale --worker URL BATCH`` it is that process: it runs the job once, then
+its restore, and prints one JSON line.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from typing import Any
 
 from archiver.config import load_policy, load_settings
 from archiver.observability import logger
+from archiver.restore import Restorer
 
 from . import data, report
 from .harness import env_ints, say
@@ -44,7 +47,12 @@ def worker(url: str, batch_size: int) -> None:
     db.run("SELECT 1")
     before = _peak_mb()
     run = run_job(db, policy, settings, batch_size)
-    print(json.dumps({**run.summary(), "rss_before_job_mb": round(before, 1), "peak_rss_mb": round(_peak_mb(), 1)}))
+    peak = _peak_mb()
+    started = time.perf_counter()
+    _, restored = Restorer(db, policy).restore(job_id=run.job_id)
+    restore_s = time.perf_counter() - started
+    print(json.dumps({**run.summary(), "rss_before_job_mb": round(before, 1), "peak_rss_mb": round(peak, 1),
+                      "restored": restored.restored, "restore_seconds": round(restore_s, 2)}))
 
 
 def measure(rows: int, batch_size: int) -> dict[str, Any]:
@@ -66,8 +74,9 @@ def measure(rows: int, batch_size: int) -> dict[str, Any]:
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["rows"] = rows
     out["us_per_row"] = round(out["seconds"] / max(out["archived"], 1) * 1e6, 1)
+    out["restore_us_per_row"] = round(out["restore_seconds"] / max(out["restored"], 1) * 1e6, 1)
     say(f"{rows:>10,} customers: {out['archived']:,} archived in {out['seconds']} s, {out['us_per_row']} us/row, "
-        f"peak RSS {out['peak_rss_mb']} MB")
+        f"peak RSS {out['peak_rss_mb']} MB; {out['restored']:,} restored in {out['restore_seconds']} s")
     return out
 
 
@@ -84,13 +93,17 @@ def main() -> int:
     ]
     print(f"\nscale, job {batch_label(batch_size)}, nproc {os.cpu_count()}")
     print(report.table(["customers", "archived", "seconds", "us/row", "rows/s", "mean ms", "worst ms", "flatness",
-                        "RSS before MB", "peak RSS MB"],
+                        "RSS before MB", "peak RSS MB", "restore s", "restore us/row"],
                        [[r["rows"], r["archived"], r["seconds"], r["us_per_row"], r["rows_per_s"], r["mean_batch_ms"],
-                         r["worst_batch_ms"], r["flatness"], r["rss_before_job_mb"], r["peak_rss_mb"]] for r in runs]))
+                         r["worst_batch_ms"], r["flatness"], r["rss_before_job_mb"], r["peak_rss_mb"],
+                         r["restore_seconds"], r["restore_us_per_row"]] for r in runs]))
     for t in checks:
         d = t.as_dict()
         print(f"{d['result']}  {d['name']}: {d['value']:g} (target {d['target']})")
+    restore_ratio = round(big["restore_us_per_row"] / max(small["restore_us_per_row"], 1e-9), 3)
+    print(f"      restore, time per row at {big['rows']:,} / at {small['rows']:,}: {restore_ratio:g} (not a target)")
     path = report.write_json({"batch_size": batch_size, "nproc": os.cpu_count(), "runs": runs,
+                              "restore_per_row_ratio": restore_ratio,
                               "targets": [t.as_dict() for t in checks]}, "scale.json")
     say(f"wrote {path}")
     return 0

@@ -38,6 +38,7 @@ class JobRun:
     hops: int
     state: str
     batches: list[Batch] = field(default_factory=list)
+    job_id: str = ""
 
     @property
     def rows_per_s(self) -> float:
@@ -105,7 +106,8 @@ def run_job(db: Database, policy: Policy, settings: Settings, batch_size: int) -
     run = drive(start_event(job.id, False, batch_size or None), deps, settings.hop_seconds)
     seconds = time.perf_counter() - started
     final = run.last.get("job", {})
-    return JobRun(batch_size, int(final.get("archived") or 0), seconds, run.hops, str(final.get("state")), batches)
+    return JobRun(batch_size, int(final.get("archived") or 0), seconds, run.hops, str(final.get("state")), batches,
+                  job.id)
 
 
 def _statements(db: Database, policy: Policy, settings: Settings) -> Statements:
