@@ -110,15 +110,17 @@ class Restorer:
         # its remaining rows (a 480,000-row run restored 4x slower). A table the role does not own
         # is skipped with a warning, not an error.
         self.db.run(f"ANALYZE {self.archive}")
+        # Two variants, as the engine's lock statement, rather than "(:cur IS NULL OR ...)": that
+        # hid the cursor's bound from the planner, and every batch re-read the selection's rest.
+        batch = (f"SELECT a.{pk}, a.archive_job_id, EXISTS (SELECT 1 FROM {self.live} l WHERE l.{pk} = a.{pk})"
+                 f" FROM {self.archive} a WHERE {where}{{after}} ORDER BY a.{pk} LIMIT :n FOR UPDATE OF a")
+        first, after_cursor = batch.format(after=""), batch.format(after=f" AND a.{pk} > :cur")
         while True:
             with self.db.transaction():
-                # The cursor's bound written out, not "(:cur IS NULL OR ...)": hidden from the planner,
-                # every batch re-read and sorted all the selection's remaining rows (quadratic).
-                after = "" if cursor is None else f" AND a.{pk} > :cur"
-                rows = self.db.run(
-                    f"SELECT a.{pk}, a.archive_job_id, EXISTS (SELECT 1 FROM {self.live} l WHERE l.{pk} = a.{pk})"
-                    f" FROM {self.archive} a WHERE {where}{after} ORDER BY a.{pk} LIMIT :n FOR UPDATE OF a",
-                    n=self.batch_size, **params, **({} if cursor is None else {"cur": cursor}))
+                if cursor is None:
+                    rows = self.db.run(first, n=self.batch_size, **params)
+                else:
+                    rows = self.db.run(after_cursor, n=self.batch_size, cur=cursor, **params)
                 if not rows:
                     break
                 cursor = rows[-1][0]

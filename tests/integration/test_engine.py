@@ -284,7 +284,6 @@ def test_dry_run_warns_when_the_batch_query_would_scan_the_whole_table(db, polic
     assert "archiver migrate" not in " ".join(run_to_end(db, policy, settings, dry_run=True).as_dict()["warnings"])
 
 
-
 def test_a_row_whose_id_the_archive_already_holds_stays_live_and_counts_as_failed(db, policy, settings):
     setup(db, policy)
     ids = add_customers(db, policy, [100, 90, 80])
