@@ -146,8 +146,9 @@ class Settings(_Model):
     hop_seconds: float = Field(900, gt=0, le=900)
     reserve_ms: int = Field(10000, ge=0, le=600000)
     # Runs started without an explicit batch size adapt it (from the policy's batch_size, within
-    # 1..10000) so each batch takes about this long; 0 keeps the size fixed. 10 ms: a batch's WAL is
-    # what concurrent commits wait to flush (bench/README.md, "Batch size and the 10 ms target").
+    # 1..10000) so each batch takes about this long; 0 keeps the size fixed. 10 ms: smaller batches
+    # leave less of their WAL for the application's commits to flush; below 10 ms that stops helping
+    # and costs throughput (bench/README.md, "Batch size and the 10 ms target").
     target_batch_ms: int = Field(10, ge=0, le=60000)
     # Idle time after each batch, outside any transaction: leaves the database room for its other
     # work on a busy server (pt-archiver's --sleep). 0: batch after batch.
