@@ -8,6 +8,10 @@ must have grown by exactly that much. Half of the operations go to customers pas
 rows the job moves and locks), half to younger ones. Latency is measured from each operation's
 scheduled time, so a stall also delays the operations queued behind it.
 
+The same traffic also runs beside a control, ``disk_writer``: a plain process that writes the job's
+WAL bytes to a file at the job's cadence, with no database work at all. What the control costs the
+traffic is what this machine's disk makes of those bytes, whoever writes them.
+
 Run as a module (``python -m bench.live --url ...``) this is the traffic process itself: it
 prints ``ready``, works until its stdin closes, then writes its measurements as JSON.
 """
@@ -16,12 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -39,6 +46,10 @@ WARMUP_S = 2.0
 # The traffic alone before the job (the first WARMUP_S left out): long enough that the baseline
 # p99 is not one stall's.
 BASELINE_S = 20.0
+# The control writes in steps of this many ms, each step's bytes then one fdatasync: the job
+# commits (and so syncs its WAL) about as often at its 10 ms target.
+CONTROL_STEP_MS = 10
+CONTROL_FILE_BYTES = 256 << 20  # the control's file, overwritten round and round
 
 
 @dataclass
@@ -52,6 +63,7 @@ class LiveRun:
     rows_before: int
     rows_after: int
     errors: int
+    wal_bytes: int = 0  # WAL the server wrote while the job ran (the traffic's own included)
 
     @property
     def lost_updates(self) -> int:
@@ -91,9 +103,50 @@ def _totals(db: Database, policy: Policy) -> tuple[Decimal, int]:
     return Decimal(total), int(rows)
 
 
+@contextmanager
+def disk_writer(directory: Path, bytes_per_s: float, seconds: float,
+                file_bytes: int = CONTROL_FILE_BYTES) -> Iterator[Callable[[Database], JobRun]]:
+    """The control beside the traffic: ``bytes_per_s`` written to a file in ``directory`` for
+    ``seconds``, in steps of CONTROL_STEP_MS each closed by an fdatasync; no database work.
+
+    The file is written in full and synced first, so the measured writes overwrite blocks, as the
+    WAL's recycled segments do (a write that extends a file also commits the file system's journal)."""
+    path = directory / f"control-writer-{os.getpid()}"
+    # Whole 8 kB pages, as PostgreSQL writes its WAL.
+    step = max(1, round(bytes_per_s * CONTROL_STEP_MS / 1000 / 8192)) * 8192
+    span = max(file_bytes, step)
+    with path.open("wb") as f:
+        for _ in range(0, span, 1 << 20):
+            f.write(bytes(1 << 20))
+        f.flush()
+        os.fsync(f.fileno())
+
+    def write(_db: Database) -> JobRun:
+        chunk, slots = os.urandom(step), span // step
+        fd = os.open(path, os.O_WRONLY)
+        started, i = time.perf_counter(), 0
+        try:
+            while time.perf_counter() - started < seconds:
+                wait = started + i * CONTROL_STEP_MS / 1000 - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                os.pwrite(fd, chunk, (i % slots) * step)
+                os.fdatasync(fd)
+                i += 1
+        finally:
+            os.close(fd)
+        return JobRun(0, 0, time.perf_counter() - started, 0, f"control: {i * step:,} bytes written")
+
+    try:
+        yield write
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def run_live(db: Database, url: str, policy: Policy, settings: Settings, batch_size: int, baseline_s: float,
-             rate: int) -> LiveRun:
-    """Traffic alone for ``baseline_s``, then the job beside it; ``url`` reaches ``db`` from the traffic process."""
+             rate: int, beside: Callable[[Database], JobRun] | None = None) -> LiveRun:
+    """Traffic alone for ``baseline_s``, then the job (or ``beside``, a control) beside it; ``url``
+    reaches ``db`` from the traffic process."""
     live, age = qualified(policy.schema_name, policy.live_table), quote(policy.age_column)
     cutoff_days = policy.retention_days
     old = db.run(f"SELECT min(id), max(id) FROM {live} WHERE {age} < now() - make_interval(days => :d)",
@@ -111,9 +164,11 @@ def run_live(db: Database, url: str, policy: Policy, settings: Settings, batch_s
             if proc.stdout.readline().strip() != "ready":
                 raise RuntimeError("the traffic process did not start")
             time.sleep(baseline_s)
+            lsn_from = db.scalar("SELECT pg_current_wal_lsn()::text")
             job_from = time.time()
-            job = run_job(db, policy, settings, batch_size)
+            job = beside(db) if beside is not None else run_job(db, policy, settings, batch_size)
             job_to = time.time()
+            wal = int(db.scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), CAST(:a AS pg_lsn))", a=lsn_from))
             time.sleep(1.0)
             proc.stdin.close()
             proc.wait(timeout=120)
@@ -126,7 +181,7 @@ def run_live(db: Database, url: str, policy: Policy, settings: Settings, batch_s
     during = [lat for due, lat in report["ops"] if job_from <= due <= job_to]
     grown_to, rows_after = _totals(db, policy)
     return LiveRun(job, rate, without, during, int(report["applied"]), grown_to - grown_from, rows_before,
-                   rows_after, int(report["errors"]))
+                   rows_after, int(report["errors"]), wal)
 
 
 # -- the traffic process ---------------------------------------------------------------------

@@ -30,7 +30,7 @@ from archiver.observability import logger
 
 from . import cost, data, report
 from .harness import Bench, env_int, fsync_ms, say
-from .live import BASELINE_S, LiveRun, pooled, run_live
+from .live import BASELINE_S, CONTROL_STEP_MS, LiveRun, disk_writer, pooled, run_live
 from .report import Target
 from .scenarios import DEFAULT_RUN, JobRun, Moved, batch_label, run_job, run_limit, run_row_by_row
 from .server import PGDATA, Server, open_server
@@ -41,6 +41,8 @@ MAIN_LAYOUT = "arrival"
 # p99 over ~5 s of traffic beside the job is decided by one disk stall of a few hundred ms (a few a
 # minute on a shared VM, in either window): the live traffic gets four rounds more than the rest.
 LIVE_EXTRA_ROUNDS = 4
+# Rounds of the same traffic beside the control (a plain file writer at the job's WAL rate).
+CONTROL_ROUNDS = 3
 BIG_BATCH = 5000
 ROW_BY_ROW_SAMPLE = 5000
 WORST_BATCH_MS = 100.0
@@ -66,10 +68,11 @@ class Round:
         return self.jobs[batch_size].rows_per_s / self.limit.rows_per_s
 
 
-def measure(bench: Bench, quick: bool, rate: int, rounds: int) -> dict[str, Any]:
+def measure(bench: Bench, quick: bool, rate: int, rounds: int, control: bool) -> dict[str, Any]:
     """Every scenario, each on a fresh clone, in an order that keeps each ratio's two sides adjacent.
     The arrival layout runs ``rounds`` times and the live traffic ``rounds`` + LIVE_EXTRA_ROUNDS
     (the targets take the median round: one disk stall on a shared VM must not decide a verdict);
+    with ``control``, CONTROL_ROUNDS more of the traffic beside a file writer at the job's WAL rate;
     the rest once. Scenario 7
     (related mode skip and move, the rules) runs on the data with the six related tables."""
     policy, settings, size = bench.policy, bench.settings, bench.policy.batch_size
@@ -91,6 +94,14 @@ def measure(bench: Bench, quick: bool, rate: int, rounds: int) -> dict[str, Any]
     live = [bench.scenario("live", MAIN_LAYOUT, partial(run_live, url=url, policy=policy, settings=settings,
                                                         batch_size=DEFAULT_RUN, baseline_s=baseline_s, rate=rate))
             for _ in range(rounds + LIVE_EXTRA_ROUNDS)]
+    controls: list[LiveRun] = []
+    if control:
+        wal_rate = statistics.median(lv.wal_bytes / lv.job.seconds for lv in live)
+        with disk_writer(PGDATA.parent, wal_rate, statistics.median(lv.job.seconds for lv in live)) as writer:
+            beside_writer = partial(run_live, url=bench.server.url(bench.clone_name("live_control")), policy=policy,
+                                    settings=settings, batch_size=DEFAULT_RUN, baseline_s=baseline_s, rate=rate,
+                                    beside=writer)
+            controls = [bench.scenario("live_control", MAIN_LAYOUT, beside_writer) for _ in range(CONTROL_ROUNDS)]
     skip = bench.scenario("skip", data.RELATED, partial(run_job, policy=policy, settings=settings,
                                                         batch_size=DEFAULT_RUN))
     rules_policy = load_policy({"ARCHIVER_RULES": "all"})
@@ -102,7 +113,8 @@ def measure(bench: Bench, quick: bool, rate: int, rounds: int) -> dict[str, Any]
         return run_job(db, move_policy, settings, DEFAULT_RUN), related_moved(db, move_policy)
 
     move = bench.scenario("move", data.RELATED, move_mode)
-    return {"layouts": layouts, "rbr": rbr, "live": live, "skip": skip, "rules": rules, "move": move}
+    return {"layouts": layouts, "rbr": rbr, "live": live, "controls": controls, "skip": skip, "rules": rules,
+            "move": move}
 
 
 def main() -> int:
@@ -119,7 +131,9 @@ def main() -> int:
     disk = fsync_ms(PGDATA.parent)
     bench.seed()
     try:
-        m = measure(bench, quick=rows < QUICK_BELOW, rate=rate, rounds=rounds)
+        # The control writes to this machine's disk: it says nothing about a server elsewhere.
+        control = not os.environ.get("DATABASE_URL")
+        m = measure(bench, quick=rows < QUICK_BELOW, rate=rate, rounds=rounds, control=control)
     finally:
         bench.cleanup()
     results = assemble(rows, policy, settings, server, m)
@@ -167,6 +181,17 @@ def _layout(rounds: list[Round]) -> dict[str, Any]:
                                    for n in rounds[0].jobs}}
 
 
+def _control(controls: list[LiveRun]) -> dict[str, Any] | None:
+    """The traffic beside a plain file writer at the job's WAL rate: not a target, the machine's part."""
+    if not controls:
+        return None
+    rounds = [c.summary() for c in controls]
+    return {"step_ms": CONTROL_STEP_MS, "seconds": round(controls[0].job.seconds, 2),
+            "p99_ratio": round(statistics.median(c["p99_ratio"] for c in rounds), 2),
+            "per_round": [c["p99_ratio"] for c in rounds], "pooled": pooled(controls),
+            "lost_updates": sum(c.lost_updates for c in controls)}
+
+
 def assemble(rows: int, policy: Policy, settings: Settings, server: Server, m: dict[str, Any]) -> dict[str, Any]:
     size = policy.batch_size
     rounds: list[Round] = m["layouts"][MAIN_LAYOUT]
@@ -208,7 +233,9 @@ def assemble(rows: int, policy: Policy, settings: Settings, server: Server, m: d
         "layouts": {layout: _layout(rs) for layout, rs in m["layouts"].items()},
         "row_by_row": {"rows": rbr.rows, "seconds": round(rbr.seconds, 2), "rows_per_s": round(rbr.rows_per_s)},
         "live": {"p99_ratio": headline["live_p99_ratio"], "pooled": live_pooled,
-                 "lost_updates": headline["lost_updates"], "rounds": live_rounds},
+                 "lost_updates": headline["lost_updates"], "rounds": live_rounds,
+                 "job_wal_bytes_per_s": round(statistics.median(lv.wal_bytes / lv.job.seconds for lv in lives)),
+                 "control": _control(m["controls"])},
         "eligibility": {
             "plain": main_job.summary(),
             "skip": {**skip.summary(), "vs_plain": round(skip.rows_per_s / job_rows_per_s, 3)},
@@ -264,6 +291,12 @@ def print_results(r: dict[str, Any]) -> None:
     print(f"live traffic, the {len(r['live']['rounds'])} rounds' operations pooled: p99 {pool['p99_without_ms']} -> "
           f"{pool['p99_during_ms']} ms (x{pool['p99_ratio']}) over {pool['ops_without_job']:,} operations without "
           f"the job and {pool['ops_during_job']:,} during it")
+    ctl = r["live"].get("control")
+    if ctl:
+        print(f"the same traffic beside a plain file writer at the job's WAL rate ("
+              f"{r['live']['job_wal_bytes_per_s'] / 1e6:.0f} MB/s, an fdatasync every {ctl['step_ms']} ms, no database"
+              f" work), not a target: p99 x{ctl['p99_ratio']} (rounds {', '.join(f'{x:g}' for x in ctl['per_round'])};"
+              f" pooled x{ctl['pooled']['p99_ratio']}), {ctl['lost_updates']} lost")
     print(f"on the related data: skip mode x{el['skip']['vs_plain']} of plain; rules on: "
           f"x{el['rules']['vs_plain']} of plain; move mode: x{el['move']['vs_plain']} of plain "
           f"(customers/s), {el['move']['related_rows_moved']} related rows moved with them")

@@ -3,11 +3,13 @@ computed (no database: the figures come from made-up batches)."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from bench.live import LiveRun, pooled
+from bench.live import CONTROL_STEP_MS, LiveRun, disk_writer, pooled
 from bench.report import Target
 from bench.run import median_of, targets
 from bench.scenarios import DEFAULT_RUN, Batch, JobRun
@@ -71,3 +73,15 @@ def test_the_live_p99_pools_every_rounds_operations_so_one_stalled_round_does_no
     assert stalled.summary()["p99_ratio"] == 100.0
     assert pooled([quiet, stalled, quiet])["p99_ratio"] == 1.5
     assert pooled([quiet, stalled, quiet])["ops_during_job"] == 3000
+
+
+def test_the_control_writer_writes_its_rate_in_steps_and_leaves_no_file_behind(tmp_path: Path) -> None:
+    with disk_writer(tmp_path, bytes_per_s=1_000_000, seconds=0.2, file_bytes=1 << 20) as write:
+        run = write(None)  # type: ignore[arg-type]  # the control does no database work
+
+    written = int(re.sub(r"\D", "", run.state))
+    step = 8192  # 10,000 bytes a step at 1 MB/s, in whole WAL pages
+    # At most one step per CONTROL_STEP_MS; fewer if the disk stalls (it does, on a shared VM).
+    assert written % step == 0 and 0 < written <= (200 // CONTROL_STEP_MS + 1) * step
+    assert run.seconds >= 0.2 and run.archived == 0
+    assert list(tmp_path.iterdir()) == []
