@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,6 +94,11 @@ def pooled(runs: list[LiveRun]) -> dict[str, float]:
     p99_without, p99_during = round(percentile(without, 99), 2), round(percentile(during, 99), 2)
     return {"ops_without_job": len(without), "ops_during_job": len(during), "p99_without_ms": p99_without,
             "p99_during_ms": p99_during, "p99_ratio": round(p99_during / max(p99_without, 1e-9), 2)}
+
+
+def wal_rate(runs: list[LiveRun]) -> float:
+    """WAL bytes a second while the job ran, in the median round: what the control writes."""
+    return statistics.median(run.wal_bytes / run.job.seconds for run in runs if run.job.seconds)
 
 
 def _totals(db: Database, policy: Policy) -> tuple[Decimal, int]:

@@ -30,7 +30,7 @@ from archiver.observability import logger
 
 from . import cost, data, report
 from .harness import Bench, env_int, fsync_ms, say
-from .live import BASELINE_S, CONTROL_STEP_MS, LiveRun, disk_writer, pooled, run_live
+from .live import BASELINE_S, CONTROL_STEP_MS, LiveRun, disk_writer, pooled, run_live, wal_rate
 from .report import Target
 from .scenarios import DEFAULT_RUN, JobRun, Moved, batch_label, run_job, run_limit, run_row_by_row
 from .server import PGDATA, Server, open_server
@@ -96,8 +96,7 @@ def measure(bench: Bench, quick: bool, rate: int, rounds: int, control: bool) ->
             for _ in range(rounds + LIVE_EXTRA_ROUNDS)]
     controls: list[LiveRun] = []
     if control:
-        wal_rate = statistics.median(lv.wal_bytes / lv.job.seconds for lv in live)
-        with disk_writer(PGDATA.parent, wal_rate, statistics.median(lv.job.seconds for lv in live)) as writer:
+        with disk_writer(PGDATA.parent, wal_rate(live), statistics.median(lv.job.seconds for lv in live)) as writer:
             beside_writer = partial(run_live, url=bench.server.url(bench.clone_name("live_control")), policy=policy,
                                     settings=settings, batch_size=DEFAULT_RUN, baseline_s=baseline_s, rate=rate,
                                     beside=writer)
@@ -234,7 +233,7 @@ def assemble(rows: int, policy: Policy, settings: Settings, server: Server, m: d
         "row_by_row": {"rows": rbr.rows, "seconds": round(rbr.seconds, 2), "rows_per_s": round(rbr.rows_per_s)},
         "live": {"p99_ratio": headline["live_p99_ratio"], "pooled": live_pooled,
                  "lost_updates": headline["lost_updates"], "rounds": live_rounds,
-                 "job_wal_bytes_per_s": round(statistics.median(lv.wal_bytes / lv.job.seconds for lv in lives)),
+                 "job_wal_bytes_per_s": round(wal_rate(lives)),
                  "control": _control(m["controls"])},
         "eligibility": {
             "plain": main_job.summary(),
