@@ -149,7 +149,8 @@ class Columns:
 
 def kept_back_ms(settings: Settings, slowest_ms: float) -> float:
     """What a hop keeps back from its time budget: twice its slowest batch so far, plus the reserve.
-    Below it the hop hands over; a pause between batches may not eat into it."""
+    Below it the hop hands over, unless it has moved nothing yet and one batch fits; a pause
+    between batches may not eat into it."""
     return 2 * slowest_ms + settings.reserve_ms
 
 
@@ -326,7 +327,12 @@ class Archiver:
                 self.jobs.release(job.id, owner)
                 outcome.status, outcome.job = "paused", self.jobs.get(job.id)
                 return outcome
-            if budget.remaining_ms() < kept_back_ms(self.settings, slowest):
+            remaining = budget.remaining_ms()
+            # A hop moves at least one batch when one fits (its slowest so far, plus the reserve):
+            # after one slow batch, hops that handed over empty-handed would follow each other up to
+            # max_hops.
+            fits_one = outcome.batches == 0 and remaining >= slowest + self.settings.reserve_ms
+            if remaining < kept_back_ms(self.settings, slowest) and not fits_one:
                 nxt = int(job.hop) + 1
                 if not self.jobs.handoff(job.id, owner, nxt, self.settings.lease_seconds):
                     raise LeaseLostError("lease lost before hand-off")

@@ -11,6 +11,7 @@ from archiver import alerts
 from archiver.engine import Archiver
 from archiver.events import parse_archive_event, start_event
 from archiver.exceptions import RunFailedError
+from archiver.identifiers import qualified
 from archiver.jobs import JobStore
 from archiver.runner import drive
 from archiver.worker import Deps, LocalInvoker, process
@@ -144,6 +145,33 @@ def test_hop_limit_stops_a_runaway_chain_with_a_clear_error_and_an_alert(db, pol
     final = JobStore(db, policy).get(job.id)
     assert final.state == "partial" and "limit" in final.error_message
     assert [a.kind for a in deps.alerts.alerts] == ["hop_limit"]
+    assert snapshot(db) == rows
+    assert_counts_match_archive(db)
+
+
+class SteadyBudget:
+    """A hop whose remaining time stays at ``ms``: what its kept-back rule sees, and nothing else."""
+
+    def __init__(self, ms: float) -> None:
+        self.ms = ms
+
+    def remaining_ms(self) -> float:
+        return self.ms
+
+
+def test_a_hop_after_one_slow_batch_still_moves_a_batch_when_one_fits(db, policy, settings, deps, rows):
+    # An earlier batch took 600 ms: twice that is more than any hop here has (1000 ms), so without
+    # the one-batch rule every hop would hand over empty-handed until the hop limit.
+    job, event = started(db, policy, settings, batch_size=5)
+    db.run(f"UPDATE {qualified(policy.schema_name, policy.log_table)} SET slowest_batch_ms = 600"
+           " WHERE job_id = CAST(:id AS uuid)",
+           id=job.id)
+    hop = event
+    for n in range(1, 4):
+        assert process(parse_archive_event(hop), deps, SteadyBudget(1000), "self")["status"] == "continue"
+        [(_, hop)] = deps.invoker.queue
+        deps.invoker.queue.clear()
+        assert JobStore(db, policy).get(job.id).records_archived == 5 * n
     assert snapshot(db) == rows
     assert_counts_match_archive(db)
 
