@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from archiver import demo, schema
+from tests.helpers import keep_clear_of_cutoff
 
 ARCHIVER = str(Path(sys.executable).parent / "archiver")
 
@@ -31,6 +32,7 @@ def as_json(proc):
 @pytest.fixture
 def demo_db(db, policy):
     demo.seed(db, policy, 3000)
+    keep_clear_of_cutoff(db, policy)
     schema.migrate(db, policy)
     return db
 
