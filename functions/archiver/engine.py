@@ -149,9 +149,17 @@ class Columns:
 
 def kept_back_ms(settings: Settings, slowest_ms: float) -> float:
     """What a hop keeps back from its time budget: twice its slowest batch so far, plus the reserve.
-    Below it the hop hands over, unless it has moved nothing yet and one batch fits; a pause
-    between batches may not eat into it."""
+    Below it the hop hands over (``hands_over``); a pause between batches may not eat into it."""
     return 2 * slowest_ms + settings.reserve_ms
+
+
+def hands_over(settings: Settings, remaining_ms: float, slowest_ms: float, batches: int) -> bool:
+    """Whether a hop with ``batches`` done so far stops here and hands over to the next. It keeps
+    ``kept_back_ms`` back, but moves at least one batch when one fits (the slowest plus the reserve):
+    after one slow batch, hops that handed over empty-handed would follow each other up to max_hops."""
+    if batches == 0 and remaining_ms >= slowest_ms + settings.reserve_ms:
+        return False
+    return remaining_ms < kept_back_ms(settings, slowest_ms)
 
 
 def next_batch_size(size: int, ms: float, target_ms: float) -> int:
@@ -327,12 +335,7 @@ class Archiver:
                 self.jobs.release(job.id, owner)
                 outcome.status, outcome.job = "paused", self.jobs.get(job.id)
                 return outcome
-            remaining = budget.remaining_ms()
-            # A hop moves at least one batch when one fits (its slowest so far, plus the reserve):
-            # after one slow batch, hops that handed over empty-handed would follow each other up to
-            # max_hops.
-            fits_one = outcome.batches == 0 and remaining >= slowest + self.settings.reserve_ms
-            if remaining < kept_back_ms(self.settings, slowest) and not fits_one:
+            if hands_over(self.settings, budget.remaining_ms(), slowest, outcome.batches):
                 nxt = int(job.hop) + 1
                 if not self.jobs.handoff(job.id, owner, nxt, self.settings.lease_seconds):
                     raise LeaseLostError("lease lost before hand-off")
