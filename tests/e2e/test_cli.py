@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver import demo, schema
-from tests.helpers import keep_clear_of_cutoff
+from tests.helpers import setup
 
 ARCHIVER = str(Path(sys.executable).parent / "archiver")
 
@@ -31,9 +30,7 @@ def as_json(proc):
 
 @pytest.fixture
 def demo_db(db, policy):
-    demo.seed(db, policy, 3000)
-    keep_clear_of_cutoff(db, policy)
-    schema.migrate(db, policy)
+    setup(db, policy, customers=3000)
     return db
 
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from archiver import alerts
-from archiver.engine import Archiver
+from archiver.engine import Archiver, Unlimited
 from archiver.events import parse_archive_event, start_event
 from archiver.exceptions import RunFailedError
 from archiver.identifiers import qualified
@@ -35,12 +35,7 @@ class TickingContext:
         return int(max(self.left, 0))
 
 
-class Forever:
-    def remaining_ms(self) -> float:
-        return float("inf")
-
-
-FOREVER = Forever()
+FOREVER = Unlimited()
 
 
 def ticking(ticks_per_hop: int):
@@ -269,11 +264,6 @@ def test_a_hand_over_that_cannot_be_invoked_fails_the_run_with_an_alert(db, poli
     assert snapshot(db) == rows
 
 
-class ShortBudget:
-    def remaining_ms(self) -> float:
-        return 5000.0
-
-
 def test_database_down_when_an_invocation_starts_alerts_and_raises(db, policy, settings, deps):
     from archiver.db import Database, params_from_url
     from archiver.exceptions import DatabaseUnavailableError
@@ -281,6 +271,6 @@ def test_database_down_when_an_invocation_starts_alerts_and_raises(db, policy, s
     deps.db = Database(params_from_url("postgresql://archiver@127.0.0.1:1/none?sslmode=disable"))
     event = {"action": "continue", "job_id": "2f0cbd0a-8a49-4b7b-9d3c-1c7b5f3f3a10", "hop": 3}
     with pytest.raises(DatabaseUnavailableError):
-        process(parse_archive_event(event), deps, ShortBudget(), "self")
+        process(parse_archive_event(event), deps, SteadyBudget(5000), "self")
     [alert] = deps.alerts.alerts
     assert alert.kind == "failure" and alert.job_id == event["job_id"]
