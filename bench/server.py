@@ -1,9 +1,11 @@
 """The benchmark's PostgreSQL: the server named by DATABASE_URL, or a dedicated embedded server.
 
 The embedded server keeps its data under ``.data/bench-pg`` (``ARCHIVER_BENCH_PGDATA``), apart from
-the one ``make run`` and the tests use, and is given the two settings any production server has
-(a shared buffer pool that holds the working set, checkpoints spaced by time rather than forced
-by WAL volume). Every scenario gets a fresh database cloned from a seeded template.
+the one ``make run`` and the tests use, and is given the settings any production server running
+the job has: a shared buffer pool that holds the working set, checkpoints spaced by time rather
+than forced by WAL volume, and WAL segments kept for reuse from one run to the next
+(``min_wal_size``: a run that has to create segments stalls every commit while it does).
+Every scenario gets a fresh database cloned from a seeded template.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from archiver.identifiers import quote
 
 ROOT = Path(__file__).resolve().parents[1]
 PGDATA = ROOT / ".data" / "bench-pg"
-TUNING = {"shared_buffers": "512MB", "max_wal_size": "4GB"}
-REPORTED = ("server_version", "shared_buffers", "max_wal_size", "synchronous_commit", "work_mem")
+TUNING = {"shared_buffers": "512MB", "max_wal_size": "4GB", "min_wal_size": "2GB"}
+REPORTED = ("server_version", "shared_buffers", "max_wal_size", "min_wal_size", "synchronous_commit", "work_mem")
 # Long enough for the single-statement move of every eligible row at 4M rows.
 STATEMENT_TIMEOUT_MS = 3_600_000
 
