@@ -46,8 +46,9 @@ def timed_statements(times: dict[str, list[float]]) -> Iterator[None]:
 
 def _label(sql: str) -> str:
     words = " ".join(sql.split())
-    for key, label in (("DELETE FROM", "move (re-check, delete, insert)"), ("SKIP LOCKED", "lock the batch's rows"),
-                       ("FOR UPDATE", "lock the job row"), ("UPDATE", "counters and cursor (job row)")):
+    for key, label in (("DELETE FROM", "move (re-check, delete, insert, count)"),
+                       ("SKIP LOCKED", "lock the job row, then the batch's rows"),
+                       ("UPDATE", "count a batch that moved nothing")):
         if key in words:
             return label
     return words[:40]

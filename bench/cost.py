@@ -18,7 +18,7 @@ PRICE_PER_REQUEST = 0.0000002  # USD 0.20 per million
 # Assumptions the local run cannot measure: the network between Lambda and the database, and a
 # cold start (runtime init, imports, secret, TLS connection) on every hop.
 RTT_MS = 0.5
-ROUND_TRIPS_PER_BATCH = 6  # begin, lock the job, lock rows, move, record, commit
+ROUND_TRIPS_PER_BATCH = 4  # begin, lock (the job row, then the rows), move and count, commit
 COLD_START_S = 1.5
 
 

@@ -70,7 +70,7 @@ class Statements:
     """The SQL of one policy against the live table's current shape, built once per hop."""
 
     def __init__(self, policy: Policy, shape: TableShape, related: list[Related], cutoffs: Cutoffs,
-                 related_columns: dict[str, tuple[str, ...]], columns: Columns) -> None:
+                 related_columns: dict[str, tuple[str, ...]], columns: Columns, jobs: JobStore) -> None:
         live = qualified(policy.schema_name, policy.live_table)
         archive = qualified(policy.schema_name, policy.archive_table)
         age, pk, pkt = quote(policy.age_column), quote(shape.pk), shape.pk_type
@@ -82,18 +82,20 @@ class Statements:
         # Two variants rather than "(:cur IS NULL OR ...)", which would hide the bound from the index.
         # The locked ids travel as PostgreSQL's array text and are cast back where used: pg8000
         # takes ~3 ms to turn a 1000-element bigint[] into Python ints, the text 0.2 ms.
-        # Returns (count, ids, cursor_ts, cursor_key, columns, held): the cursor is the last row in
-        # walk order; the columns signature is read after the rows are locked (see
+        # The statement first locks the job row (jobs.lease_gate: a one-time filter, evaluated before
+        # the scan locks any row) and locks no row unless the lease is ours and no cancel is asked.
+        # Returns (count, ids, cursor_ts, cursor_key, columns, held, ours, cancel): the cursor is the
+        # last row in walk order; the columns signature is read after the rows are locked (see
         # COLUMNS_SIGNATURE_SQL). Ids the archive already holds ("held") stay live, counted as
         # failed, and are left out of ids: nothing is overwritten. They are looked up here, one
         # index scan a batch, because PostgreSQL plans this statement for every batch; a prepared
         # statement on its generic plan, made while the archive was nearly empty, scanned all of it.
-        lock = (f"WITH b AS (SELECT l.{pk} AS k, l.{age} AS t FROM {live} l WHERE {{where}}"
-                f" ORDER BY l.{age}, l.{pk} LIMIT :n FOR UPDATE OF l SKIP LOCKED),"
+        lock = (f"WITH {jobs.lease_gate}, b AS (SELECT l.{pk} AS k, l.{age} AS t FROM {live} l"
+                f" WHERE (SELECT ours AND NOT cancel FROM j) AND {{where}} ORDER BY l.{age}, l.{pk} LIMIT :n FOR UPDATE OF l SKIP LOCKED),"
                 f" h AS (SELECT a.{pk} AS k FROM {archive} a WHERE a.{pk} = ANY(ARRAY(SELECT k FROM b)))"
                 " SELECT count(*), CAST(array_agg(k) FILTER (WHERE k NOT IN (SELECT k FROM h)) AS text), max(t),"
                 f" (array_agg(k ORDER BY t DESC, k DESC))[1], ({COLUMNS_SIGNATURE_SQL}),"
-                " (SELECT count(*) FROM h) FROM b")
+                " (SELECT count(*) FROM h), (SELECT ours FROM j), (SELECT cancel FROM j) FROM b")
         self.lock_first = lock.format(where=self.elig.sql)
         self.lock_next = lock.format(where=f"{after} AND {self.elig.sql}")
         self.move_related: list[str] = []
@@ -115,15 +117,16 @@ class Statements:
                         f" WHERE l.{pk} = ANY(CAST(:ids AS {pkt}[])) AND {self.elig.sql}")
         # The rows to move are chosen by a sub-select: planned as a SELECT, its checks probe the
         # indexes per row. Written straight into the DELETE, the planner hash-joined full scans
-        # of the related tables, costs that grow with the tables. Returns the rows moved.
+        # of the related tables, costs that grow with the tables. The same statement counts the
+        # batch in the job row (jobs.record_from), one round trip fewer; returns that row.
         self.move = (
             f"WITH m AS (DELETE FROM {live} x WHERE x.{pk} = ANY(ARRAY(SELECT l.{pk} FROM {live} l"
             f" WHERE l.{pk} = ANY(CAST(:ids AS {pkt}[]))"
             + (f" AND {self.elig.sql}" if self.recheck_in_move else "") +
             f")) RETURNING {cols}),"
             f" i AS (INSERT INTO {archive} ({cols}, {', '.join(quote(c) for c in ARCHIVE_META)})"
-            f" SELECT {cols}, now(), :by, :reason, CAST(:job AS uuid) FROM m RETURNING 1)"
-            " SELECT count(*) FROM i")
+            f" SELECT {cols}, now(), :by, :reason, CAST(:job AS uuid) FROM m RETURNING 1),"
+            f" u AS ({jobs.record_from('i')}) SELECT * FROM u")
         self.count = f"SELECT count(*) FROM {live} l WHERE {self.elig.sql}"
         lob = quote(policy.lob_column)
         has_lob = policy.lob_column in shape.names
@@ -264,7 +267,8 @@ class Archiver:
         if self._shape is None:
             self.prepare()
         assert self._shape is not None
-        stmts = Statements(self.policy, self._shape, self._related, cutoffs, self._related_columns, self._columns)
+        stmts = Statements(self.policy, self._shape, self._related, cutoffs, self._related_columns, self._columns,
+                           self.jobs)
         self.db.prepare(*stmts.per_batch)
         return stmts
 
@@ -383,31 +387,39 @@ class Archiver:
             time.sleep(pause / 1000)
 
     def _batch(self, job: Job, owner: str, stmts: Statements, size: int) -> tuple[BatchResult | None, Job]:
+        """One batch in one transaction of four round trips: begin, lock (the job row, then the rows),
+        move and count, commit. ``job`` is this worker's latest copy of the job row: while the
+        lease is ours nobody else moves its cursor, and the lock statement checks that it is."""
         started = time.perf_counter()
+        lease = {"job": job.id, "owner": owner}
         with self.db.transaction():
-            current = self.jobs.lock_for_batch(job.id, owner)
-            if current.cancel_requested:
-                return None, current
-            if current.cursor_ts is None:
-                found = self.db.run(stmts.lock_first, n=size, **stmts.params)[0]
+            if job.cursor_ts is None:
+                found = self.db.run(stmts.lock_first, n=size, **lease, **stmts.params)[0]
             else:
-                found = self.db.run(stmts.lock_next, n=size, cur_ts=current.cursor_ts,
-                                    cur_key=current.cursor_key, **stmts.params)[0]
+                found = self.db.run(stmts.lock_next, n=size, cur_ts=job.cursor_ts, cur_key=job.cursor_key,
+                                    **lease, **stmts.params)[0]
             locked, ids, last_ts, last_key = int(found[0]), found[1], found[2], found[3]
+            if not found[6]:
+                raise LeaseLostError(f"job {job.id} is no longer leased to this worker")
+            if found[7]:
+                return None, job
             if found[4] != stmts.signature:
                 raise ColumnsChangedError("columns changed since the statements were built")
-            moved, failed = 0, int(found[5])
+            failed = int(found[5])
+            record = {**lease, "failed": failed, "new_ts": last_ts,
+                      "new_key": None if last_key is None else str(last_key), "lease": self.settings.lease_seconds}
             if ids and not stmts.recheck_in_move:
                 ids = self.db.run(stmts.recheck, ids=ids, **stmts.params)[0][0]
             if ids:
                 for sql in stmts.move_related:
                     self.db.run(sql, ids=ids, job=job.id)
-                moved = int(self.db.scalar(stmts.move, ids=ids, by=self.policy.archived_by,
-                                           reason=self.policy.archive_reason, job=job.id, **stmts.params))
-            ms = (time.perf_counter() - started) * 1000
-            after = self.jobs.record_batch(job.id, owner, moved=moved, failed=failed, cursor_ts=last_ts,
-                                           cursor_key=None if last_key is None else str(last_key), batch_ms=int(ms),
-                                           lease_seconds=self.settings.lease_seconds)
+                moved, after = self.jobs.recorded(job.id, self.db.row(
+                    stmts.move, ids=ids, by=self.policy.archived_by, reason=self.policy.archive_reason,
+                    **record, **stmts.params))
+            else:
+                moved, after = 0, self.jobs.record_batch(job.id, owner, failed=failed, cursor_ts=last_ts,
+                                                         cursor_key=record["new_key"],
+                                                         lease_seconds=self.settings.lease_seconds)
         return BatchResult(locked, moved, failed, (time.perf_counter() - started) * 1000), after
 
     def _dry_run(self, job: Job, owner: str, stmts: Statements) -> Job | None:
@@ -415,13 +427,13 @@ class Archiver:
         by_lob = {}
         if stmts.breakdown:
             by_lob = {str(k): int(v) for k, v in self.db.run(stmts.breakdown, **stmts.params)}
-        warnings = self._plan_warnings(stmts)
+        warnings = self._plan_warnings(stmts, job.id, owner)
         self.jobs.set_eligible(job.id, owner, count, {"by_line_of_business": by_lob, "warnings": warnings})
         msg = f"dry run: {count} rows would be archived" + (f"; {'; '.join(warnings)}" if warnings else "")
         return self.jobs.finish(job.id, owner, "succeeded", msg)
 
-    def _plan_warnings(self, stmts: Statements) -> list[str]:
-        plan = self.db.scalar(stmts.explain, n=int(self.policy.batch_size), **stmts.params)
+    def _plan_warnings(self, stmts: Statements, job_id: str, owner: str) -> list[str]:
+        plan = self.db.scalar(stmts.explain, n=int(self.policy.batch_size), job=job_id, owner=owner, **stmts.params)
         if isinstance(plan, str):
             plan = json.loads(plan)
         found: list[str] = []

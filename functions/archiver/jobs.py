@@ -90,17 +90,12 @@ class JobStore:
         self.db = db
         self.policy = policy
         self.log = qualified(policy.schema_name, policy.log_table)
-        # Every batch locks the job row and records itself in it: prepared (see Database.prepare),
-        # with the log's columns named, so a column another version adds cannot change their result.
-        fields = ", ".join(quote(name) for name, _ in LOG_COLUMNS)
-        self._lock_sql = f"SELECT {fields} FROM {self.log} WHERE job_id = CAST(:j AS uuid) FOR UPDATE"
-        self._record_sql = (
-            f"UPDATE {self.log} SET records_archived = records_archived + :m, records_failed = records_failed + :f,"
-            " batches = batches + 1, cursor_ts = COALESCE(:ct, cursor_ts), cursor_key = COALESCE(:ck, cursor_key),"
-            " slowest_batch_ms = GREATEST(slowest_batch_ms, :ms), heartbeat_at = now(),"
-            " lease_expires_at = now() + make_interval(secs => :l)"
-            f" WHERE job_id = CAST(:j AS uuid) AND lease_owner = :o RETURNING {fields}")
-        db.prepare(self._lock_sql, self._record_sql)
+        # Every batch locks the job row and records itself in it, inside the batch's own statements
+        # (``lease_gate``, ``record_from``): the log's columns are named, so a column another
+        # version adds cannot change their result.
+        self._fields = ", ".join(quote(name) for name, _ in LOG_COLUMNS)
+        self._record_sql = self.record_from(None)
+        db.prepare(self._record_sql)
 
     # -- reads -------------------------------------------------------------------------
     def get(self, job_id: object) -> Job:
@@ -173,25 +168,44 @@ class JobStore:
             j=job_id, p=self.policy.key, o=owner, l=lease_seconds, h=hop)
         return Job(row) if row else None
 
-    def lock_for_batch(self, job_id: str, owner: str) -> Job:
-        """Lock the job row for one batch transaction; raises LeaseLostError if no longer ours."""
-        from .exceptions import LeaseLostError
+    @property
+    def lease_gate(self) -> str:
+        """A ``WITH`` item ``j`` that locks the job row for a batch's transaction and says whether
+        the lease is still ``:owner``'s (``ours``) and whether a cancel was asked for (``cancel``).
+        No row (an unknown job) makes both NULL, which the batch takes as a lost lease."""
+        return (f"j AS (SELECT lease_owner = :owner AND state IN ('pending', 'running') AS ours,"
+                f" cancel_requested AS cancel FROM {self.log} WHERE job_id = CAST(:job AS uuid) FOR UPDATE)")
 
-        row = self.db.row(self._lock_sql, j=job_id)
-        if row is None or row["lease_owner"] != owner or row["state"] not in ACTIVE_STATES:
-            raise LeaseLostError(f"job {job_id} is no longer leased to this worker")
-        return Job(row)
+    def record_from(self, moved: str | None) -> str:
+        """The ``UPDATE`` that counts a batch and moves the cursor, returning the job row and the rows
+        moved (``batch_moved``): the count of the ``WITH`` item named ``moved`` (one row per archived
+        row), or 0 with None. The batch's time is the server's, from its transaction's start."""
+        source, count = (f" FROM (SELECT count(*) AS n FROM {moved}) c", "c.n") if moved else ("", "0")
+        return (
+            f"UPDATE {self.log} SET records_archived = records_archived + {count},"
+            " records_failed = records_failed + :failed, batches = batches + 1,"
+            " cursor_ts = COALESCE(:new_ts, cursor_ts), cursor_key = COALESCE(:new_key, cursor_key),"
+            " slowest_batch_ms = GREATEST(slowest_batch_ms,"
+            "   CAST(round(1000 * extract(epoch FROM clock_timestamp() - now())) AS integer)),"
+            " heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => :lease)"
+            f"{source} WHERE job_id = CAST(:job AS uuid) AND lease_owner = :owner"
+            f" RETURNING {self._fields}, CAST({count} AS bigint) AS batch_moved")
 
-    def record_batch(self, job_id: str, owner: str, *, moved: int, failed: int, cursor_ts: datetime | None,
-                     cursor_key: str | None, batch_ms: int, lease_seconds: int) -> Job:
-        """Count the batch and move the cursor; returns the job as it now is (no extra read)."""
-        row = self.db.row(self._record_sql, j=job_id, o=owner, m=moved, f=failed, ct=cursor_ts, ck=cursor_key,
-                          ms=batch_ms, l=lease_seconds)
-        if row is None:  # the row is locked by this transaction (lock_for_batch): only a bug gets here
+    def recorded(self, job_id: str, row: dict[str, Any] | None) -> tuple[int, Job]:
+        """The rows a batch moved and the job as it now is, from ``record_from``'s returned row."""
+        if row is None:  # the batch's statement locked the job row as ours (lease_gate): only a bug gets here
             from .exceptions import LeaseLostError
 
             raise LeaseLostError(f"job {job_id} is no longer leased to this worker")
-        return Job(row)
+        moved = int(row.pop("batch_moved"))
+        return moved, Job(row)
+
+    def record_batch(self, job_id: str, owner: str, *, failed: int, cursor_ts: datetime | None,
+                     cursor_key: str | None, lease_seconds: int) -> Job:
+        """Count a batch that moved nothing (its rows were held, or none were left) and move the cursor."""
+        row = self.db.row(self._record_sql, job=job_id, owner=owner, failed=failed, new_ts=cursor_ts,
+                          new_key=cursor_key, lease=lease_seconds)
+        return self.recorded(job_id, row)[1]
 
     def set_eligible(self, job_id: str, owner: str, eligible: int, breakdown: dict[str, Any] | None = None) -> None:
         self.db.run(f"UPDATE {self.log} SET eligible = :e, breakdown = CAST(:b AS jsonb)"

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from archiver import schema
+from archiver.eligibility import pin_cutoffs
 from archiver.engine import Archiver
 from archiver.exceptions import AlreadyRunningError, SchemaError
 from archiver.jobs import JobStore
@@ -121,6 +122,44 @@ def test_two_workers_on_one_job_only_one_claims_it(db, policy, settings, connect
     assert sorted(o.status for o in outcomes) == ["done", "ignored", "ignored", "ignored"]
     final = JobStore(db, policy).get(job.id)
     assert final.records_archived == 30 == count(db, "nic_cc_customer_backup")
+
+
+def test_a_worker_whose_lease_is_taken_between_batches_stops_and_the_new_owner_finishes(
+        db, policy, settings, connect):
+    setup(db, policy)
+    add_customers(db, policy, [70 + i for i in range(20)])
+    archiver = Archiver(db, policy, settings)
+    job = archiver.start(batch_size=5)
+    other = connect()
+
+    def take_over(current, result):
+        if current.batches == 1:  # the lease expired while w1 was stalled; w2 took the job over
+            other.run("UPDATE nic_cc_archive_log SET lease_expires_at = now() - interval '1 second'")
+            assert JobStore(other, policy).claim(job.id, "w2", 60, None) is not None
+
+    stale = archiver.run_hop(job.id, owner="w1", hop=1, on_batch=take_over)
+    assert stale.status == "ignored" and stale.reason == "lease lost"
+    assert count(db, "nic_cc_customer_backup") == 5
+    finished = Archiver(other, policy, settings).run_hop(job.id, owner="w2", hop=None)
+    assert finished.job.state == "succeeded" and finished.job.records_archived == 20
+    assert count(db, "nic_cc_customer") == 0
+    assert_counts_match_archive(db)
+
+
+def test_the_batch_statement_locks_no_row_unless_the_lease_is_its_own(db, policy, settings, connect):
+    setup(db, policy)
+    add_customers(db, policy, [70 + i for i in range(10)])
+    archiver = Archiver(db, policy, settings)
+    job = archiver.start(batch_size=5)
+    archiver.run_hop(job.id, owner="w1", hop=1, max_batches=0)
+    stmts = archiver.statements(pin_cutoffs(db, policy))
+    other = connect()
+    for owner, cancel, locks in (("intruder", False, 0), ("w1", True, 0), ("w1", False, 5)):
+        other.run("UPDATE nic_cc_archive_log SET cancel_requested = :c, lease_owner = 'w1'", c=cancel)
+        with db.transaction():  # commits nothing but the locks' release
+            found = db.run(stmts.lock_first, n=5, job=job.id, owner=owner, **stmts.params)[0]
+            free = other.scalar("SELECT count(*) FROM (SELECT id FROM nic_cc_customer FOR UPDATE SKIP LOCKED) x")
+        assert (found[0], found[6], found[7], 10 - free) == (locks, owner == "w1", cancel, locks), owner
 
 
 def test_bounded_run_resumes_later_with_the_same_cutoff(db, policy, settings):
