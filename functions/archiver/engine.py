@@ -91,7 +91,8 @@ class Statements:
         # index scan a batch, because PostgreSQL plans this statement for every batch; a prepared
         # statement on its generic plan, made while the archive was nearly empty, scanned all of it.
         lock = (f"WITH {jobs.lease_gate}, b AS (SELECT l.{pk} AS k, l.{age} AS t FROM {live} l"
-                f" WHERE (SELECT ours AND NOT cancel FROM j) AND {{where}} ORDER BY l.{age}, l.{pk} LIMIT :n FOR UPDATE OF l SKIP LOCKED),"
+                f" WHERE (SELECT ours AND NOT cancel FROM j) AND {{where}}"
+                f" ORDER BY l.{age}, l.{pk} LIMIT :n FOR UPDATE OF l SKIP LOCKED),"
                 f" h AS (SELECT a.{pk} AS k FROM {archive} a WHERE a.{pk} = ANY(ARRAY(SELECT k FROM b)))"
                 " SELECT count(*), CAST(array_agg(k) FILTER (WHERE k NOT IN (SELECT k FROM h)) AS text), max(t),"
                 f" (array_agg(k ORDER BY t DESC, k DESC))[1], ({COLUMNS_SIGNATURE_SQL}),"
