@@ -93,7 +93,8 @@ def pooled(runs: list[LiveRun]) -> dict[str, float]:
     during = [lat for run in runs for lat in run.during]
     p99_without, p99_during = round(percentile(without, 99), 2), round(percentile(during, 99), 2)
     return {"ops_without_job": len(without), "ops_during_job": len(during), "p99_without_ms": p99_without,
-            "p99_during_ms": p99_during, "p99_ratio": round(p99_during / max(p99_without, 1e-9), 2)}
+            "p99_during_ms": p99_during, "p99_ratio": round(p99_during / max(p99_without, 1e-9), 2),
+            "p99_added_ms": round(p99_during - p99_without, 2)}
 
 
 def wal_rate(runs: list[LiveRun]) -> float:

@@ -74,6 +74,14 @@ def test_the_live_p99_pools_every_rounds_operations_so_one_stalled_round_does_no
     assert pooled([quiet, stalled, quiet])["ops_during_job"] == 3000
 
 
+def test_what_the_job_adds_to_the_p99_is_in_milliseconds_beside_the_ratio() -> None:
+    # The same 2 ms added to a quiet hour's p99 and to a busy one's: the ratios differ, the ms do not.
+    quiet, busy = live_of([1.0] * 1000, [3.0] * 1000), live_of([3.0] * 1000, [5.0] * 1000)
+
+    assert [r.summary()["p99_ratio"] for r in (quiet, busy)] == [3.0, 1.67]
+    assert [r.summary()["p99_added_ms"] for r in (quiet, busy)] == [2.0, 2.0]
+
+
 def test_the_control_writer_writes_its_rate_in_whole_pages_and_leaves_no_file_behind(tmp_path: Path) -> None:
     with disk_writer(tmp_path, bytes_per_s=1_000_000, seconds=0.2, file_bytes=1 << 20) as write:
         [path] = tmp_path.iterdir()
