@@ -392,7 +392,7 @@ class Archiver:
         move and count, commit. ``job`` is this worker's latest copy of the job row: while the
         lease is ours nobody else moves its cursor, and the lock statement checks that it is."""
         started = time.perf_counter()
-        lease = {"job": job.id, "owner": owner}
+        lease = {"job": job.id, "owner": owner}  # lease_gate's parameters
         with self.db.transaction():
             if job.cursor_ts is None:
                 found = self.db.run(stmts.lock_first, n=size, **lease, **stmts.params)[0]
@@ -407,8 +407,8 @@ class Archiver:
             if found[4] != stmts.signature:
                 raise ColumnsChangedError("columns changed since the statements were built")
             failed = int(found[5])
-            record = {**lease, "failed": failed, "new_ts": last_ts,
-                      "new_key": None if last_key is None else str(last_key), "lease": self.settings.lease_seconds}
+            record = self.jobs.record_params(job.id, owner, failed=failed, cursor_ts=last_ts, cursor_key=last_key,
+                                             lease_seconds=self.settings.lease_seconds)
             if ids and not stmts.recheck_in_move:
                 ids = self.db.run(stmts.recheck, ids=ids, **stmts.params)[0][0]
             if ids:
@@ -418,9 +418,7 @@ class Archiver:
                     stmts.move, ids=ids, by=self.policy.archived_by, reason=self.policy.archive_reason,
                     **record, **stmts.params))
             else:
-                moved, after = 0, self.jobs.record_batch(job.id, owner, failed=failed, cursor_ts=last_ts,
-                                                         cursor_key=record["new_key"],
-                                                         lease_seconds=self.settings.lease_seconds)
+                moved, after = 0, self.jobs.record_batch(record)
         return BatchResult(locked, moved, failed, (time.perf_counter() - started) * 1000), after
 
     def _dry_run(self, job: Job, owner: str, stmts: Statements) -> Job | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import Policy
 from .db import Database, sqlstate
-from .exceptions import AlreadyRunningError, InvalidJobIdError, JobNotFoundError, JobStateError
+from .exceptions import AlreadyRunningError, InvalidJobIdError, JobNotFoundError, JobStateError, LeaseLostError
 from .identifiers import qualified, quote
 from .schema import ACTIVE_STATES, LOG_COLUMNS
 
@@ -191,21 +191,23 @@ class JobStore:
             f"{source} WHERE job_id = CAST(:job AS uuid) AND lease_owner = :owner"
             f" RETURNING {self._fields}, CAST({count} AS bigint) AS batch_moved")
 
+    @staticmethod
+    def record_params(job_id: str, owner: str, *, failed: int, cursor_ts: datetime | None, cursor_key: Any,
+                      lease_seconds: int) -> dict[str, Any]:
+        """The parameters of ``record_from``'s UPDATE, for the move statement and ``record_batch`` alike."""
+        return {"job": job_id, "owner": owner, "failed": failed, "new_ts": cursor_ts,
+                "new_key": None if cursor_key is None else str(cursor_key), "lease": lease_seconds}
+
     def recorded(self, job_id: str, row: dict[str, Any] | None) -> tuple[int, Job]:
         """The rows a batch moved and the job as it now is, from ``record_from``'s returned row."""
         if row is None:  # the batch's statement locked the job row as ours (lease_gate): only a bug gets here
-            from .exceptions import LeaseLostError
-
             raise LeaseLostError(f"job {job_id} is no longer leased to this worker")
         moved = int(row.pop("batch_moved"))
         return moved, Job(row)
 
-    def record_batch(self, job_id: str, owner: str, *, failed: int, cursor_ts: datetime | None,
-                     cursor_key: str | None, lease_seconds: int) -> Job:
+    def record_batch(self, params: dict[str, Any]) -> Job:
         """Count a batch that moved nothing (its rows were held, or none were left) and move the cursor."""
-        row = self.db.row(self._record_sql, job=job_id, owner=owner, failed=failed, new_ts=cursor_ts,
-                          new_key=cursor_key, lease=lease_seconds)
-        return self.recorded(job_id, row)[1]
+        return self.recorded(params["job"], self.db.row(self._record_sql, **params))[1]
 
     def set_eligible(self, job_id: str, owner: str, eligible: int, breakdown: dict[str, Any] | None = None) -> None:
         self.db.run(f"UPDATE {self.log} SET eligible = :e, breakdown = CAST(:b AS jsonb)"
