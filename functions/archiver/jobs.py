@@ -16,7 +16,7 @@ from .config import Policy
 from .db import Database, sqlstate
 from .exceptions import AlreadyRunningError, InvalidJobIdError, JobNotFoundError, JobStateError, LeaseLostError
 from .identifiers import qualified, quote
-from .schema import ACTIVE_STATES, LOG_COLUMNS
+from .schema import ACTIVE_SQL, ACTIVE_STATES, LOG_COLUMNS
 
 HANDOFF = "handoff"
 
@@ -113,7 +113,7 @@ class JobStore:
         return [Job(r) for r in rows]
 
     def active(self) -> Job | None:
-        row = self.db.row(f"SELECT * FROM {self.log} WHERE policy_key = :p AND state IN ('pending', 'running')",
+        row = self.db.row(f"SELECT * FROM {self.log} WHERE policy_key = :p AND {ACTIVE_SQL}",
                           p=self.policy.key)
         return Job(row) if row else None
 
@@ -158,7 +158,7 @@ class JobStore:
             f"UPDATE {self.log} SET state = 'running', started_at = COALESCE(started_at, now()),"
             " hop = COALESCE(CAST(:h AS integer), hop + 1), next_hop = NULL, lease_owner = :o,"
             " lease_expires_at = now() + make_interval(secs => :l), heartbeat_at = now()"
-            " WHERE job_id = CAST(:j AS uuid) AND policy_key = :p AND state IN ('pending', 'running') AND ("
+            f" WHERE job_id = CAST(:j AS uuid) AND policy_key = :p AND {ACTIVE_SQL} AND ("
             "   lease_owner = :o"
             "   OR (CAST(:h AS integer) IS NOT NULL AND next_hop = :h)"
             "   OR (CAST(:h AS integer) IS NOT NULL AND hop = :h AND next_hop IS NULL"
@@ -173,7 +173,7 @@ class JobStore:
         """A ``WITH`` item ``j`` that locks the job row for a batch's transaction and says whether
         the lease is still ``:owner``'s (``ours``) and whether a cancel was asked for (``cancel``).
         No row (an unknown job) makes both NULL, which the batch takes as a lost lease."""
-        return (f"j AS (SELECT lease_owner = :owner AND state IN ('pending', 'running') AS ours,"
+        return (f"j AS (SELECT lease_owner = :owner AND {ACTIVE_SQL} AS ours,"
                 f" cancel_requested AS cancel FROM {self.log} WHERE job_id = CAST(:job AS uuid) FOR UPDATE)")
 
     def record_from(self, moved: str | None) -> str:
@@ -238,7 +238,7 @@ class JobStore:
             " message = COALESCE(:m, message), error_message = COALESCE(:e, error_message),"
             " options = CASE WHEN CAST(:r AS jsonb) IS NULL THEN options"
             "   ELSE jsonb_set(options, '{result}', CAST(:r AS jsonb)) END"
-            " WHERE job_id = CAST(:j AS uuid) AND state IN ('pending', 'running')"
+            f" WHERE job_id = CAST(:j AS uuid) AND {ACTIVE_SQL}"
             " AND (CAST(:o AS text) IS NULL OR lease_owner = :o) RETURNING *",
             j=job_id, o=owner, s=state, m=message, e=error, r=json.dumps(result) if result is not None else None)
         return Job(row) if row else None

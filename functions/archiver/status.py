@@ -16,7 +16,7 @@ from .exceptions import DatabaseUnavailableError, RunStartError, SchemaError
 from .identifiers import qualified
 from .jobs import Job, JobStore
 from .observability import logger
-from .schema import table_exists
+from .schema import ACTIVE_SQL, table_exists
 from .worker import Invoker
 
 # Above this planner estimate a count(*) would take seconds of a 29-second API call: report
@@ -50,7 +50,7 @@ WHERE n.nspname = :s AND c.relname = :t"""
 
 _HEALTH_SQL = """
 SELECT max(finished_at) FILTER (WHERE state = 'succeeded' AND kind = 'archive' AND NOT dry_run) AS last_ok,
-       max(CAST(job_id AS text)) FILTER (WHERE state IN ('pending', 'running')) AS active
+       max(CAST(job_id AS text)) FILTER (WHERE {active}) AS active
 FROM {log} WHERE policy_key = :p"""
 
 
@@ -111,7 +111,7 @@ def health(db: Database, policy: Policy) -> dict[str, Any]:
         out["schema_migrated"] = not missing
         if policy.log_table not in missing:
             log = qualified(policy.schema_name, policy.log_table)
-            row = db.row(_HEALTH_SQL.format(log=log), p=policy.key)
+            row = db.row(_HEALTH_SQL.format(log=log, active=ACTIVE_SQL), p=policy.key)
             assert row is not None  # an aggregate always answers one row
             out["last_successful_run"] = row["last_ok"].isoformat() if row["last_ok"] else None
             out["active_job_id"] = row["active"]
