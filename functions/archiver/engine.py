@@ -399,14 +399,14 @@ class Archiver:
             else:
                 found = self.db.run(stmts.lock_next, n=size, cur_ts=job.cursor_ts, cur_key=job.cursor_key,
                                     **lease, **stmts.params)[0]
-            locked, ids, last_ts, last_key = int(found[0]), found[1], found[2], found[3]
-            if not found[6]:
+            count, ids, last_ts, last_key, signature, held, ours, cancel = found  # in Statements' order
+            if not ours:
                 raise LeaseLostError(f"job {job.id} is no longer leased to this worker")
-            if found[7]:
+            if cancel:
                 return None, job
-            if found[4] != stmts.signature:
+            if signature != stmts.signature:
                 raise ColumnsChangedError("columns changed since the statements were built")
-            failed = int(found[5])
+            locked, failed = int(count), int(held)
             record = self.jobs.record_params(job.id, owner, failed=failed, cursor_ts=last_ts, cursor_key=last_key,
                                              lease_seconds=self.settings.lease_seconds)
             if ids and not stmts.recheck_in_move:
