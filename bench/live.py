@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -39,6 +39,7 @@ from archiver.config import Policy, Settings
 from archiver.db import Database, params_from_url
 from archiver.identifiers import qualified, quote
 
+from .cpus import SELF, CpuSplit, as_text, parse, pinned
 from .report import percentile
 from .scenarios import JobRun, run_job
 from .server import ROOT
@@ -65,6 +66,7 @@ class LiveRun:
     rows_after: int
     errors: int
     wal_bytes: int = 0  # WAL the server wrote while the job ran (the traffic's own included)
+    cpus: str = "shared"  # or the split the round ran on (bench/cpus.py)
 
     @property
     def lost_updates(self) -> int:
@@ -78,7 +80,7 @@ class LiveRun:
                 "p50_without_ms": pct(self.without, 50), "p50_during_ms": pct(self.during, 50),
                 "updates_applied": self.applied, "lost_updates": self.lost_updates,
                 "rows_before": self.rows_before, "rows_after": self.rows_after, "errors": self.errors,
-                "job": self.job.summary()}
+                "cpus": self.cpus, "job": self.job.summary()}
 
 
 def pooled(runs: list[LiveRun]) -> dict[str, float]:
@@ -151,9 +153,10 @@ def disk_writer(directory: Path, bytes_per_s: float, seconds: float,
 
 
 def run_live(db: Database, url: str, policy: Policy, settings: Settings, batch_size: int, baseline_s: float,
-             rate: int, beside: Callable[[Database], JobRun] | None = None) -> LiveRun:
+             rate: int, beside: Callable[[Database], JobRun] | None = None, cpus: CpuSplit | None = None) -> LiveRun:
     """Traffic alone for ``baseline_s``, then the job (or ``beside``, a control) beside it; ``url``
-    reaches ``db`` from the traffic process."""
+    reaches ``db`` from the traffic process. With ``cpus``, the job's thread and backend run on
+    ``cpus.job`` and the traffic's process and backend on ``cpus.traffic``, for the whole round."""
     live, age = qualified(policy.schema_name, policy.live_table), quote(policy.age_column)
     cutoff_days = policy.retention_days
     old = db.run(f"SELECT min(id), max(id) FROM {live} WHERE {age} < now() - make_interval(days => :d)",
@@ -161,24 +164,28 @@ def run_live(db: Database, url: str, policy: Policy, settings: Settings, batch_s
     young = db.run(f"SELECT min(id), max(id) FROM {live} WHERE {age} > now() - make_interval(days => :d)",
                    d=cutoff_days - 1)[0]
     grown_from, rows_before = _totals(db, policy)
+    job_backend = int(db.scalar("SELECT pg_backend_pid()"))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "traffic.json"
         cmd = [sys.executable, "-m", "bench.live", "--url", url, "--rate", str(rate),
                "--old", f"{old[0]}:{old[1]}", "--young", f"{young[0]}:{young[1]}", "--table", live, "--out", str(out)]
+        if cpus:
+            cmd += ["--cpus", as_text(cpus.traffic)]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
-            assert proc.stdout is not None and proc.stdin is not None
-            if proc.stdout.readline().strip() != "ready":
-                raise RuntimeError("the traffic process did not start")
-            time.sleep(baseline_s)
-            lsn_from = db.scalar("SELECT pg_current_wal_lsn()::text")
-            job_from = time.time()
-            job = beside(db) if beside is not None else run_job(db, policy, settings, batch_size)
-            job_to = time.time()
-            wal = int(db.scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), CAST(:a AS pg_lsn))", a=lsn_from))
-            time.sleep(1.0)
-            proc.stdin.close()
-            proc.wait(timeout=120)
+            with pinned(cpus.job, SELF, job_backend) if cpus else nullcontext():
+                assert proc.stdout is not None and proc.stdin is not None
+                if proc.stdout.readline().strip() != "ready":
+                    raise RuntimeError("the traffic process did not start")
+                time.sleep(baseline_s)
+                lsn_from = db.scalar("SELECT pg_current_wal_lsn()::text")
+                job_from = time.time()
+                job = beside(db) if beside is not None else run_job(db, policy, settings, batch_size)
+                job_to = time.time()
+                wal = int(db.scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), CAST(:a AS pg_lsn))", a=lsn_from))
+                time.sleep(1.0)
+                proc.stdin.close()
+                proc.wait(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -188,7 +195,7 @@ def run_live(db: Database, url: str, policy: Policy, settings: Settings, batch_s
     during = [lat for due, lat in report["ops"] if job_from <= due <= job_to]
     grown_to, rows_after = _totals(db, policy)
     return LiveRun(job, rate, without, during, int(report["applied"]), grown_to - grown_from, rows_before,
-                   rows_after, int(report["errors"]), wal)
+                   rows_after, int(report["errors"]), wal, cpus.describe() if cpus else "shared")
 
 
 # -- the traffic process ---------------------------------------------------------------------
@@ -234,8 +241,13 @@ def main() -> None:
     parser.add_argument("--young", type=_span, required=True, help="id range of younger customers")
     parser.add_argument("--table", required=True, help="the live table, schema-qualified and quoted")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cpus", type=parse, help="the CPUs for this process and its backend (bench/cpus.py)")
     args = parser.parse_args()
     db = Database(replace(params_from_url(args.url), application_name="bench-traffic"))
+    if args.cpus:
+        # Before the stdin thread starts, which then inherits the affinity.
+        os.sched_setaffinity(SELF, args.cpus)
+        os.sched_setaffinity(int(db.scalar("SELECT pg_backend_pid()")), args.cpus)
     stop = threading.Event()
     def wait_for_eof() -> None:
         sys.stdin.read()

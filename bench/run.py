@@ -7,7 +7,8 @@ Scenarios 1-5 (limit, job at two batch sizes, row by row, live traffic) run on t
 Phase-2 rules) on the same customers with the six related tables, against the plain job.
 
 ROWS=1000000 by default (ROWS=50000 is the quick smoke run); ROUNDS=3: the arrival layout runs
-that many times, the live traffic two more, and the targets take the median round. See bench/README.md.
+that many times, the live traffic four more (with the job on a CPU of its own, and as many again
+on shared CPUs: bench/cpus.py), and the targets take the median round. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class Round:
 def measure(bench: Bench, quick: bool, rate: int, rounds: int, control: bool) -> dict[str, Any]:
     """Every scenario, each on a fresh clone, in an order that keeps each ratio's two sides adjacent.
     The arrival layout runs ``rounds`` times and the live traffic ``rounds`` + LIVE_EXTRA_ROUNDS
-    (the targets take the median round: one disk stall on a shared VM must not decide a verdict);
+    in each CPU arrangement (the targets take the median round: one disk stall on a shared VM must
+    not decide a verdict);
     with ``control``, CONTROL_ROUNDS more of the traffic beside a file writer at the job's WAL rate;
     the rest once. Scenario 7
     (related mode skip and move, the rules) runs on the data with the six related tables."""
@@ -89,17 +91,24 @@ def measure(bench: Bench, quick: bool, rate: int, rounds: int, control: bool) ->
     sample = min(ROW_BY_ROW_SAMPLE, bench.rows // 10)
     rbr = bench.scenario("row_by_row", MAIN_LAYOUT,
                          partial(run_row_by_row, policy=policy, settings=settings, sample=sample))
-    url = bench.server.url(bench.clone_name("live"))
     baseline_s = 5.0 if quick else BASELINE_S
-    live = [bench.scenario("live", MAIN_LAYOUT, partial(run_live, url=url, policy=policy, settings=settings,
-                                                        batch_size=DEFAULT_RUN, baseline_s=baseline_s, rate=rate))
-            for _ in range(rounds + LIVE_EXTRA_ROUNDS)]
+    live_round = partial(run_live, url=bench.server.url(bench.clone_name("live")), policy=policy, settings=settings,
+                         batch_size=DEFAULT_RUN, baseline_s=baseline_s, rate=rate)
+    split, why_shared = bench.server.cpu_split()
+    # The target's rounds have the job on a CPU of its own when the machine allows it; the same
+    # number on shared CPUs, interleaved with them, so that the hour falls on both alike.
+    arrangements = [split, None] if split else [None]
+    by_cpus: dict[bool, list[LiveRun]] = {True: [], False: []}
+    for i in range(rounds + LIVE_EXTRA_ROUNDS):
+        for cpus in arrangements if i % 2 == 0 else arrangements[::-1]:
+            by_cpus[cpus is not None].append(bench.scenario("live", MAIN_LAYOUT, partial(live_round, cpus=cpus)))
+    live = by_cpus[True] or by_cpus[False]
     controls: list[LiveRun] = []
     if control:
         with disk_writer(PGDATA.parent, wal_rate(live), statistics.median(lv.job.seconds for lv in live)) as writer:
             beside_writer = partial(run_live, url=bench.server.url(bench.clone_name("live_control")), policy=policy,
                                     settings=settings, batch_size=DEFAULT_RUN, baseline_s=baseline_s, rate=rate,
-                                    beside=writer)
+                                    beside=writer, cpus=split)
             controls = [bench.scenario("live_control", MAIN_LAYOUT, beside_writer) for _ in range(CONTROL_ROUNDS)]
     skip = bench.scenario("skip", data.RELATED, partial(run_job, policy=policy, settings=settings,
                                                         batch_size=DEFAULT_RUN))
@@ -112,8 +121,9 @@ def measure(bench: Bench, quick: bool, rate: int, rounds: int, control: bool) ->
         return run_job(db, move_policy, settings, DEFAULT_RUN), related_moved(db, move_policy)
 
     move = bench.scenario("move", data.RELATED, move_mode)
-    return {"layouts": layouts, "rbr": rbr, "live": live, "controls": controls, "skip": skip, "rules": rules,
-            "move": move}
+    return {"layouts": layouts, "rbr": rbr, "live": live, "live_shared": by_cpus[False] if split else [],
+            "live_cpus": split.describe() if split else f"shared ({why_shared})", "controls": controls,
+            "skip": skip, "rules": rules, "move": move}
 
 
 def main() -> int:
@@ -165,7 +175,8 @@ def targets(h: dict[str, Any]) -> list[Target]:
         Target("flatness (last 10% of batches / first 10%)", h["flatness"], 1.3, at_most=True),
         Target(f"worst batch at {h['batch_size']} rows, ms", h["worst_batch_ms"], WORST_BATCH_MS,
                at_most=True),
-        Target("live p99 during the job / without it", h["live_p99_ratio"], 2.0, at_most=True),
+        Target(f"live p99 during the job / without it, {h.get('live_cpus', 'shared')}", h["live_p99_ratio"], 2.0,
+               at_most=True),
         Target("lost updates (all rounds)", h["lost_updates"], 0, at_most=True),
     ]
 
@@ -191,6 +202,14 @@ def _control(controls: list[LiveRun]) -> dict[str, Any] | None:
             "lost_updates": sum(c.lost_updates for c in controls)}
 
 
+def _live(lives: list[LiveRun]) -> dict[str, Any]:
+    """The median round's ratio and added ms, every round, and the rounds pooled."""
+    rounds = [lv.summary() for lv in lives]
+    return {"p99_ratio": round(statistics.median(lv["p99_ratio"] for lv in rounds), 2),
+            "p99_added_ms": round(statistics.median(lv["p99_added_ms"] for lv in rounds), 2),
+            "pooled": pooled(lives), "lost_updates": sum(lv.lost_updates for lv in lives), "rounds": rounds}
+
+
 def assemble(rows: int, policy: Policy, settings: Settings, server: Server, m: dict[str, Any]) -> dict[str, Any]:
     size = policy.batch_size
     rounds: list[Round] = m["layouts"][MAIN_LAYOUT]
@@ -198,9 +217,8 @@ def assemble(rows: int, policy: Policy, settings: Settings, server: Server, m: d
     main_job = median_of(defaults, lambda j: j.rows_per_s)
     rbr: Moved = m["rbr"]
     lives: list[LiveRun] = m["live"]
-    live_rounds = [lv.summary() for lv in lives]
+    live, shared = _live(lives), _live(m["live_shared"]) if m["live_shared"] else None
     job_rows_per_s = statistics.median(j.rows_per_s for j in defaults)
-    live_pooled = pooled(lives)
     headline: dict[str, Any] = {
         "rows": rows,
         "job_rows_per_s": round(job_rows_per_s),
@@ -210,11 +228,14 @@ def assemble(rows: int, policy: Policy, settings: Settings, server: Server, m: d
         "row_by_row_ratio": round(job_rows_per_s / rbr.rows_per_s, 1),
         "flatness": round(statistics.median(j.flatness() for j in defaults), 3),
         "worst_batch_ms": round(statistics.median(r.jobs[size].worst_ms for r in rounds), 1),
-        "live_p99_ratio": round(statistics.median(lv["p99_ratio"] for lv in live_rounds), 2),
+        "live_p99_ratio": live["p99_ratio"],
         # Not a target: what the job adds to the traffic's p99 moves less with the machine's hour
         # than the ratio, whose divisor is that hour's p99 without the job (bench/README.md).
-        "live_p99_added_ms": round(statistics.median(lv["p99_added_ms"] for lv in live_rounds), 2),
-        "lost_updates": sum(lv.lost_updates for lv in lives),
+        "live_p99_added_ms": live["p99_added_ms"],
+        "live_cpus": m["live_cpus"],
+        # Not a target: the same traffic with every process on shared CPUs (bench/cpus.py).
+        "live_shared_p99_ratio": shared["p99_ratio"] if shared else None,
+        "lost_updates": sum(lv.lost_updates for lv in lives + m["live_shared"]),
         "batch_size": size,
         "rounds": len(rounds),
     }
@@ -228,17 +249,15 @@ def assemble(rows: int, policy: Policy, settings: Settings, server: Server, m: d
         "per_round": {"limit_ratio": [round(r.ratio(DEFAULT_RUN), 3) for r in rounds],
                       "flatness": [round(j.flatness(), 3) for j in defaults],
                       "worst_batch_ms": [round(r.jobs[size].worst_ms, 1) for r in rounds],
-                      "live_p99_ratio": [lv["p99_ratio"] for lv in live_rounds],
-                      "live_p99_added_ms": [lv["p99_added_ms"] for lv in live_rounds]},
+                      "live_p99_ratio": [lv["p99_ratio"] for lv in live["rounds"]],
+                      "live_p99_added_ms": [lv["p99_added_ms"] for lv in live["rounds"]]},
         "machine": {"nproc": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "command": f"ROWS={rows} {os.path.relpath(sys.executable)} -m bench.run"},
         "server": server.settings(),
         "layouts": {layout: _layout(rs) for layout, rs in m["layouts"].items()},
         "row_by_row": {"rows": rbr.rows, "seconds": round(rbr.seconds, 2), "rows_per_s": round(rbr.rows_per_s)},
-        "live": {"p99_ratio": headline["live_p99_ratio"], "pooled": live_pooled,
-                 "lost_updates": headline["lost_updates"], "rounds": live_rounds,
-                 "job_wal_bytes_per_s": round(wal_rate(lives)),
-                 "control": _control(m["controls"])},
+        "live": {**live, "cpus": m["live_cpus"], "job_wal_bytes_per_s": round(wal_rate(lives)),
+                 "shared": shared, "control": _control(m["controls"])},
         "eligibility": {
             "plain": main_job.summary(),
             "skip": {**skip.summary(), "vs_plain": round(skip.rows_per_s / job_rows_per_s, 3)},
@@ -249,6 +268,21 @@ def assemble(rows: int, policy: Policy, settings: Settings, server: Server, m: d
         "cost": cost.model(main_job, settings),
         "targets": [t.as_dict() for t in targets(headline)],
     }
+
+
+def _print_live(live: dict[str, Any], cpus: str) -> None:
+    for i, lv in enumerate(live["rounds"], 1):
+        print(f"live traffic round {i}, {lv['rate_ops_per_s']} ops/s: p50 {lv['p50_without_ms']} -> "
+              f"{lv['p50_during_ms']} ms, p99 {lv['p99_without_ms']} -> {lv['p99_during_ms']} ms "
+              f"(x{lv['p99_ratio']}); {lv['updates_applied']} updates applied, {lv['lost_updates']} lost, "
+              f"{lv['errors']} errors; rows {lv['rows_before']} -> {lv['rows_after']}")
+    pool = live["pooled"]
+    print(f"live traffic ({cpus}), the {len(live['rounds'])} rounds' operations pooled: p99 "
+          f"{pool['p99_without_ms']} -> {pool['p99_during_ms']} ms (x{pool['p99_ratio']}) over "
+          f"{pool['ops_without_job']:,} operations without the job and {pool['ops_during_job']:,} during it")
+    added = [lv["p99_added_ms"] for lv in live["rounds"]]
+    print(f"what the job added to the traffic's p99 ({cpus}): {live['p99_added_ms']:g} ms in the median round"
+          f" (rounds {', '.join(f'{x:g}' for x in added)}; pooled {pool['p99_added_ms']:g} ms)")
 
 
 def print_results(r: dict[str, Any]) -> None:
@@ -285,18 +319,9 @@ def print_results(r: dict[str, Any]) -> None:
     print(report.table(["data", "round", "scenario", "rows", "seconds", "rows/s", "vs limit", "vs plain job",
                         "mean ms", "worst ms", "flatness"], rows))
     print()
-    for i, lv in enumerate(r["live"]["rounds"], 1):
-        print(f"live traffic round {i}, {lv['rate_ops_per_s']} ops/s: p50 {lv['p50_without_ms']} -> "
-              f"{lv['p50_during_ms']} ms, p99 {lv['p99_without_ms']} -> {lv['p99_during_ms']} ms "
-              f"(x{lv['p99_ratio']}); {lv['updates_applied']} updates applied, {lv['lost_updates']} lost, "
-              f"{lv['errors']} errors; rows {lv['rows_before']} -> {lv['rows_after']}")
-    pool = r["live"]["pooled"]
-    print(f"live traffic, the {len(r['live']['rounds'])} rounds' operations pooled: p99 {pool['p99_without_ms']} -> "
-          f"{pool['p99_during_ms']} ms (x{pool['p99_ratio']}) over {pool['ops_without_job']:,} operations without "
-          f"the job and {pool['ops_during_job']:,} during it")
-    added = r["per_round"]["live_p99_added_ms"]
-    print(f"what the job added to the traffic's p99, not a target: {r['live_p99_added_ms']:g} ms in the median round"
-          f" (rounds {', '.join(f'{x:g}' for x in added)}; pooled {pool['p99_added_ms']:g} ms)")
+    _print_live(r["live"], r["live"]["cpus"])
+    if r["live"]["shared"]:
+        _print_live(r["live"]["shared"], "shared CPUs, not the target")
     ctl = r["live"].get("control")
     if ctl:
         print(f"the same traffic beside a plain file writer at the job's WAL rate ("
@@ -324,6 +349,11 @@ def print_results(r: dict[str, Any]) -> None:
         spread = next((v for k, v in rounds_of.items() if k in t["name"]), None)
         rounds = f"  rounds: {', '.join(f'{x:g}' for x in spread)}" if spread and len(spread) > 1 else ""
         print(f"{t['result']}  {t['name']}: {t['value']:g} (target {t['target']}){rounds}")
+    shared = r["live"]["shared"]
+    if shared:
+        spread = ", ".join(str(lv["p99_ratio"]) for lv in shared["rounds"])
+        print(f"      live p99 on shared CPUs beside it: x{shared['p99_ratio']} (rounds {spread}), the job adding"
+              f" {shared['p99_added_ms']:g} ms")
     unc = r["layouts"].get("uncorrelated", {}).get("rounds", [{}])[0].get("jobs", {}).get(str(DEFAULT_RUN))
     if unc:
         print(f"      uncorrelated layout beside it: vs limit {unc['limit_ratio']}, flatness {unc['flatness']}, "

@@ -19,6 +19,8 @@ from archiver import embedded
 from archiver.db import ConnectionParams, Database, params_from_url
 from archiver.identifiers import quote
 
+from . import cpus
+
 ROOT = Path(__file__).resolve().parents[1]
 PGDATA = ROOT / ".data" / "bench-pg"
 TUNING = {"shared_buffers": "512MB", "max_wal_size": "4GB", "min_wal_size": "2GB"}
@@ -33,6 +35,7 @@ class Server:
 
     params: ConnectionParams
     timezone: str
+    local: bool = False  # the embedded server: its backends are this machine's processes
 
     def connect(self, dbname: str, application_name: str = "archiver") -> Database:
         params = replace(self.params, database=dbname, timezone=self.timezone, application_name=application_name)
@@ -82,6 +85,14 @@ class Server:
         finally:
             admin.close()
 
+    def cpu_split(self) -> tuple[cpus.CpuSplit | None, str]:
+        """A CPU of its own for the job in the live scenario, or why not (bench/cpus.py)."""
+        admin = self._admin()
+        try:
+            return cpus.split(int(admin.scalar("SELECT pg_backend_pid()")), self.local)
+        finally:
+            admin.close()
+
     def settings(self) -> dict[str, str]:
         admin = self._admin()
         try:
@@ -98,7 +109,7 @@ def open_server(env: Mapping[str, str], timezone: str) -> Server:
     sock = embedded.ensure_server(pgdata)
     params = ConnectionParams(user="postgres", unix_sock=sock, database="postgres")
     _tune(Database(params), pgdata)
-    return Server(params, timezone)
+    return Server(params, timezone, local=True)
 
 
 def _tune(admin: Database, pgdata: Path) -> None:
