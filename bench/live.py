@@ -66,7 +66,6 @@ class LiveRun:
     rows_after: int
     errors: int
     wal_bytes: int = 0  # WAL the server wrote while the job ran (the traffic's own included)
-    cpus: str = "shared"  # or the split the round ran on (bench/cpus.py)
 
     @property
     def lost_updates(self) -> int:
@@ -80,7 +79,7 @@ class LiveRun:
                 "p50_without_ms": pct(self.without, 50), "p50_during_ms": pct(self.during, 50),
                 "updates_applied": self.applied, "lost_updates": self.lost_updates,
                 "rows_before": self.rows_before, "rows_after": self.rows_after, "errors": self.errors,
-                "cpus": self.cpus, "job": self.job.summary()}
+                "job": self.job.summary()}
 
 
 def pooled(runs: list[LiveRun]) -> dict[str, float]:
@@ -164,7 +163,7 @@ def run_live(db: Database, url: str, policy: Policy, settings: Settings, batch_s
     young = db.run(f"SELECT min(id), max(id) FROM {live} WHERE {age} > now() - make_interval(days => :d)",
                    d=cutoff_days - 1)[0]
     grown_from, rows_before = _totals(db, policy)
-    job_backend = int(db.scalar("SELECT pg_backend_pid()"))
+    job_side = pinned(cpus.job, SELF, int(db.scalar("SELECT pg_backend_pid()"))) if cpus else nullcontext()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "traffic.json"
         cmd = [sys.executable, "-m", "bench.live", "--url", url, "--rate", str(rate),
@@ -173,7 +172,7 @@ def run_live(db: Database, url: str, policy: Policy, settings: Settings, batch_s
             cmd += ["--cpus", as_text(cpus.traffic)]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
-            with pinned(cpus.job, SELF, job_backend) if cpus else nullcontext():
+            with job_side:
                 assert proc.stdout is not None and proc.stdin is not None
                 if proc.stdout.readline().strip() != "ready":
                     raise RuntimeError("the traffic process did not start")
@@ -195,7 +194,7 @@ def run_live(db: Database, url: str, policy: Policy, settings: Settings, batch_s
     during = [lat for due, lat in report["ops"] if job_from <= due <= job_to]
     grown_to, rows_after = _totals(db, policy)
     return LiveRun(job, rate, without, during, int(report["applied"]), grown_to - grown_from, rows_before,
-                   rows_after, int(report["errors"]), wal, cpus.describe() if cpus else "shared")
+                   rows_after, int(report["errors"]), wal)
 
 
 # -- the traffic process ---------------------------------------------------------------------

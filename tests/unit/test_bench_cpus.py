@@ -28,7 +28,7 @@ def test_the_job_gets_the_last_cpu_and_the_traffic_the_others() -> None:
 
 
 @linux_with_two_cpus
-def test_a_backend_that_cannot_be_moved_leaves_the_cpus_shared() -> None:
+def test_a_backend_this_process_cannot_reach_leaves_the_cpus_shared() -> None:
     gone = max(int(p) for p in os.listdir("/proc") if p.isdigit()) + 100_000
 
     got, why = split(gone, local_server=True)

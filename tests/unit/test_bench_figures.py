@@ -48,7 +48,7 @@ def test_the_median_round_is_the_middle_one_and_the_lower_middle_of_an_even_coun
 
 def test_every_target_is_reported_with_pass_or_miss_and_a_miss_is_not_dropped() -> None:
     headline = {"limit_ratio": 0.45, "row_by_row_ratio": 70.0, "flatness": 1.1, "batch_size": 1000,
-                "worst_batch_ms": 120.0, "live_p99_ratio": 1.5, "lost_updates": 0}
+                "worst_batch_ms": 120.0, "live_p99_ratio": 1.5, "live_cpus": "shared", "lost_updates": 0}
 
     assert [t.as_dict()["result"] for t in targets(headline)] == ["MISS", "PASS", "PASS", "MISS", "PASS", "PASS"]
 
