@@ -50,26 +50,42 @@ def pin_cutoffs(db: Database, policy: Policy) -> Cutoffs:
     return Cutoffs(as_of=as_of, default=default, by_lob=by_lob)
 
 
+def _age_bound(age_type: str) -> str:
+    """How a pinned cutoff (timestamptz) is compared with an age column of ``age_type``, as a format
+    string for the cutoff's SQL. A ``timestamp`` column meets the cutoff as the wall-clock time in the
+    policy's time zone (the session's): ``timestamp < timestamp`` is the index's own order. Turning
+    the column into timestamptz instead is not monotonic across a spring-forward gap (02:30 becomes
+    03:30 daylight time, later than 03:10), so an index walk bounded by it could stop short of rows a
+    full scan counts. A ``date`` column meets it as midnight there (monotonic, the planner's own
+    cross-type comparison)."""
+    if age_type == "timestamp without time zone":
+        return "CAST(CAST({} AS timestamptz) AS timestamp without time zone)"
+    return "CAST({} AS timestamptz)"
+
+
 class Eligibility:
     """The eligibility predicate for alias ``l`` of the live table, with its bound parameters."""
 
     def __init__(self, policy: Policy, shape: TableShape, related: list[Related], cutoffs: Cutoffs) -> None:
         self.params: dict[str, Any] = {"c_upper": cutoffs.upper}
-        age, pk = f"l.{quote(policy.age_column)}", f"l.{quote(shape.pk)}"
-        parts = [f"{age} < :c_upper"]
+        age = f"l.{quote(policy.age_column)}"
+        bound = _age_bound(shape.age.type)
+        parts = [f"{age} < {bound.format(':c_upper')}"]
         if cutoffs.by_lob:
             whens = []
             for i, (lob, cut) in enumerate(sorted(cutoffs.by_lob.items())):
                 whens.append(f"WHEN :lob_{i} THEN CAST(:c_lob_{i} AS timestamptz)")
                 self.params[f"lob_{i}"], self.params[f"c_lob_{i}"] = lob, cut
             self.params["c_default"] = cutoffs.default
-            parts.append(f"{age} < CASE l.{quote(policy.lob_column)} {' '.join(whens)} "
-                         "ELSE CAST(:c_default AS timestamptz) END")
-        if policy.related_mode == "skip":
+            case = f"CASE l.{quote(policy.lob_column)} {' '.join(whens)} ELSE CAST(:c_default AS timestamptz) END"
+            parts.append(f"{age} < {bound.format(case)}")
+        if policy.related_mode == "skip" and related:
+            pk = f"l.{quote(shape.pk)}"
             for r in related:
                 parts.append(f"NOT EXISTS (SELECT 1 FROM {qualified(r.schema, r.table)} r "
                              f"WHERE r.{quote(r.column)} = {pk})")
-        parts.extend(self._rules(policy, pk, cutoffs))
+        if policy.rules.enabled:
+            parts.extend(self._rules(policy, f"l.{quote(shape.pk)}", cutoffs))
         self.sql = "\n  AND ".join(parts)
 
     def _rules(self, policy: Policy, pk: str, cutoffs: Cutoffs) -> list[str]:

@@ -67,67 +67,100 @@ class BatchResult:
 
 
 class Statements:
-    """The SQL of one policy against the live table's current shape, built once per hop."""
+    """The SQL of one policy against the live table's current shape, built once per hop.
+
+    A batch is two statements (move mode: four), and no row's key crosses the wire: the lock
+    statement locks the next rows and returns the last one's keyset row (the cursor) as text; the
+    move statement finds the rows between the old cursor and that one again (the ones this
+    transaction holds: SKIP LOCKED), re-checks them under its own, fresh snapshot and moves them.
+    """
 
     def __init__(self, policy: Policy, shape: TableShape, related: list[Related], cutoffs: Cutoffs,
                  related_columns: dict[str, tuple[str, ...]], columns: Columns, jobs: JobStore) -> None:
         live = qualified(policy.schema_name, policy.live_table)
         archive = qualified(policy.schema_name, policy.archive_table)
-        age, pk, pkt = quote(policy.age_column), quote(shape.pk), shape.pk_type
         self.elig = Eligibility(policy, shape, related, cutoffs)
         self.params = {**self.elig.params, "sig_rels": columns.tables}
         self.signature = columns.signature
+        self.key_width = len(shape.key)
         cols = ", ".join(quote(c) for c in shape.names)
-        after = f"(l.{age}, l.{pk}) > (CAST(:cur_ts AS timestamptz), CAST(:cur_key AS {pkt}))"
+        walk = ", ".join(f"l.{quote(c.name)}" for c in shape.walk)
+        # The cursor is the keyset row's text, each value cast back to its column's type: compared as
+        # a row, exactly in the index's order (a timestamp is never turned into a timestamptz).
+        def row_of(param: str) -> str:
+            return "(" + ", ".join(f"CAST((CAST(:{param} AS text[]))[{i}] AS {c.type})"
+                                   for i, c in enumerate(shape.walk, 1)) + ")"
+        after, upto = f"({walk}) > {row_of('cur')}", f"({walk}) <= {row_of('last')}"
+        last = ("SELECT ARRAY[" + ", ".join(f"CAST(b.{quote(c.name)} AS text)" for c in shape.walk) + "] FROM b"
+                " ORDER BY " + ", ".join(f"b.{quote(c.name)} DESC" for c in shape.walk) + " LIMIT 1")
         # Two variants rather than "(:cur IS NULL OR ...)", which would hide the bound from the index.
-        # The locked ids travel as PostgreSQL's array text and are cast back where used: pg8000
-        # takes ~3 ms to turn a 1000-element bigint[] into Python ints, the text 0.2 ms.
         # The statement first locks the job row (jobs.lease_gate: a one-time filter, evaluated before
         # the scan locks any row) and locks no row unless the lease is ours and no cancel is asked.
-        # Returns (count, ids, cursor_ts, cursor_key, columns, held, ours, cancel): the cursor is the
-        # last row in walk order; the columns signature is read after the rows are locked (see
-        # COLUMNS_SIGNATURE_SQL). Ids the archive already holds ("held") stay live, counted as
-        # failed, and are left out of ids: nothing is overwritten. They are looked up here, one
-        # index scan a batch, because PostgreSQL plans this statement for every batch; a prepared
-        # statement on its generic plan, made while the archive was nearly empty, scanned all of it.
-        lock = (f"WITH {jobs.lease_gate}, b AS (SELECT l.{pk} AS k, l.{age} AS t FROM {live} l"
+        # Returns (count, last keyset row, columns, ours, cancel); the columns signature is read
+        # after the rows are locked (see COLUMNS_SIGNATURE_SQL).
+        lock = (f"WITH {jobs.lease_gate}, b AS (SELECT {walk} FROM {live} l"
                 f" WHERE (SELECT ours AND NOT cancel FROM j) AND {{where}}"
-                f" ORDER BY l.{age}, l.{pk} LIMIT :n FOR UPDATE OF l SKIP LOCKED),"
-                f" h AS (SELECT a.{pk} AS k FROM {archive} a WHERE a.{pk} = ANY(ARRAY(SELECT k FROM b)))"
-                " SELECT count(*), CAST(array_agg(k) FILTER (WHERE k NOT IN (SELECT k FROM h)) AS text), max(t),"
-                f" (array_agg(k ORDER BY t DESC, k DESC))[1], ({COLUMNS_SIGNATURE_SQL}),"
-                " (SELECT count(*) FROM h), (SELECT ours FROM j), (SELECT cancel FROM j) FROM b")
+                f" ORDER BY {walk} LIMIT :n FOR UPDATE OF l SKIP LOCKED)"
+                f" SELECT count(*), ({last}), ({COLUMNS_SIGNATURE_SQL}), (SELECT ours FROM j), (SELECT cancel FROM j)"
+                " FROM b")
         self.lock_first = lock.format(where=self.elig.sql)
         self.lock_next = lock.format(where=f"{after} AND {self.elig.sql}")
+        # The rows the lock statement took, found again: SKIP LOCKED passes over rows another
+        # transaction holds (ours are not), and the predicate is re-checked under this statement's
+        # snapshot, taken after the rows were locked. ``h``: their keys the archive already holds
+        # (probed through the archive key's first column, an index scan whatever the plan): those
+        # rows stay live, counted as failed; nothing is overwritten.
+        first_key = quote(shape.key[0].name)
+        held = (f"h AS (SELECT {shape.key_list('a')} FROM {archive} a"
+                f" WHERE a.{first_key} = ANY(ARRAY(SELECT r.{first_key} FROM r))"
+                + (f" AND ({shape.key_list('a')}) IN (SELECT {shape.key_list('r')} FROM r)"
+                   if self.key_width > 1 else "") + ")")
+        free = f"NOT EXISTS (SELECT 1 FROM h WHERE {shape.key_equal('h', 'r')})"
+
+        def found(where: str, what: str) -> str:
+            return (f"r AS (SELECT {what} FROM {live} l WHERE {where} AND {upto} AND {self.elig.sql}"
+                    " FOR UPDATE OF l SKIP LOCKED)")
+
         self.move_related: list[str] = []
         if policy.related_mode == "move":
+            keys = shape.key_arrays("k")
             for r in related:
                 rcols = ", ".join(quote(c) for c in related_columns[r.table])
                 backup = qualified(r.schema, related_archive_name(policy, r.table))
                 self.move_related.append(
                     f"WITH m AS (DELETE FROM {qualified(r.schema, r.table)} x"
-                    f" WHERE x.{quote(r.column)} = ANY(CAST(:ids AS {pkt}[])) RETURNING {rcols})"
+                    f" WHERE x.{quote(r.column)} IN ({keys}) RETURNING {rcols})"
                     f" INSERT INTO {backup} ({rcols}, archived_at, archive_job_id)"
                     f" SELECT {rcols}, now(), CAST(:job AS uuid) FROM m")
-        # After locking, a fresh snapshot re-checks rules and related rows. Related rows moved
-        # with the customer must go first (foreign keys), so then the re-check is a statement of
-        # its own; otherwise the move's DELETE is that re-check: it takes its snapshot after the
-        # rows are locked and sees what a separate statement would, with one round trip fewer.
-        self.recheck_in_move = not self.move_related
-        self.recheck = (f"SELECT CAST(array_agg(l.{pk}) AS text) FROM {live} l"
-                        f" WHERE l.{pk} = ANY(CAST(:ids AS {pkt}[])) AND {self.elig.sql}")
-        # The rows to move are chosen by a sub-select: planned as a SELECT, its checks probe the
-        # indexes per row. Written straight into the DELETE, the planner hash-joined full scans
-        # of the related tables, costs that grow with the tables. The same statement counts the
-        # batch in the job row (jobs.record_from), one round trip fewer; returns that row.
-        self.move = (
-            f"WITH m AS (DELETE FROM {live} x WHERE x.{pk} = ANY(ARRAY(SELECT l.{pk} FROM {live} l"
-            f" WHERE l.{pk} = ANY(CAST(:ids AS {pkt}[]))"
-            + (f" AND {self.elig.sql}" if self.recheck_in_move else "") +
-            f")) RETURNING {cols}),"
-            f" i AS (INSERT INTO {archive} ({cols}, {', '.join(quote(c) for c in ARCHIVE_META)})"
-            f" SELECT {cols}, now(), :by, :reason, CAST(:job AS uuid) FROM m RETURNING 1),"
-            f" u AS ({jobs.record_from('i')}) SELECT * FROM u")
+        insert = (f" i AS (INSERT INTO {archive} ({cols}, {', '.join(quote(c) for c in ARCHIVE_META)})"
+                  f" SELECT {cols}, now(), :by, :reason, CAST(:job AS uuid) FROM m RETURNING 1)")
+        self.recheck: tuple[str, ...] = ()  # move mode: (first batch, after the cursor)
+        if self.move_related:
+            # Related rows must move first (foreign keys), in statements of their own: the re-check
+            # returns the keys to move, one text array per key column, and the rows left live.
+            self.recheck = tuple(
+                f"WITH {found(where, shape.key_list('l'))}, {held}"
+                " SELECT " + ", ".join(f"CAST(array_agg(r.{quote(c.name)}) FILTER (WHERE {free}) AS text[])"
+                                       for c in shape.key) + ", (SELECT count(*) FROM h) FROM r"
+                for where in ("true", after))
+            self.move_first = self.move_next = (
+                f"WITH m AS (DELETE FROM {live} x WHERE ({shape.key_list('x')}) IN ({keys}) RETURNING {cols}),"
+                f"{insert}, u AS ({jobs.record_from('i')}) SELECT * FROM u")
+        else:
+            # One statement finds, re-checks and moves the rows, and counts the batch in the job row
+            # (jobs.record_from); returns that row. The DELETE takes its rows by their ctid, a TID
+            # scan whatever the key (on a partitioned table, ctids repeat across partitions: with
+            # the partition's oid). Written straight into the DELETE, the checks made the planner
+            # hash-join full scans of the related tables.
+            what = f"l.tableoid AS t, l.ctid AS c, {shape.key_list('l')}"
+            pick = (f"x.ctid = ANY(ARRAY(SELECT r.c FROM r WHERE {free}))"
+                    + (f" AND (x.tableoid, x.ctid) IN (SELECT r.t, r.c FROM r WHERE {free})"
+                       if shape.partitioned else ""))
+            self.move_first, self.move_next = (
+                f"WITH {found(where, what)}, {held},"
+                f" m AS (DELETE FROM {live} x WHERE {pick} RETURNING {cols}),"
+                f"{insert}, u AS ({jobs.record_from('i', 'h')}) SELECT * FROM u"
+                for where in ("true", after))
         self.count = f"SELECT count(*) FROM {live} l WHERE {self.elig.sql}"
         lob = quote(policy.lob_column)
         has_lob = policy.lob_column in shape.names
@@ -136,7 +169,8 @@ class Statements:
             " GROUP BY 1 ORDER BY 1" if has_lob else None)
         self.explain = "EXPLAIN (FORMAT JSON) " + self.lock_first
         # What every batch sends, to prepare once per session (Database.prepare).
-        self.per_batch = (self.lock_first, self.lock_next, self.recheck, self.move, *self.move_related)
+        self.per_batch = tuple(dict.fromkeys(
+            (self.lock_first, self.lock_next, *self.recheck, self.move_first, self.move_next, *self.move_related)))
 
 
 MAX_BATCH_SIZE = 10000
@@ -388,37 +422,47 @@ class Archiver:
             time.sleep(pause / 1000)
 
     def _batch(self, job: Job, owner: str, stmts: Statements, size: int) -> tuple[BatchResult | None, Job]:
-        """One batch in one transaction of four round trips: begin, lock (the job row, then the rows),
-        move and count, commit. ``job`` is this worker's latest copy of the job row: while the
-        lease is ours nobody else moves its cursor, and the lock statement checks that it is."""
+        """One batch in one transaction: begin, lock (the job row, then the rows), move and count
+        (move mode: re-check, then related rows, then the rows), commit. ``job`` is this worker's
+        latest copy of the job row: while the lease is ours nobody else moves its cursor, and the
+        lock statement checks that it is."""
         started = time.perf_counter()
         lease = {"job": job.id, "owner": owner}  # lease_gate's parameters
+        cursor = job.cursor_row
         with self.db.transaction():
-            if job.cursor_ts is None:
+            if cursor is None:
                 found = self.db.run(stmts.lock_first, n=size, **lease, **stmts.params)[0]
             else:
-                found = self.db.run(stmts.lock_next, n=size, cur_ts=job.cursor_ts, cur_key=job.cursor_key,
-                                    **lease, **stmts.params)[0]
-            count, ids, last_ts, last_key, signature, held, ours, cancel = found  # in Statements' order
+                found = self.db.run(stmts.lock_next, n=size, cur=cursor, **lease, **stmts.params)[0]
+            count, last, signature, ours, cancel = found  # in Statements' order
             if not ours:
                 raise LeaseLostError(f"job {job.id} is no longer leased to this worker")
             if cancel:
                 return None, job
             if signature != stmts.signature:
                 raise ColumnsChangedError("columns changed since the statements were built")
-            locked, failed = int(count), int(held)
-            record = self.jobs.record_params(job.id, owner, failed=failed, cursor_ts=last_ts, cursor_key=last_key,
-                                             lease_seconds=self.settings.lease_seconds)
-            if ids and not stmts.recheck_in_move:
-                ids = self.db.run(stmts.recheck, ids=ids, **stmts.params)[0][0]
-            if ids:
-                for sql in stmts.move_related:
-                    self.db.run(sql, ids=ids, job=job.id)
-                moved, after = self.jobs.recorded(job.id, self.db.row(
-                    stmts.move, ids=ids, by=self.policy.archived_by, reason=self.policy.archive_reason,
-                    **record, **stmts.params))
+            locked = int(count)
+            record = self.jobs.record_params(job.id, owner, cursor=last, lease_seconds=self.settings.lease_seconds)
+            span = {"last": last, **({"cur": cursor} if cursor is not None else {})}
+            first = cursor is None
+            if not locked:
+                moved, failed, after = 0, 0, self.jobs.record_batch({**record, "failed": 0})
+            elif not stmts.recheck:
+                moved, failed, after = self.jobs.recorded(job.id, self.db.row(
+                    stmts.move_first if first else stmts.move_next, by=self.policy.archived_by,
+                    reason=self.policy.archive_reason, **span, **record, **stmts.params))
             else:
-                moved, after = 0, self.jobs.record_batch(record)
+                *keys, held = self.db.run(stmts.recheck[0 if first else 1], **span, **stmts.params)[0]
+                failed = int(held)
+                if keys[0]:
+                    params = {f"k{i}": values for i, values in enumerate(keys)}  # shape.key_arrays' parameters
+                    for sql in stmts.move_related:
+                        self.db.run(sql, job=job.id, **params)
+                    moved, _, after = self.jobs.recorded(job.id, self.db.row(
+                        stmts.move_first, by=self.policy.archived_by, reason=self.policy.archive_reason,
+                        failed=failed, **params, **record, **stmts.params))
+                else:
+                    moved, after = 0, self.jobs.record_batch({**record, "failed": failed})
         return BatchResult(locked, moved, failed, (time.perf_counter() - started) * 1000), after
 
     def _dry_run(self, job: Job, owner: str, stmts: Statements) -> Job | None:
@@ -447,7 +491,7 @@ class Archiver:
         if not found:
             return []
         assert self._shape is not None
-        index = (self.policy.age_column, self._shape.pk)
+        index = tuple(c.name for c in self._shape.walk)
         advice = (f"run 'archiver migrate' to create the index on ({', '.join(index)})"
                   if not has_index(self.db, self.policy.schema_name, self.policy.live_table, index) else
                   "the index exists but the planner prefers a full scan: ANALYZE the table if its statistics"

@@ -176,38 +176,44 @@ class JobStore:
         return (f"j AS (SELECT lease_owner = :owner AND {ACTIVE_SQL} AS ours,"
                 f" cancel_requested AS cancel FROM {self.log} WHERE job_id = CAST(:job AS uuid) FOR UPDATE)")
 
-    def record_from(self, moved: str | None) -> str:
-        """The ``UPDATE`` that counts a batch and moves the cursor, returning the job row and the rows
-        moved (``batch_moved``): the count of the ``WITH`` item named ``moved`` (one row per archived
-        row), or 0 with None. The batch's time is the server's, from its transaction's start."""
-        source, count = (f" FROM (SELECT count(*) AS n FROM {moved}) c", "c.n") if moved else ("", "0")
+    def record_from(self, moved: str | None, failed: str | None = None) -> str:
+        """The ``UPDATE`` that counts a batch and moves the cursor (``:new_cursor``, the keyset row's
+        text; NULL keeps it), returning the job row, the rows moved (``batch_moved``) and the rows
+        left live (``batch_failed``). ``moved``/``failed``: ``WITH`` items counted (one row per row),
+        or None for 0 moved / the ``:failed`` parameter. The batch's time is the server's, from its
+        transaction's start."""
+        count = f"(SELECT count(*) FROM {moved})" if moved else "0"
+        fails = f"(SELECT count(*) FROM {failed})" if failed else "CAST(:failed AS bigint)"
         return (
             f"UPDATE {self.log} SET records_archived = records_archived + {count},"
-            " records_failed = records_failed + :failed, batches = batches + 1,"
-            " cursor_ts = COALESCE(:new_ts, cursor_ts), cursor_key = COALESCE(:new_key, cursor_key),"
+            f" records_failed = records_failed + {fails}, batches = batches + 1,"
+            " cursor_row = COALESCE(CAST(:new_cursor AS text[]), cursor_row),"
             " slowest_batch_ms = GREATEST(slowest_batch_ms,"
             "   CAST(round(1000 * extract(epoch FROM clock_timestamp() - now())) AS integer)),"
             " heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => :lease)"
-            f"{source} WHERE job_id = CAST(:job AS uuid) AND lease_owner = :owner"
-            f" RETURNING {self._fields}, CAST({count} AS bigint) AS batch_moved")
+            " WHERE job_id = CAST(:job AS uuid) AND lease_owner = :owner"
+            f" RETURNING {self._fields}, CAST({count} AS bigint) AS batch_moved, {fails} AS batch_failed")
 
     @staticmethod
-    def record_params(job_id: str, owner: str, *, failed: int, cursor_ts: datetime | None, cursor_key: Any,
-                      lease_seconds: int) -> dict[str, Any]:
-        """The parameters of ``record_from``'s UPDATE, for the move statement and ``record_batch`` alike."""
-        return {"job": job_id, "owner": owner, "failed": failed, "new_ts": cursor_ts,
-                "new_key": None if cursor_key is None else str(cursor_key), "lease": lease_seconds}
+    def record_params(job_id: str, owner: str, *, cursor: list[str] | None, lease_seconds: int,
+                      failed: int | None = None) -> dict[str, Any]:
+        """The parameters of ``record_from``'s UPDATE, for the move statement and ``record_batch`` alike
+        (``failed`` only where the statement does not count them itself)."""
+        params: dict[str, Any] = {"job": job_id, "owner": owner, "new_cursor": cursor, "lease": lease_seconds}
+        if failed is not None:
+            params["failed"] = failed
+        return params
 
-    def recorded(self, job_id: str, row: dict[str, Any] | None) -> tuple[int, Job]:
-        """The rows a batch moved and the job as it now is, from ``record_from``'s returned row."""
+    def recorded(self, job_id: str, row: dict[str, Any] | None) -> tuple[int, int, Job]:
+        """The rows a batch moved and left live, and the job as it now is, from ``record_from``'s row."""
         if row is None:  # the batch's statement locked the job row as ours (lease_gate): only a bug gets here
             raise LeaseLostError(f"job {job_id} is no longer leased to this worker")
-        moved = int(row.pop("batch_moved"))
-        return moved, Job(row)
+        moved, failed = int(row.pop("batch_moved")), int(row.pop("batch_failed"))
+        return moved, failed, Job(row)
 
     def record_batch(self, params: dict[str, Any]) -> Job:
         """Count a batch that moved nothing (its rows were held, or none were left) and move the cursor."""
-        return self.recorded(params["job"], self.db.row(self._record_sql, **params))[1]
+        return self.recorded(params["job"], self.db.row(self._record_sql, **params))[2]
 
     def set_eligible(self, job_id: str, owner: str, eligible: int, breakdown: dict[str, Any] | None = None) -> None:
         self.db.run(f"UPDATE {self.log} SET eligible = :e, breakdown = CAST(:b AS jsonb)"

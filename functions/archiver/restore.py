@@ -17,7 +17,7 @@ from .exceptions import ConfigError
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
 from .related import Related, related_tables
-from .schema import ARCHIVE_META, RELATED_META, columns, live_shape, related_archive_name, table_exists
+from .schema import ARCHIVE_META, RELATED_META, TableShape, columns, live_shape, related_archive_name, table_exists
 
 MAX_REPORTED_CONFLICTS = 100
 
@@ -43,6 +43,11 @@ def _insert_columns(db: Database, schema: str, target: str, source: str, meta: t
             if c.name in have and c.name not in meta and not c.generated]
 
 
+def _key(values: list[Any]) -> Any:
+    """A key as reported: its value, or a tuple of them for a key of several columns."""
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 class Restorer:
     def __init__(self, db: Database, policy: Policy, batch_size: int | None = None) -> None:
         self.db = db
@@ -65,7 +70,7 @@ class Restorer:
     def restore(self, *, job_id: str | None = None, since: datetime | None = None,
                 dry_run: bool = False) -> tuple[Job, RestoreResult]:
         where, params = self._selection(job_id, since)
-        pk = quote(live_shape(self.db, self.policy).pk)
+        shape = live_shape(self.db, self.policy)
         run = self.jobs.create(kind="restore", dry_run=dry_run, batch_size=self.batch_size, trigger="manual",
                                options={"job": job_id, "since": since.isoformat() if since else None})
         owner = f"restore-{run.id}"
@@ -73,9 +78,9 @@ class Restorer:
         result = RestoreResult()
         try:
             if dry_run:
-                self._count(where, params, pk, result)
+                self._count(where, params, shape, result)
             else:
-                self._move_back(where, params, pk, result, run.id)
+                self._move_back(where, params, shape, result, run.id)
         except Exception as exc:
             self.jobs.fail(run.id, owner, describe_error(exc))
             raise
@@ -89,16 +94,17 @@ class Restorer:
         assert done is not None
         return done, result
 
-    def _count(self, where: str, params: dict[str, Any], pk: str, result: RestoreResult) -> None:
+    def _count(self, where: str, params: dict[str, Any], shape: TableShape, result: RestoreResult) -> None:
+        live_again = f"EXISTS (SELECT 1 FROM {self.live} l WHERE {shape.key_equal('l', 'a')})"
         total, clash = self.db.run(
-            f"SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM {self.live} l WHERE l.{pk} = a.{pk}))"
-            f" FROM {self.archive} a WHERE {where}", **params)[0]
+            f"SELECT count(*), count(*) FILTER (WHERE {live_again}) FROM {self.archive} a WHERE {where}", **params)[0]
         result.restored, result.conflict_count = int(total) - int(clash), int(clash)
-        result.conflicts = [r[0] for r in self.db.run(
-            f"SELECT a.{pk} FROM {self.archive} a WHERE {where} AND EXISTS (SELECT 1 FROM {self.live} l"
-            f" WHERE l.{pk} = a.{pk}) ORDER BY 1 LIMIT {MAX_REPORTED_CONFLICTS}", **params)]
+        result.conflicts = [_key(r) for r in self.db.run(
+            f"SELECT {shape.key_list('a')} FROM {self.archive} a WHERE {where} AND {live_again}"
+            f" ORDER BY {shape.key_list('a')} LIMIT {MAX_REPORTED_CONFLICTS}", **params)]
 
-    def _move_back(self, where: str, params: dict[str, Any], pk: str, result: RestoreResult, run_id: str) -> None:
+    def _move_back(self, where: str, params: dict[str, Any], shape: TableShape, result: RestoreResult,
+                   run_id: str) -> None:
         schema = self.policy.schema_name
         cols = ", ".join(quote(c) for c in _insert_columns(self.db, schema, self.policy.live_table,
                                                              self.policy.archive_table, ARCHIVE_META))
@@ -112,9 +118,14 @@ class Restorer:
         self.db.run(f"ANALYZE {self.archive}")
         # Two variants, as the engine's lock statement, rather than "(:cur IS NULL OR ...)": that
         # hid the cursor's bound from the planner, and every batch re-read the selection's rest.
-        batch = (f"SELECT a.{pk}, a.archive_job_id, EXISTS (SELECT 1 FROM {self.live} l WHERE l.{pk} = a.{pk})"
-                 f" FROM {self.archive} a WHERE {where}{{after}} ORDER BY a.{pk} LIMIT :n FOR UPDATE OF a")
-        first, after_cursor = batch.format(after=""), batch.format(after=f" AND a.{pk} > :cur")
+        # Keys travel as text, one array per key column (TableShape.key_arrays), whatever their width.
+        width, keys = len(shape.key), shape.key_list("a")
+        as_text = ", ".join(f"CAST(a.{quote(c.name)} AS text)" for c in shape.key)
+        cur = ", ".join(f"CAST((CAST(:cur AS text[]))[{i}] AS {c.type})" for i, c in enumerate(shape.key, 1))
+        batch = (f"SELECT ARRAY[{as_text}], a.archive_job_id,"
+                 f" EXISTS (SELECT 1 FROM {self.live} l WHERE {shape.key_equal('l', 'a')}), {keys}"
+                 f" FROM {self.archive} a WHERE {where}{{after}} ORDER BY {keys} LIMIT :n FOR UPDATE OF a")
+        first, after_cursor = batch.format(after=""), batch.format(after=f" AND ({keys}) > ({cur})")
         while True:
             with self.db.transaction():
                 if cursor is None:
@@ -125,21 +136,23 @@ class Restorer:
                     break
                 cursor = rows[-1][0]
                 ok = [r[0] for r in rows if not r[2]]
-                clashes = [r[0] for r in rows if r[2]]
+                clashes = [_key(r[3:]) for r in rows if r[2]]
                 touched_jobs.update(str(r[1]) for r in rows if r[1] is not None)
                 result.conflict_count += len(clashes)
                 result.conflicts.extend(clashes[: MAX_REPORTED_CONFLICTS - len(result.conflicts)])
                 if ok:
+                    ids = TableShape.key_params("k", ok, width)
                     self.db.run(
-                        f"WITH m AS (DELETE FROM {self.archive} a WHERE a.{pk} = ANY(:ids) RETURNING {cols})"
-                        f" INSERT INTO {self.live} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM m", ids=ok)
+                        f"WITH m AS (DELETE FROM {self.archive} a WHERE ({keys}) IN ({shape.key_arrays('k')})"
+                        f" RETURNING {cols}) INSERT INTO {self.live} ({cols}) OVERRIDING SYSTEM VALUE"
+                        f" SELECT {cols} FROM m", **ids)
                     result.restored += self.db.row_count
                     for r, rcols in related:
                         self.db.run(
                             f"WITH m AS (DELETE FROM {qualified(r.schema, related_archive_name(self.policy, r.table))}"
-                            f" x WHERE x.{quote(r.column)} = ANY(:ids) RETURNING {rcols})"
+                            f" x WHERE x.{quote(r.column)} IN ({shape.key_arrays('k')}) RETURNING {rcols})"
                             f" INSERT INTO {qualified(r.schema, r.table)} ({rcols}) OVERRIDING SYSTEM VALUE"
-                            f" SELECT {rcols} FROM m", ids=ok)
+                            f" SELECT {rcols} FROM m", **ids)
                         result.related_restored += self.db.row_count
                 self.db.run(f"UPDATE {self.jobs.log} SET batches = batches + 1, heartbeat_at = now(),"
                             " lease_expires_at = now() + interval '1 hour' WHERE job_id = CAST(:j AS uuid)", j=run_id)
@@ -174,13 +187,13 @@ def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = Fa
                       options={"older_than_days": older_than_days})
     owner = f"purge-{run.id}"
     jobs.claim(run.id, owner, 3600, 1)
-    pk = quote(live_shape(db, policy).pk)
-    tables = [(qualified(policy.schema_name, policy.archive_table), pk)]
+    # The archive's own key (it mirrors the live table's, of any width) picks the rows to delete.
+    tables = [(qualified(policy.schema_name, policy.archive_table), f"({live_shape(db, policy).key_list('x')})")]
     if policy.related_mode == "move":
         for r in related_tables(db, policy):
             backup = related_archive_name(policy, r.table)
             if table_exists(db, r.schema, backup):
-                tables.append((qualified(r.schema, backup), "ctid"))
+                tables.append((qualified(r.schema, backup), "x.ctid"))
     cutoff = db.scalar("SELECT now() - make_interval(days => :d)", d=older_than_days)
     total = 0
     try:
@@ -190,7 +203,7 @@ def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = Fa
                 continue
             while True:
                 with db.transaction():
-                    db.run(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table}"
+                    db.run(f"DELETE FROM {table} x WHERE {key} IN (SELECT {key} FROM {table} x"
                            f" WHERE archived_at < :c LIMIT :n)", c=cutoff, n=batch_size)
                     n = db.row_count
                 total += n

@@ -52,8 +52,9 @@ LOG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("batches", "integer NOT NULL DEFAULT 0"),
     ("hop", "integer NOT NULL DEFAULT 0"),
     ("next_hop", "integer"),
-    ("cursor_ts", "timestamptz"),
-    ("cursor_key", "text"),
+    # The keyset row (age column, key columns) of the last row a run has passed, each value as
+    # text, cast back to its column's type where compared: the comparison is exactly the index order.
+    ("cursor_row", "text[]"),
     ("lease_owner", "text"),
     ("lease_expires_at", "timestamptz"),
     ("heartbeat_at", "timestamptz"),
@@ -84,17 +85,66 @@ class ForeignKey:
     on_delete: str  # a=no action, r=restrict, c=cascade, n=set null, d=set default
 
 
+AGE_TYPES = ("timestamp with time zone", "timestamp without time zone", "date")
+
+
 @dataclass(frozen=True)
 class TableShape:
-    """What the engine needs to know about the live table."""
+    """What the engine needs to know about the live table.
+
+    ``key``: the columns that tell rows apart (the primary key, or else a unique index on NOT NULL
+    columns), in index order. ``walk``: the keyset the batches walk, the age column then every key
+    column not already in it; its values, as text, are a run's cursor.
+    """
 
     columns: tuple[Column, ...]
-    pk: str
-    pk_type: str
+    key: tuple[Column, ...]
+    age: Column
+    partitioned: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.key)
+
+    @property
+    def walk(self) -> tuple[Column, ...]:
+        return (self.age, *(c for c in self.key if c.name != self.age.name))
+
+    @property
+    def pk(self) -> str:
+        """The key's one column, for what only a single-column key supports (the Phase-2 rules)."""
+        if len(self.key) != 1:
+            raise SchemaError(f"this needs a single-column key; the live table's key is ({', '.join(self.key_names)})")
+        return self.key[0].name
+
+    def key_list(self, alias: str) -> str:
+        """``a.k1, a.k2``: the key columns of ``alias``."""
+        return ", ".join(f"{alias}.{quote(c.name)}" for c in self.key)
+
+    def key_equal(self, left: str, right: str) -> str:
+        """The key of ``left`` equals the key of ``right`` (a row comparison, index-friendly)."""
+        return f"({self.key_list(left)}) = ({self.key_list(right)})"
+
+    def key_text(self, alias: str) -> str:
+        """The key of ``alias`` as one text: the value for one column, the row's text for several."""
+        if len(self.key) == 1:
+            return f"CAST({alias}.{quote(self.key[0].name)} AS text)"
+        return f"CAST(ROW({self.key_list(alias)}) AS text)"
+
+    def key_arrays(self, prefix: str) -> str:
+        """A ``SELECT`` of key tuples from one text-array parameter per key column (``:prefix0`` ...):
+        how a list of keys of any width crosses the wire (see ``key_params``)."""
+        arrays = ", ".join(f"CAST(CAST(:{prefix}{i} AS text[]) AS {c.type}[])" for i, c in enumerate(self.key))
+        return f"SELECT * FROM unnest({arrays})"
+
+    @staticmethod
+    def key_params(prefix: str, keys: list[tuple[str, ...]], width: int) -> dict[str, list[str]]:
+        """``key_arrays``' parameters: keys given as tuples of their columns' text."""
+        return {f"{prefix}{i}": [k[i] for k in keys] for i in range(width)}
 
 
 @dataclass
@@ -118,12 +168,27 @@ JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamesp
 WHERE n.nspname = :schema AND c.relname = :table AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum"""
 
-_PK_SQL = """
-SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+# Candidate keys: the primary key, then unique indexes on NOT NULL columns (no expression, no
+# predicate, valid), fewest columns first. Key columns only (not an index's INCLUDE columns), in
+# index order. A partitioned parent (relkind 'p') has its own pg_index rows for them.
+_KEYS_SQL = """
+SELECT i.indisprimary AS primary, c.relkind = 'p' AS partitioned,
+       array(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.n
+             WHERE k.o <= i.indnkeyatts ORDER BY k.o) AS columns
 FROM pg_index i
 JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey)
-WHERE n.nspname = :schema AND c.relname = :table AND i.indisprimary"""
+JOIN pg_class ic ON ic.oid = i.indexrelid
+WHERE n.nspname = :schema AND c.relname = :table AND c.relkind IN ('r', 'p')
+  AND (i.indisprimary OR (i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid
+       AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey) WITH ORDINALITY k(n, o)
+                       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.n
+                       WHERE k.o <= i.indnkeyatts AND NOT a.attnotnull)))
+ORDER BY i.indisprimary DESC, i.indnkeyatts, ic.relname"""
+
+_PARTITIONED_SQL = """
+SELECT c.relkind = 'p' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = :schema AND c.relname = :table"""
 
 _FKS_TO_SQL = """
 SELECT cn.nspname AS schema, cc.relname AS table, con.confdeltype AS on_delete,
@@ -175,14 +240,26 @@ def live_shape(db: Database, policy: Policy) -> TableShape:
     cols = columns(db, schema, table)
     if not cols:
         raise SchemaError(f"live table {schema}.{table} does not exist")
-    names = {c.name for c in cols}
-    for needed in (policy.age_column,):
-        if needed not in names:
-            raise SchemaError(f"live table {schema}.{table} has no column {needed!r} (the age column)")
-    pk = db.run(_PK_SQL, schema=schema, table=table)
-    if len(pk) != 1:
-        raise SchemaError(f"live table {schema}.{table} needs a single-column primary key, found {len(pk)}")
-    return TableShape(columns=cols, pk=pk[0][0], pk_type=pk[0][1])
+    by_name = {c.name: c for c in cols}
+    age = by_name.get(policy.age_column)
+    if age is None:
+        raise SchemaError(f"live table {schema}.{table} has no column {policy.age_column!r} (the age column)")
+    if age.type not in AGE_TYPES:
+        raise SchemaError(f"the age column {table}.{age.name} is {age.type}; it must be one of {', '.join(AGE_TYPES)}")
+    key = table_key(db, schema, table)
+    if not key:
+        raise SchemaError(f"live table {schema}.{table} has no primary key and no unique index on NOT NULL columns:"
+                          " the archiver needs one to tell rows apart and to keep them unique in the archive;"
+                          " add a primary key")
+    partitioned = bool(db.scalar(_PARTITIONED_SQL, schema=schema, table=table))
+    return TableShape(columns=cols, key=tuple(by_name[k] for k in key), age=age, partitioned=partitioned)
+
+
+def table_key(db: Database, schema: str, table: str) -> tuple[str, ...]:
+    """The columns that identify a row: the primary key, else the narrowest unique index on NOT NULL
+    columns; empty when the table has neither."""
+    rows = db.rows(_KEYS_SQL, schema=schema, table=table)
+    return tuple(rows[0]["columns"]) if rows else ()
 
 
 def foreign_keys_to(db: Database, schema: str, table: str) -> list[ForeignKey]:
@@ -209,12 +286,42 @@ def _ensure_index(db: Database, schema: str, table: str, cols: tuple[str, ...], 
     if has_index(db, schema, table, cols):
         return
     name = _index_name(table, cols)
-    for r in db.rows(_INDEXES_SQL, schema=schema, table=table):
-        if r["name"] == name and not r["valid"]:  # left behind by a failed CONCURRENTLY build
-            db.run(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(schema, name)}")
-    db.run(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote(name)} ON {qualified(schema, table)} "
-           f"({', '.join(quote(c) for c in cols)})")
+    collist = ", ".join(quote(c) for c in cols)
+    if db.scalar(_PARTITIONED_SQL, schema=schema, table=table):
+        _ensure_partitioned_index(db, schema, table, name, collist)  # not valid yet: completed, not dropped
+    else:
+        for r in db.rows(_INDEXES_SQL, schema=schema, table=table):
+            if r["name"] == name and not r["valid"]:  # left behind by a failed CONCURRENTLY build
+                db.run(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(schema, name)}")
+        db.run(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote(name)} ON {qualified(schema, table)} ({collist})")
     report.indexes.append(f"{schema}.{name}")
+
+
+# The partitions directly under a partitioned table, with whether each is partitioned itself.
+_PARTITIONS_SQL = """
+SELECT n.nspname AS schema, c.relname AS table, c.relkind = 'p' AS partitioned
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.inhparent = CAST(:parent AS regclass) ORDER BY c.relname"""
+
+
+def _ensure_partitioned_index(db: Database, schema: str, table: str, name: str, collist: str) -> None:
+    """CREATE INDEX CONCURRENTLY is refused on a partitioned table: create the parent's index ON ONLY
+    (no build, not valid yet), build each partition's index concurrently and attach it; the parent's
+    index becomes valid once every partition has one. Partitions partitioned in turn go the same way."""
+    parent = qualified(schema, table)
+    db.run(f"CREATE INDEX IF NOT EXISTS {quote(name)} ON ONLY {parent} ({collist})")
+    for part in db.rows(_PARTITIONS_SQL, parent=parent):
+        child = _index_name(part["table"], (name,), "part")
+        if part["partitioned"]:
+            _ensure_partitioned_index(db, part["schema"], part["table"], child, collist)
+        else:
+            db.run(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote(child)}"
+                   f" ON {qualified(part['schema'], part['table'])} ({collist})")
+        attached = db.scalar("SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = CAST(:p AS regclass)"
+                             " AND inhrelid = CAST(:c AS regclass))",
+                             p=qualified(schema, name), c=qualified(part["schema"], child))
+        if not attached:
+            db.run(f"ALTER INDEX {qualified(schema, name)} ATTACH PARTITION {qualified(part['schema'], child)}")
 
 
 # -- the run log ---------------------------------------------------------------------------
@@ -268,7 +375,7 @@ def sync_archive_table(db: Database, schema: str, source_table: str, archive_tab
         raise SchemaError(f"table {schema}.{source_table} does not exist")
     meta_ddl = [f"{quote(m)} {_META_DDL[m]}" for m in meta]
     if not table_exists(db, schema, archive_table):
-        pk = [r[0] for r in db.run(_PK_SQL, schema=schema, table=source_table)]
+        pk = list(table_key(db, schema, source_table))
         _create_archive_table(db, schema, archive_table, source, pk, meta_ddl)
         for idx in (("archive_job_id",), ("archived_at",)):
             _ensure_index(db, schema, archive_table, idx, report)
@@ -311,7 +418,7 @@ def migrate(db: Database, policy: Policy) -> MigrationReport:
         shape = live_shape(db, policy)
         sync_archive_table(db, policy.schema_name, policy.live_table, policy.archive_table,
                            ARCHIVE_META, report)
-        _ensure_index(db, policy.schema_name, policy.live_table, (policy.age_column, shape.pk), report)
+        _ensure_index(db, policy.schema_name, policy.live_table, tuple(c.name for c in shape.walk), report)
         for rel in related_tables(db, policy):
             _ensure_index(db, rel.schema, rel.table, (rel.column,), report)
             if policy.related_mode == "move":
