@@ -47,21 +47,26 @@ def create(db: Database, table: str, key: str, age_type: str, *, partitioned: bo
         db.run(f"CREATE TABLE {table}_rest PARTITION OF {table} DEFAULT")
 
 
-def insert(db: Database, table: str, key: str, age_type: str, ages: Iterable[Any]) -> None:
-    """One row per age, with keys drawn so that their order has nothing to do with the ages'."""
+def insert(db: Database, table: str, key: str, age_type: str, ages: Iterable[Any]) -> list[str]:
+    """One row per age, with keys drawn so that their order has nothing to do with the ages'; returns
+    their keys' text, as ``contents`` has them."""
+    out = []
     cast = {"timestamptz": "timestamptz", "timestamp": "timestamp without time zone", "date": "date"}[age_type]
     for n, age in enumerate(ages):
         keys: dict[str, Any] = {}
         if key == "uuid":
-            keys = {"id": str(uuid.uuid4())}
+            keys = {"id": str(uuid.uuid5(uuid.NAMESPACE_OID, f"{table}-{n}"))}
         elif key == "text":
             keys = {"id": f"k{(n * 7919) % 10007:05d}-{n}"}
         elif key == "composite":
             keys = {"region": n % 3, "code": f"c{(n * 31) % 97}-{n}"}
         values = [f"CAST(:{k} AS uuid)" if key == "uuid" else f":{k}" for k in keys]
-        db.run(f"INSERT INTO {table} ({', '.join([*keys, 'created_at', 'note', 'amount'])})"
-               f" VALUES ({', '.join([*values, f'CAST(:age AS {cast})', ':note', ':amount'])})",
-               **keys, age=age.isoformat(), note=f"row {n}", amount=n)
+        out.append(db.scalar(
+            f"INSERT INTO {table} ({', '.join([*keys, 'created_at', 'note', 'amount'])})"
+            f" VALUES ({', '.join([*values, f'CAST(:age AS {cast})', ':note', ':amount'])})"
+            f" RETURNING CAST(ROW({', '.join(KEYS[key][1])}) AS text)",
+            **keys, age=age.isoformat(), note=f"row {n}", amount=n))
+    return out
 
 
 def contents(db: Database, table: str, archive: str) -> tuple[dict[str, str], dict[str, str]]:
