@@ -69,7 +69,7 @@ class BatchResult:
 class Statements:
     """The SQL of one policy against the live table's current shape, built once per hop.
 
-    A batch is two statements (move mode: four), and no row's key crosses the wire: the lock
+    A batch is two statements (move mode: three and one per related table), and no row's key crosses the wire: the lock
     statement locks the next rows and returns the last one's keyset row (the cursor) as text; the
     move statement finds the rows between the old cursor and that one again (the ones this
     transaction holds: SKIP LOCKED), re-checks them under its own, fresh snapshot and moves them.
@@ -122,7 +122,10 @@ class Statements:
                     " FOR UPDATE OF l SKIP LOCKED)")
 
         self.move_related: list[str] = []
-        if policy.related_mode == "move":
+        if policy.related_mode == "move" and related:
+            if len(shape.key) > 1:
+                raise SchemaError(f"related mode 'move' needs a single-column key on {policy.live_table};"
+                                  f" its key is ({', '.join(shape.key_names)})")
             keys = shape.key_arrays("k")
             for r in related:
                 rcols = ", ".join(quote(c) for c in related_columns[r.table])

@@ -188,7 +188,7 @@ def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = Fa
     owner = f"purge-{run.id}"
     jobs.claim(run.id, owner, 3600, 1)
     # The archive's own key (it mirrors the live table's, of any width) picks the rows to delete.
-    tables = [(qualified(policy.schema_name, policy.archive_table), f"({live_shape(db, policy).key_list('x')})")]
+    tables = [(qualified(policy.schema_name, policy.archive_table), live_shape(db, policy).key_list("x"))]
     if policy.related_mode == "move":
         for r in related_tables(db, policy):
             backup = related_archive_name(policy, r.table)
@@ -203,7 +203,7 @@ def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = Fa
                 continue
             while True:
                 with db.transaction():
-                    db.run(f"DELETE FROM {table} x WHERE {key} IN (SELECT {key} FROM {table} x"
+                    db.run(f"DELETE FROM {table} x WHERE ({key}) IN (SELECT {key} FROM {table} x"
                            f" WHERE archived_at < :c LIMIT :n)", c=cutoff, n=batch_size)
                     n = db.row_count
                 total += n

@@ -13,6 +13,7 @@ import pytest
 
 from archiver import schema
 from archiver.exceptions import SchemaError
+from archiver.restore import purge
 from tests.keyed_tables import (
     archive,
     assert_live_xor_archived,
@@ -66,6 +67,20 @@ def test_range_partitioned_table_with_primary_key_on_id_and_created_at(db, polic
     assert schema.table_key(db, "public", "events_backup") == ("id", "created_at")
     assert schema.migrate(db, pol).indexes == []  # idempotent
     archive_and_restore(db, pol, settings, "events", keys, ages, batch_size=2)
+
+
+def test_purge_deletes_old_archive_rows_of_a_composite_key_partitioned_table(db, policy, settings):
+    create(db, "ledger", "composite", "timestamptz", partitioned=True)
+    keys = insert(db, "ledger", "composite", "timestamptz", OLD_AND_YOUNG)
+    pol = policy_for(policy, "ledger", policy.timezone, 60)
+    schema.migrate(db, pol)
+    _, job = archive(db, pol, settings, batch_size=4)
+    db.run("UPDATE ledger_backup SET archived_at = archived_at - interval '800 days' WHERE region = 1")
+    old = int(db.scalar("SELECT count(*) FROM ledger_backup WHERE region = 1"))
+    assert 0 < old < job.records_archived
+    assert purge(db, pol, 730, batch_size=2).records_archived == old
+    assert db.scalar("SELECT count(*) FROM ledger_backup") == job.records_archived - old
+    assert len(contents(db, "ledger", "ledger_backup")[0]) == len(keys) - job.records_archived
 
 
 def test_table_with_only_a_unique_not_null_key_is_archived_by_it(db, policy, settings):
