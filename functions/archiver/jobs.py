@@ -182,17 +182,17 @@ class JobStore:
         left live (``batch_failed``). ``moved``/``failed``: ``WITH`` items counted (one row per row),
         or None for 0 moved / the ``:failed`` parameter. The batch's time is the server's, from its
         transaction's start."""
-        count = f"(SELECT count(*) FROM {moved})" if moved else "0"
+        count = f"(SELECT count(*) FROM {moved})" if moved else "CAST(0 AS bigint)"
         fails = f"(SELECT count(*) FROM {failed})" if failed else "CAST(:failed AS bigint)"
         return (
-            f"UPDATE {self.log} SET records_archived = records_archived + {count},"
-            f" records_failed = records_failed + {fails}, batches = batches + 1,"
+            f"UPDATE {self.log} SET records_archived = records_archived + c.n,"
+            " records_failed = records_failed + c.f, batches = batches + 1,"
             " cursor_row = COALESCE(CAST(:new_cursor AS text[]), cursor_row),"
             " slowest_batch_ms = GREATEST(slowest_batch_ms,"
             "   CAST(round(1000 * extract(epoch FROM clock_timestamp() - now())) AS integer)),"
             " heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => :lease)"
-            " WHERE job_id = CAST(:job AS uuid) AND lease_owner = :owner"
-            f" RETURNING {self._fields}, CAST({count} AS bigint) AS batch_moved, {fails} AS batch_failed")
+            f" FROM (SELECT {count} AS n, {fails} AS f) c WHERE job_id = CAST(:job AS uuid) AND lease_owner = :owner"
+            f" RETURNING {self._fields}, c.n AS batch_moved, c.f AS batch_failed")
 
     @staticmethod
     def record_params(job_id: str, owner: str, *, cursor: list[str] | None, lease_seconds: int,
