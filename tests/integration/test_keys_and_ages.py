@@ -6,12 +6,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from archiver import schema
+from archiver.config import load_policy
+from archiver.db import Database
+from archiver.engine import Archiver
 from archiver.exceptions import SchemaError
 from archiver.restore import purge
 from tests.keyed_tables import (
@@ -145,3 +149,53 @@ def test_date_age_column_archives_exactly_the_days_before_the_cutoff(db, policy,
     pol = policy_for(policy, "payments", zone, 60)
     schema.migrate(db, pol)
     archive_and_restore(db, pol, settings, "payments", keys, ages, batch_size=2)
+
+
+class PausingDatabase(Database):
+    """A database connection that, right after a batch's lock statement, lets ``between`` act
+    (another session committing), as a busy application would."""
+
+    def __init__(self, *args, between, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.between = between
+
+    def run(self, sql, **params):
+        result = super().run(sql, **params)
+        if "SKIP LOCKED" in sql and "LIMIT :n" in sql:  # the lock statement (pg8000 keeps :names here)
+            self.between()
+        return result
+
+
+@pytest.mark.parametrize("mode", ["skip", "move"])
+def test_a_related_row_committed_between_lock_and_move_is_seen_by_the_move(
+        server_params, dbname, env, settings, connect, mode):
+    """The move statement re-checks under a snapshot taken after the rows were locked: one
+    statement for both would not see the related row (skip: it would archive the row the note
+    keeps live; move: it would leave the note behind)."""
+    policy = load_policy({**env, "ARCHIVER_RELATED_TABLES": "notes:customer_id", "ARCHIVER_RELATED_MODE": mode})
+    other = connect()
+    noted: list[int] = []
+
+    def add_a_note_once() -> None:  # to the first row of the batch just locked
+        if not noted:
+            noted.append(other.scalar("INSERT INTO notes (customer_id) SELECT min(id) FROM nic_cc_customer"
+                                      " RETURNING customer_id"))
+
+    db = PausingDatabase(replace(server_params, database=dbname, timezone=policy.timezone), between=add_a_note_once)
+    try:
+        other.run("CREATE TABLE nic_cc_customer (id bigserial PRIMARY KEY, name text, created_at timestamptz NOT NULL)")
+        other.run("CREATE TABLE notes (id serial PRIMARY KEY, customer_id bigint)")
+        other.run("INSERT INTO nic_cc_customer (name, created_at)"
+                  " SELECT 'c' || g, now() - interval '90 days' + g * interval '1 minute' FROM generate_series(1, 6) g")
+        schema.migrate(other, policy)
+        archiver = Archiver(db, policy, settings)
+        job = archiver.run_hop(archiver.start(batch_size=3).id, owner="w", hop=1).job
+        if mode == "skip":  # the note keeps its row live
+            assert job.state == "succeeded" and job.records_archived == 5
+            assert other.scalar("SELECT count(*) FROM nic_cc_customer WHERE id = :n", n=noted[0]) == 1
+        else:  # the note moves with its row
+            assert job.state == "succeeded" and job.records_archived == 6
+            assert other.scalar("SELECT count(*) FROM notes_backup") == 1
+            assert other.scalar("SELECT count(*) FROM notes") == 0
+    finally:
+        db.close()
