@@ -111,11 +111,22 @@ class Statements:
         # (probed through the archive key's first column, an index scan whatever the plan): those
         # rows stay live, counted as failed; nothing is overwritten.
         first_key = quote(shape.key[0].name)
-        held = (f"h AS (SELECT {shape.key_list('a')} FROM {archive} a"
-                f" WHERE a.{first_key} = ANY(ARRAY(SELECT r.{first_key} FROM r))"
-                + (f" AND ({shape.key_list('a')}) IN (SELECT {shape.key_list('r')} FROM r)"
-                   if self.key_width > 1 else "") + ")")
-        free = f"NOT EXISTS (SELECT 1 FROM h WHERE {shape.key_equal('h', 'r')})"
+
+        def held(rows: str) -> str:
+            return (f"h AS (SELECT {shape.key_list('a')} FROM {archive} a"
+                    f" WHERE a.{first_key} = ANY(ARRAY(SELECT {rows}.{first_key} FROM {rows}))"
+                    + (f" AND ({shape.key_list('a')}) IN (SELECT {shape.key_list(rows)} FROM {rows})"
+                       if self.key_width > 1 else "") + ")")
+
+        def free(rows: str) -> str:
+            return f"NOT EXISTS (SELECT 1 FROM h WHERE {shape.key_equal('h', rows)})"
+
+        def pick(rows: str) -> str:
+            """The DELETE takes its rows by their ctid, a TID scan whatever the key (on a partitioned
+            table, ctids repeat across partitions: with the partition's oid)."""
+            return (f"x.ctid = ANY(ARRAY(SELECT {rows}.c FROM {rows} WHERE {free(rows)}))"
+                    + (f" AND (x.tableoid, x.ctid) IN (SELECT {rows}.t, {rows}.c FROM {rows} WHERE {free(rows)})"
+                       if shape.partitioned else ""))
 
         def found(where: str, what: str) -> str:
             return (f"r AS (SELECT {what} FROM {live} l WHERE {where} AND {upto} AND {self.elig.sql}"
@@ -142,8 +153,8 @@ class Statements:
             # Related rows must move first (foreign keys), in statements of their own: the re-check
             # returns the keys to move, one text array per key column, and the rows left live.
             self.recheck = tuple(
-                f"WITH {found(where, shape.key_list('l'))}, {held}"
-                " SELECT " + ", ".join(f"CAST(array_agg(r.{quote(c.name)}) FILTER (WHERE {free}) AS text[])"
+                f"WITH {found(where, shape.key_list('l'))}, {held('r')}"
+                " SELECT " + ", ".join(f"CAST(array_agg(r.{quote(c.name)}) FILTER (WHERE {free('r')}) AS text[])"
                                        for c in shape.key) + ", (SELECT count(*) FROM h) FROM r"
                 for where in ("true", after))
             self.move_first = self.move_next = (
@@ -151,19 +162,34 @@ class Statements:
                 f"{insert}, u AS ({jobs.record_from('i')}) SELECT * FROM u")
         else:
             # One statement finds, re-checks and moves the rows, and counts the batch in the job row
-            # (jobs.record_from); returns that row. The DELETE takes its rows by their ctid, a TID
-            # scan whatever the key (on a partitioned table, ctids repeat across partitions: with
-            # the partition's oid). Written straight into the DELETE, the checks made the planner
-            # hash-join full scans of the related tables.
+            # (jobs.record_from); returns that row. Written straight into the DELETE, the checks
+            # made the planner hash-join full scans of the related tables.
             what = f"l.tableoid AS t, l.ctid AS c, {shape.key_list('l')}"
-            pick = (f"x.ctid = ANY(ARRAY(SELECT r.c FROM r WHERE {free}))"
-                    + (f" AND (x.tableoid, x.ctid) IN (SELECT r.t, r.c FROM r WHERE {free})"
-                       if shape.partitioned else ""))
             self.move_first, self.move_next = (
-                f"WITH {found(where, what)}, {held},"
-                f" m AS (DELETE FROM {live} x WHERE {pick} RETURNING {cols}),"
+                f"WITH {found(where, what)}, {held('r')},"
+                f" m AS (DELETE FROM {live} x WHERE {pick('r')} RETURNING {cols}),"
                 f"{insert}, u AS ({jobs.record_from('i', 'h')}) SELECT * FROM u"
                 for where in ("true", after))
+        # When eligibility reads nothing but the live row (no rule, no related table it depends on),
+        # the lock's own re-check (FOR UPDATE re-evaluates the row's conditions on its latest version)
+        # is all the re-check there is to do, and no foreign key points at the table: the whole batch
+        # is one statement. Its DELETE and job-row update wait for the signature, read once the rows
+        # are locked (``n`` scans ``b`` to the end first); a mismatch moves nothing and the client
+        # rolls back. Returns the lock's findings (batch_*) and the job row, NULL unless it counted.
+        self.single: tuple[str, ...] = ()
+        if not policy.rules.enabled and not (policy.related_mode in ("skip", "move") and related):
+            go = "(SELECT ours AND NOT cancel FROM j) AND (SELECT same FROM s)"
+            self.single = tuple(
+                f"WITH {jobs.lease_gate}, b AS (SELECT l.tableoid AS t, l.ctid AS c, {walk} FROM {live} l"
+                f" WHERE (SELECT ours AND NOT cancel FROM j) AND {where}"
+                f" ORDER BY {walk} LIMIT :n FOR UPDATE OF l SKIP LOCKED),"
+                f" n AS (SELECT count(*) AS locked, ({last}) AS last FROM b),"
+                f" s AS (SELECT ({COLUMNS_SIGNATURE_SQL}) = :sig AS same FROM n), {held('b')},"
+                f" m AS (DELETE FROM {live} x WHERE (SELECT same FROM s) AND {pick('b')} RETURNING {cols}),"
+                f"{insert}, u AS ({jobs.record_from('i', 'h', cursor='(SELECT last FROM n)', guard=go)})"
+                " SELECT n.locked AS batch_locked, s.same AS batch_same, (SELECT ours FROM j) AS batch_ours,"
+                " (SELECT cancel FROM j) AS batch_cancel, u.* FROM n CROSS JOIN s LEFT JOIN u ON true"
+                for where in (self.elig.sql, f"{after} AND {self.elig.sql}"))
         self.count = f"SELECT count(*) FROM {live} l WHERE {self.elig.sql}"
         lob = quote(policy.lob_column)
         has_lob = policy.lob_column in shape.names
@@ -173,7 +199,8 @@ class Statements:
         self.explain = "EXPLAIN (FORMAT JSON) " + self.lock_first
         # What every batch sends, to prepare once per session (Database.prepare).
         self.per_batch = tuple(dict.fromkeys(
-            (self.lock_first, self.lock_next, *self.recheck, self.move_first, self.move_next, *self.move_related)))
+            self.single or (self.lock_first, self.lock_next, *self.recheck, self.move_first, self.move_next,
+                            *self.move_related)))
 
 
 MAX_BATCH_SIZE = 10000
@@ -432,6 +459,8 @@ class Archiver:
         started = time.perf_counter()
         lease = {"job": job.id, "owner": owner}  # lease_gate's parameters
         cursor = job.cursor_row
+        if stmts.single:
+            return self._batch_single(job, owner, stmts, size, started)
         with self.db.transaction():
             if cursor is None:
                 found = self.db.run(stmts.lock_first, n=size, **lease, **stmts.params)[0]
@@ -467,6 +496,29 @@ class Archiver:
                 else:
                     moved, after = 0, self.jobs.record_batch({**record, "failed": failed})
         return BatchResult(locked, moved, failed, (time.perf_counter() - started) * 1000), after
+
+    def _batch_single(self, job: Job, owner: str, stmts: Statements, size: int,
+                      started: float) -> tuple[BatchResult | None, Job]:
+        """One batch in one statement (``Statements.single``): begin, the batch, commit."""
+        cursor = job.cursor_row
+        params = {"n": size, "job": job.id, "owner": owner, "sig": stmts.signature, "by": self.policy.archived_by,
+                  "reason": self.policy.archive_reason, "lease": self.settings.lease_seconds, **stmts.params}
+        with self.db.transaction():
+            if cursor is None:
+                row = self.db.row(stmts.single[0], **params)
+            else:
+                row = self.db.row(stmts.single[1], cur=cursor, **params)
+            assert row is not None  # one row, always (n CROSS JOIN s)
+            locked, same, ours, cancel = (row.pop(k) for k in ("batch_locked", "batch_same", "batch_ours",
+                                                                "batch_cancel"))
+            if not ours:
+                raise LeaseLostError(f"job {job.id} is no longer leased to this worker")
+            if cancel:
+                return None, job
+            if not same:
+                raise ColumnsChangedError("columns changed since the statements were built")
+            moved, failed, after = self.jobs.recorded(job.id, row if row.get("job_id") else None)
+        return BatchResult(int(locked), moved, failed, (time.perf_counter() - started) * 1000), after
 
     def _dry_run(self, job: Job, owner: str, stmts: Statements) -> Job | None:
         count = self.count_eligible(stmts)

@@ -176,22 +176,25 @@ class JobStore:
         return (f"j AS (SELECT lease_owner = :owner AND {ACTIVE_SQL} AS ours,"
                 f" cancel_requested AS cancel FROM {self.log} WHERE job_id = CAST(:job AS uuid) FOR UPDATE)")
 
-    def record_from(self, moved: str | None, failed: str | None = None) -> str:
-        """The ``UPDATE`` that counts a batch and moves the cursor (``:new_cursor``, the keyset row's
-        text; NULL keeps it), returning the job row, the rows moved (``batch_moved``) and the rows
-        left live (``batch_failed``). ``moved``/``failed``: ``WITH`` items counted (one row per row),
-        or None for 0 moved / the ``:failed`` parameter. The batch's time is the server's, from its
-        transaction's start."""
+    def record_from(self, moved: str | None, failed: str | None = None, *, cursor: str = "CAST(:new_cursor AS text[])",
+                    guard: str = "true") -> str:
+        """The ``UPDATE`` that counts a batch and moves the cursor (``cursor``: the keyset row's text,
+        by default the ``:new_cursor`` parameter; NULL keeps it), returning the job row, the rows moved
+        (``batch_moved``) and the rows left live (``batch_failed``). ``moved``/``failed``: ``WITH``
+        items counted (one row per row), or None for 0 moved / the ``:failed`` parameter; ``guard``:
+        a condition the update also needs. The batch's time is the server's, from its transaction's
+        start."""
         count = f"(SELECT count(*) FROM {moved})" if moved else "CAST(0 AS bigint)"
         fails = f"(SELECT count(*) FROM {failed})" if failed else "CAST(:failed AS bigint)"
         return (
             f"UPDATE {self.log} SET records_archived = records_archived + c.n,"
             " records_failed = records_failed + c.f, batches = batches + 1,"
-            " cursor_row = COALESCE(CAST(:new_cursor AS text[]), cursor_row),"
+            f" cursor_row = COALESCE({cursor}, cursor_row),"
             " slowest_batch_ms = GREATEST(slowest_batch_ms,"
             "   CAST(round(1000 * extract(epoch FROM clock_timestamp() - now())) AS integer)),"
             " heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => :lease)"
             f" FROM (SELECT {count} AS n, {fails} AS f) c WHERE job_id = CAST(:job AS uuid) AND lease_owner = :owner"
+            f" AND {guard}"
             f" RETURNING {self._fields}, c.n AS batch_moved, c.f AS batch_failed")
 
     @staticmethod
