@@ -128,9 +128,14 @@ class Statements:
                     + (f" AND (x.tableoid, x.ctid) IN (SELECT {rows}.t, {rows}.c FROM {rows} WHERE {free(rows)})"
                        if shape.partitioned else ""))
 
+        # ORDER BY and LIMIT as in the lock statement, though the range bounds the rows: on the
+        # range's estimate alone (a row comparison: a third of the table) the planner hash-joined
+        # full scans of the related tables into every batch, a cost that grows with those tables,
+        # and the steering then shrank the batches to a row each. The limit leaves room for rows
+        # the lock statement skipped and that are free by now (SKIP_ROOM).
         def found(where: str, what: str) -> str:
             return (f"r AS (SELECT {what} FROM {live} l WHERE {where} AND {upto} AND {self.elig.sql}"
-                    " FOR UPDATE OF l SKIP LOCKED)")
+                    f" ORDER BY {walk} LIMIT :m FOR UPDATE OF l SKIP LOCKED)")
 
         self.move_related: list[str] = []
         if policy.related_mode == "move" and related:
@@ -204,6 +209,7 @@ class Statements:
 
 
 MAX_BATCH_SIZE = 10000
+SKIP_ROOM = 2  # the move statement's limit, in batch sizes (see Statements.found)
 MAX_REPREPARES = 3  # in a row: a table whose columns change under every batch stops the run
 
 
@@ -475,7 +481,7 @@ class Archiver:
                 raise ColumnsChangedError("columns changed since the statements were built")
             locked = int(count)
             record = self.jobs.record_params(job.id, owner, cursor=last, lease_seconds=self.settings.lease_seconds)
-            span = {"last": last, **({"cur": cursor} if cursor is not None else {})}
+            span = {"last": last, "m": SKIP_ROOM * size, **({"cur": cursor} if cursor is not None else {})}
             first = cursor is None
             if not locked:
                 moved, failed, after = 0, 0, self.jobs.record_batch({**record, "failed": 0})
