@@ -130,6 +130,16 @@ def test_bad_start_request_creates_nothing(api, db, raw):
 
 
 # -- GET /runs, GET /runs/{id} ----------------------------------------------------------------------
+def test_start_on_a_read_only_database_answers_503_saying_so(api, db):
+    db.run("SET default_transaction_read_only = on")  # as on a hot standby: every write refused (25006)
+    answer = request("POST", "/runs", body={"dry_run": True})
+    assert answer.status == 503
+    assert "read-only" in answer.body["error"] and "SQLSTATE 25006" in answer.body["error"]
+    assert api.invoker.calls == []
+    db.run("SET default_transaction_read_only = off")
+    assert count(db, "nic_cc_archive_log") == 0
+
+
 def test_runs_are_listed_newest_first_and_limited(api, db, policy, settings):
     ids = [run_to_end(db, policy, settings, dry_run=True).id for _ in range(3)]
     answer = request("GET", "/runs")
