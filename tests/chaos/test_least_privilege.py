@@ -16,6 +16,7 @@ from archiver.db import sqlstate
 from archiver.exceptions import PermissionDeniedError
 from tests.api_client import http, serve
 from tests.conftest import ROOT
+from tests.helpers import role_netloc
 
 from .support import another, cli_env, record, run_cli, seed, verify
 
@@ -40,7 +41,7 @@ def app_role(db, dbname):
 
 def _as_role(env: dict[str, str], role: str) -> dict[str, str]:
     parts = urlsplit(env["DATABASE_URL"])
-    return cli_env({**env, "DATABASE_URL": urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname or ''}"))})
+    return cli_env({**env, "DATABASE_URL": urlunsplit(parts._replace(netloc=role_netloc(parts, role)))})
 
 
 @pytest.mark.chaos

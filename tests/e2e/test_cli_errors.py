@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from archiver import demo, schema
-from tests.helpers import setup
+from tests.helpers import role_netloc, setup
 
 ARCHIVER = str(Path(sys.executable).parent / "archiver")
 
@@ -91,7 +91,7 @@ def limited_role(demo_db, env, dbname):
                 f' nic_cc_contact_update_history, nic_cc_follow_up TO "{role}"'):
         demo_db.run(sql)
     parts = urlsplit(env["DATABASE_URL"])
-    yield role, {**env, "DATABASE_URL": urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname or ''}"))}
+    yield role, {**env, "DATABASE_URL": urlunsplit(parts._replace(netloc=role_netloc(parts, role)))}
     demo_db.run(f'DROP OWNED BY "{role}"')
     demo_db.run(f'DROP ROLE "{role}"')
 
