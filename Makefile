@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export PYTHONDONTWRITEBYTECODE := 1
 export ROWS  # `make bench ROWS=250000`
 
-.PHONY: run test test-unit test-integration test-infra test-e2e test-chaos chaos lint synth bench bench-quick bench-scale serve stop-db clean
+.PHONY: run test test-pg15 test-unit test-integration test-infra test-e2e test-chaos chaos lint synth bench bench-quick bench-scale serve stop-db clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ run: $(VENV)/.run-installed
 
 test: $(VENV)/.dev-installed
 	$(BIN)/pytest -q -m "not slow"
+
+# The same suites on PostgreSQL 15 (Debian's package, installed when missing), in .data/pg15.
+test-pg15: $(VENV)/.dev-installed
+	tests/pg15.sh
 
 test-unit: $(VENV)/.dev-installed
 	$(BIN)/pytest -q tests/unit

@@ -35,6 +35,7 @@ API_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "health"),
     ("GET", "openapi.json"),
 )
+API_PATHS: tuple[str, ...] = tuple(dict.fromkeys(path for _, path in API_ROUTES))
 
 POSTGRES_PORT = 5432
 NEW_DATABASE_NAME = "archiver"

@@ -11,7 +11,7 @@ from constructs import Construct
 
 from .archive_function import function_arn
 from .config import ArchiverConfig
-from .constants import API_ROUTES, API_STAGE, HANDLER_STATUS
+from .constants import API_PATHS, API_ROUTES, API_STAGE, HANDLER_STATUS
 from .function import Placement, archiver_function
 
 
@@ -79,6 +79,10 @@ class StatusApi(Construct):
         integration = apigw.LambdaIntegration(self.function, allow_test_invoke=False)
         for method, path in API_ROUTES:
             self.api.root.resource_for_path(path).add_method(method, integration, request_validator=validator)
+        # Any other method on a route's path reaches the function too, which answers 405 with Allow
+        # (API Gateway alone would answer 403 "Missing Authentication Token").
+        for path in API_PATHS:
+            self.api.root.resource_for_path(path).add_method("ANY", integration)
 
         if not iam_auth:
             self._add_api_key(config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import SplitResult
 
 from archiver import demo, schema
 from archiver.config import Policy
@@ -69,3 +70,8 @@ def assert_counts_match_archive(db: Database) -> None:
 
 def count(db: Database, table: str, where: str = "true", **params: Any) -> int:
     return int(db.scalar(f"SELECT count(*) FROM {table} WHERE {where}", **params))
+
+
+def role_netloc(url: SplitResult, role: str) -> str:
+    """The host part of a DATABASE_URL for another role (no password: the test server trusts it)."""
+    return f"{role}@{url.hostname or ''}" + (f":{url.port}" if url.port else "")

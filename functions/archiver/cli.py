@@ -12,14 +12,14 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from . import alerts, demo, embedded, schema
+from . import alerts, demo, embedded, grants, schema
 from .config import Policy, Settings, load_policy, load_settings
 from .connection import open_database
-from .db import Database
+from .db import Database, check_writable, sqlstate
 from .engine import Archiver, BatchResult
 from .events import start_event
 from .exceptions import (
@@ -31,6 +31,7 @@ from .exceptions import (
     JobNotFoundError,
     JobStateError,
     SchemaError,
+    ServerRefusedError,
 )
 from .identifiers import qualified
 from .jobs import Job, JobStore
@@ -56,6 +57,17 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A whole number in [low, high], refused by the parser (exit 2) before anything starts."""
+    def parse(text: str) -> int:
+        value = _positive_int(text)
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {f'between {low} and {high}' if high else f'at least {low}'},"
+                                             f" got {value}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="archiver", description="Archive old rows of a PostgreSQL table, safely and in batches.")
     p.add_argument("--policy", help="policy file (TOML or JSON); default $ARCHIVER_POLICY_FILE")
@@ -74,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = cmd("run", "run the archive job (or resume an interrupted one)")
     r.add_argument("--dry-run", action="store_true", help="count what would be archived; move nothing")
     r.add_argument("--batch-size", type=_positive_int)
-    r.add_argument("--max-batches", type=_positive_int, help="stop after N batches; resume later with --job")
+    r.add_argument("--max-batches", type=_whole_number(1), help="stop after N batches; resume later with --job")
     r.add_argument("--hop-seconds", type=float, help="time budget per hop (default: the Lambda's 900 s)")
     r.add_argument("--job", help="resume this run (same cutoff, from where it stopped)")
     st = cmd("status", "list recent runs, or show one")
@@ -90,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--older-than", default=None, help="e.g. 730d (default: the policy's purge_after_days)")
     pg.add_argument("--dry-run", action="store_true")
     sv = cmd("serve", "serve the status API on 127.0.0.1 (the status Lambda, locally)")
-    sv.add_argument("--port", type=_positive_int, default=8000)
+    sv.add_argument("--port", type=_whole_number(0, 65535), default=8000)
     sv.add_argument("--host", default="127.0.0.1")
     cmd("stop-db", "stop the embedded PostgreSQL server")
     return p
@@ -151,7 +163,22 @@ def _exit_for(job: dict[str, Any]) -> int:
     return EXIT_FAILED if job["state"] in ("failed", "partial") else EXIT_OK
 
 
+def _hop_seconds(args: argparse.Namespace, settings: Settings) -> float:
+    """The time budget per hop, refused before a run exists when no batch could ever fit in it: a hop
+    keeps the reserve free at its end, so a budget within it hands over empty, hop after hop."""
+    hop_seconds = float(args.hop_seconds if args.hop_seconds is not None else settings.hop_seconds)
+    if not 0 < hop_seconds <= 900:
+        raise ConfigError(f"--hop-seconds must be in (0, 900], got {hop_seconds:g}")
+    if hop_seconds * 1000 <= settings.reserve_ms:
+        raise ConfigError(f"--hop-seconds {hop_seconds:g} is within the reserve each hop keeps free at its end"
+                          f" (ARCHIVER_RESERVE_MS={settings.reserve_ms}):"
+                          f" give more than {settings.reserve_ms / 1000:g} s")
+    return hop_seconds
+
+
 def cmd_run(args: argparse.Namespace, db: Database, policy: Policy, settings: Settings) -> int:
+    hop_seconds = _hop_seconds(args, settings)
+    grants.check(db, policy, "dry-run" if args.dry_run else "run")
     progress = Progress(enabled=not args.json)
     deps = Deps(db=db, policy=policy, settings=settings, invoker=LocalInvoker(),
                 alerts=alerts.local_sink(os.environ), on_batch=progress.batch, max_batches=args.max_batches)
@@ -170,9 +197,6 @@ def cmd_run(args: argparse.Namespace, db: Database, policy: Policy, settings: Se
             print(f"resuming run {active.id}, whose worker is gone", file=sys.stderr)
             event = {"action": "resume", "job_id": active.id}
     job_id = event["job_id"]
-    hop_seconds = args.hop_seconds if args.hop_seconds is not None else settings.hop_seconds
-    if not 0 < hop_seconds <= 900:
-        raise ConfigError("--hop-seconds must be in (0, 900]")
     failed_error = None
     try:
         drive(event, deps, hop_seconds, on_hop=progress.hop_done)
@@ -219,10 +243,11 @@ def cmd_restore(args: argparse.Namespace, db: Database, policy: Policy) -> int:
             raise ConfigError("--since needs a time zone, e.g. 2026-11-20T02:00:00+04:00")
     if args.batch_size is not None and not 1 <= args.batch_size <= 10000:
         raise ConfigError("--batch-size must be between 1 and 10000")
+    grants.check(db, policy, "restore")
     run, result = Restorer(db, policy, args.batch_size).restore(job_id=args.job, since=since, dry_run=args.dry_run)
     out = {**run.as_dict(), **result.as_dict()}
     _emit(args, out, _table(out) + f"\nrestored   {result.restored}\nconflicts  {result.conflict_count}")
-    return EXIT_OK
+    return _exit_for(out)  # partial: rows already live again were left in the archive
 
 
 def cmd_purge(args: argparse.Namespace, db: Database, policy: Policy) -> int:
@@ -232,6 +257,7 @@ def cmd_purge(args: argparse.Namespace, db: Database, policy: Policy) -> int:
         if not m:
             raise ConfigError(f"--older-than: expected days like 730d, got {args.older_than!r}")
         days = int(m.group(1))
+    grants.check(db, policy, "purge")
     job = purge(db, policy, days, dry_run=args.dry_run).as_dict()
     _emit(args, job, _table(job))
     return EXIT_OK
@@ -255,6 +281,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     db = open_database(env, settings, policy.timezone)
     try:
+        if args.command != "status":  # every other command writes, a dry run too (its run log row)
+            check_writable(db)
         if args.command == "migrate":
             report = schema.migrate(db, policy).as_dict()
             human = "\n".join([f"{k}: {', '.join(v) or '-'}" for k, v in report.items()])
@@ -308,10 +336,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(as_json, "interrupted", EXIT_FAILED)
     except AlreadyRunningError as exc:
         return _fail(as_json, str(exc), EXIT_BUSY, job_id=exc.job_id)
-    except (UsageError, ConfigError, SchemaError, InvalidJobIdError, JobNotFoundError, JobStateError) as exc:
+    except (UsageError, ConfigError, SchemaError, ServerRefusedError, InvalidJobIdError, JobNotFoundError,
+            JobStateError) as exc:
         return _fail(as_json, str(exc), EXIT_USAGE)
     except ArchiverError as exc:
         return _fail(as_json, str(exc), EXIT_FAILED)
+    except Exception as exc:  # noqa: BLE001 - a bug: its type only, as its text may quote data
+        code = sqlstate(exc)
+        return _fail(as_json, f"unexpected {type(exc).__name__}{f' (SQLSTATE {code})' if code else ''}",
+                     EXIT_FAILED)
 
 
 def _fail(as_json: bool, message: str, code: int, **extra: Any) -> int:

@@ -19,7 +19,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pg8000.exceptions
 import pg8000.native
 
-from .exceptions import ConfigError, DatabaseUnavailableError
+from .exceptions import (
+    ConfigError,
+    DatabaseUnavailableError,
+    PermissionDeniedError,
+    ReadOnlyError,
+    ServerRefusedError,
+    UndefinedSchemaError,
+    UndefinedTableError,
+)
 
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -52,6 +60,8 @@ class ConnectionParams:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
             return ctx
+        if self.ca_file and not Path(self.ca_file).is_file():
+            raise ConfigError(f"sslrootcert file not found: {self.ca_file}")
         ctx = ssl.create_default_context(cafile=self.ca_file)
         ctx.check_hostname = self.ssl_mode == "verify-full"
         return ctx
@@ -88,7 +98,9 @@ def params_from_url(url: str, timezone: str = "UTC") -> ConnectionParams:
 
 
 def sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE code of a pg8000 database error, if any."""
+    """The SQLSTATE code of a pg8000 database error (or of the typed error made from it), if any."""
+    if isinstance(exc, ServerRefusedError):
+        return exc.sqlstate
     if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args and isinstance(exc.args[0], dict):
         return exc.args[0].get("C")
     return None
@@ -97,11 +109,44 @@ def sqlstate(exc: BaseException) -> str | None:
 def describe_error(exc: BaseException) -> str:
     """An error message safe for logs and alerts: the server's message, SQLSTATE and constraint,
     never its DETAIL, which can quote a whole row of customer data."""
+    if isinstance(exc, ServerRefusedError):
+        return str(exc)
     if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args and isinstance(exc.args[0], dict):
         e = exc.args[0]
         where = f", constraint {e['n']}" if e.get("n") else ""
         return f"{e.get('M', 'database error')} (SQLSTATE {e.get('C', '?')}{where})"
     return f"{type(exc).__name__}: {exc}"
+
+
+# What the operator does about each refusal; the server's message (M) names the object, never a row.
+_REFUSALS: dict[str, tuple[type[ServerRefusedError], str]] = {
+    "42501": (PermissionDeniedError, "the database role lacks a privilege this step needs: grant it as"
+                                     " docs/security.md lists, or run migrate as the tables' owner"),
+    "25006": (ReadOnlyError, "the database is read-only: connect to the primary, not a hot standby, and check"
+                             " default_transaction_read_only"),
+    "42P01": (UndefinedTableError, "run `archiver migrate` first, or check the table names in the policy"),
+    "3F000": (UndefinedSchemaError, "check ARCHIVER_SCHEMA (the policy's schema_name)"),
+}
+
+
+def translate(exc: BaseException) -> ServerRefusedError | None:
+    """The typed error for a refusal the operator must fix, from its SQLSTATE; None for any other
+    error. Its text is the server's message and the remedy: never the DETAIL (it can quote a row)."""
+    code = sqlstate(exc)
+    if code not in _REFUSALS or isinstance(exc, ServerRefusedError):
+        return None
+    cls, remedy = _REFUSALS[code]
+    message = exc.args[0].get("M", "refused") if exc.args and isinstance(exc.args[0], dict) else "refused"
+    return cls(f"{message} (SQLSTATE {code}): {remedy}")
+
+
+def check_writable(db: Database) -> None:
+    """Refuse, before anything starts, a hot standby or a database whose transactions are read-only:
+    every command but status writes (a run, even a dry one, is a row in the run log)."""
+    standby, read_only = db.run("SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'")[0]
+    if standby or read_only:
+        what = "a hot standby (pg_is_in_recovery())" if standby else "read-only (default_transaction_read_only)"
+        raise ReadOnlyError(f"the database is {what}: connect to the primary; nothing was started")
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -202,6 +247,9 @@ class Database:
             if _is_connection_error(exc):
                 self.close()
                 raise DatabaseUnavailableError(f"lost the database connection: {describe_error(exc)}") from None
+            typed = translate(exc)
+            if typed is not None:
+                raise typed from None
             raise
 
     def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:

@@ -84,3 +84,34 @@ class RunFailedError(ArchiverError):
     def __init__(self, job_id: str, message: str) -> None:
         super().__init__(f"run {job_id} failed: {message}")
         self.job_id = job_id
+
+
+class ServerRefusedError(ArchiverError):
+    """The server refused a statement for a reason the operator must fix, not the data: built from
+    its SQLSTATE in one place (``db.translate``), never from its message text at a call site."""
+
+    sqlstate = ""
+
+
+class PermissionDeniedError(ServerRefusedError):
+    """SQLSTATE 42501: the role lacks a grant (docs/security.md lists them)."""
+
+    sqlstate = "42501"
+
+
+class ReadOnlyError(ServerRefusedError):
+    """SQLSTATE 25006, or ``pg_is_in_recovery()``: a hot standby or a read-only database."""
+
+    sqlstate = "25006"
+
+
+class UndefinedTableError(SchemaError, ServerRefusedError):
+    """SQLSTATE 42P01: a table the step needs does not exist (not migrated, or a wrong name)."""
+
+    sqlstate = "42P01"
+
+
+class UndefinedSchemaError(SchemaError, ServerRefusedError):
+    """SQLSTATE 3F000: the configured schema does not exist."""
+
+    sqlstate = "3F000"

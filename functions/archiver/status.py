@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import events
+from . import events, grants
 from .config import Policy, Settings
-from .db import Database
+from .db import Database, check_writable
 from .engine import Archiver
 from .exceptions import DatabaseUnavailableError, RunStartError, SchemaError
 from .identifiers import qualified
@@ -129,6 +129,8 @@ def start_run(db: Database, policy: Policy, settings: Settings, invoker: Invoker
     Raises AlreadyRunningError when a run is active, RunStartError (after marking the run
     failed) when the function cannot be invoked.
     """
+    check_writable(db)  # a standby, a missing grant: refused before a run exists, as by the CLI
+    grants.check(db, policy, "dry-run" if dry_run else "run")
     job = Archiver(db, policy, settings).start(dry_run=dry_run, batch_size=batch_size, trigger="api")
     try:
         invoker.invoke_async(function_name, events.start_event(job.id, dry_run, batch_size))

@@ -6,6 +6,7 @@ route makes one call into the core, and every error is mapped to an HTTP answer 
 
 # No ``from __future__ import annotations`` here: the resolver reads the routes' annotations at
 # run time, through the tracer's wrapper, to validate requests and to write the OpenAPI document.
+import json
 import os
 import traceback
 from dataclasses import dataclass
@@ -15,10 +16,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
-from aws_lambda_powertools.event_handler.openapi.exceptions import (
-    RequestUnsupportedContentType,
-    RequestValidationError,
-)
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -37,6 +35,8 @@ from archiver.exceptions import (
     InvalidJobIdError,
     JobNotFoundError,
     JobStateError,
+    PermissionDeniedError,
+    ReadOnlyError,
     RunStartError,
     SchemaError,
 )
@@ -44,7 +44,10 @@ from archiver.jobs import Job, JobStore, parse_job_id
 from archiver.observability import logger
 from archiver.worker import Invoker
 
+from .status_guard import refusal
 from .status_models import (
+    MAX_BODY_BYTES,
+    MAX_BODY_DEPTH,
     MAX_RUNS_LIMIT,
     MAX_STATS_DAYS,
     Error,
@@ -135,7 +138,7 @@ def _responses(ok: int, model: type[BaseModel], description: str, *errors: int) 
 # -- routes -----------------------------------------------------------------------------------
 @app.post("/runs", summary="Start a run",
           responses=_responses(202, RunStarted, "Run created; the archive function is starting",
-                               400, 409, 502, 503))
+                               400, 409, 413, 415, 502, 503))
 @tracer.capture_method
 def start_run(body: Annotated[StartRunRequest | None, Body()] = None) -> Response[RunStarted]:
     request = body or StartRunRequest()
@@ -213,7 +216,10 @@ def openapi_json() -> str:
     """The OpenAPI document, as served and as committed in docs/openapi.json."""
     return app.get_openapi_json_schema(
         title=TITLE, version=VERSION,
-        description="Start, follow and cancel the archiver's runs; its statistics and health.",
+        description="Start, follow and cancel the archiver's runs; its statistics and health. A body is JSON"
+                    " (Content-Type application/json, or none): another type answers 415, more than"
+                    f" {MAX_BODY_BYTES} bytes 413, nesting deeper than {MAX_BODY_DEPTH} levels 400. A method a"
+                    " route does not answer gets 405 with an Allow header.",
     ) + "\n"
 
 
@@ -224,7 +230,9 @@ _STATUS_FOR: tuple[tuple[type[ArchiverError], HTTPStatus], ...] = (
     (AlreadyRunningError, HTTPStatus.CONFLICT),
     (JobStateError, HTTPStatus.CONFLICT),
     (RunStartError, HTTPStatus.BAD_GATEWAY),
-    (SchemaError, HTTPStatus.SERVICE_UNAVAILABLE),
+    (SchemaError, HTTPStatus.SERVICE_UNAVAILABLE),  # not migrated (UndefinedTableError) included
+    (ReadOnlyError, HTTPStatus.SERVICE_UNAVAILABLE),
+    (PermissionDeniedError, HTTPStatus.SERVICE_UNAVAILABLE),  # the deployment's grants, not the caller's
 )
 
 
@@ -249,8 +257,6 @@ def error_answer(exc: Exception) -> tuple[HTTPStatus, Error]:
     """The HTTP status and JSON body for an exception raised while answering a request."""
     if isinstance(exc, RequestValidationError):
         return _validation_error(exc)
-    if isinstance(exc, RequestUnsupportedContentType):
-        return HTTPStatus.UNSUPPORTED_MEDIA_TYPE, Error(error="the body must be JSON (application/json)")
     if isinstance(exc, UnicodeDecodeError):  # a base64 body that does not decode to text
         return HTTPStatus.BAD_REQUEST, Error(error="the body must be UTF-8 JSON")
     if isinstance(exc, NotFoundError):
@@ -260,8 +266,6 @@ def error_answer(exc: Exception) -> tuple[HTTPStatus, Error]:
     if isinstance(exc, DatabaseUnavailableError):  # its text names the server: keep that in the log
         logger.warning("database unavailable", extra={"error": str(exc)})
         return HTTPStatus.SERVICE_UNAVAILABLE, Error(error="the database is unavailable; try again later")
-    if sqlstate(exc) == "42P01":  # undefined_table: the run log has not been created yet
-        return HTTPStatus.SERVICE_UNAVAILABLE, Error(error="the archiver schema is not migrated: run migrate")
     for cls, code in _STATUS_FOR:
         if isinstance(exc, cls):
             return code, Error(error=str(exc), job_id=getattr(exc, "job_id", None),
@@ -272,8 +276,20 @@ def error_answer(exc: Exception) -> tuple[HTTPStatus, Error]:
     return _unexpected(exc)
 
 
+def allowed_methods(path: str) -> list[str]:
+    """The methods a route answers on ``path`` (empty: no such route), for 405's Allow header."""
+    routes = app._static_routes + app._dynamic_routes  # noqa: SLF001 - the resolver keeps them there only
+    return sorted({r.method for r in routes if r.rule.match(path)})
+
+
 @app.exception_handler(Exception)
 def handle_error(exc: Exception) -> Response[dict[str, Any]]:
+    allowed = allowed_methods(app.current_event.path) if isinstance(exc, NotFoundError) else []
+    if allowed:
+        methods = ", ".join(allowed)
+        refused = Error(error=f"{app.current_event.http_method.upper()} is not allowed here; allowed: {methods}")
+        return Response(status_code=HTTPStatus.METHOD_NOT_ALLOWED, content_type=content_types.APPLICATION_JSON,
+                        headers={"Allow": methods}, body=refused.model_dump(exclude_none=True))
     code, body = error_answer(exc)
     if code < 500 or code == HTTPStatus.SERVICE_UNAVAILABLE:
         logger.info("request refused", extra={"status_code": int(code), "error_type": type(exc).__name__})
@@ -285,6 +301,12 @@ def handle_error(exc: Exception) -> Response[dict[str, Any]]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    refused = refusal(event)
+    if refused is not None:  # before the resolver parses the body (status_guard)
+        code, message = refused
+        logger.info("request refused", extra={"status_code": int(code), "error_type": "body"})
+        return {"statusCode": int(code), "multiValueHeaders": {"Content-Type": [content_types.APPLICATION_JSON]},
+                "body": json.dumps(Error(error=message).model_dump(exclude_none=True)), "isBase64Encoded": False}
     return app.resolve(event, context)
 
 

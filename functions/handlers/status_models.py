@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_BATCH_SIZE = 10000
 MAX_RUNS_LIMIT = 100
 MAX_STATS_DAYS = 90
+# The largest real body is {"dry_run": false, "batch_size": 10000}: a few dozen bytes. Larger or
+# deeper bodies are refused before they are parsed (status_guard).
+MAX_BODY_BYTES = 16 * 1024
+MAX_BODY_DEPTH = 16
 
 
 class StartRunRequest(BaseModel):

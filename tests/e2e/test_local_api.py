@@ -75,3 +75,28 @@ def test_the_policy_file_given_to_the_cli_is_the_one_served(start_server, tmp_pa
     code, started = http("POST", f"{server}/runs", json.dumps({"dry_run": True}).encode())
     assert code == 202
     assert http("GET", started["status_url"])[1]["batch_size"] == 123
+
+
+def _raw(method: str, url: str, data: bytes | None = None, content_type: str = "application/json"):
+    """A request whose answer's status, headers and JSON body are all kept."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, dict(resp.headers), json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read() or b"null")
+
+
+def test_hostile_bodies_and_wrong_methods_get_4xx_over_http_never_500(server):
+    code, headers, body = _raw("DELETE", f"{server}/runs")
+    assert (code, headers["Allow"]) == (405, "GET, POST") and "DELETE" in body["error"]
+    code, _, body = _raw("POST", f"{server}/runs", b'{"dry_run": true, "pad": "' + b"x" * 2_000_000 + b'"}')
+    assert code == 413 and "larger than" in body["error"]
+    code, _, body = _raw("POST", f"{server}/runs", b"[" * 5000 + b"]" * 5000)
+    assert code == 400 and "deeper than" in body["error"]
+    code, _, body = _raw("POST", f"{server}/runs", b'{"dry_run": true}', content_type="text/plain")
+    assert code == 415 and "Content-Type: application/json" in body["error"]
+    assert http("GET", f"{server}/runs")[0] == 200  # the server is still serving

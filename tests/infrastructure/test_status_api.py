@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.constants import API_ROUTES
+from infra.constants import API_PATHS, API_ROUTES
 
 from .synthesis import Synth
 
@@ -22,7 +22,13 @@ def routes(synth: Synth) -> set[tuple[str, str]]:
 
 
 def test_serves_exactly_the_status_routes(any_synth: Synth) -> None:
-    assert routes(any_synth) == set(API_ROUTES)
+    assert routes(any_synth) == set(API_ROUTES) | {("ANY", path) for path in API_PATHS}
+
+
+def test_other_methods_on_a_route_reach_the_function_for_its_405(new_db: Synth) -> None:
+    """Without ANY, API Gateway would answer a wrong method itself (403), without the Allow header."""
+    anys = {path for method, path in routes(new_db) if method == "ANY"}
+    assert anys == {path for _, path in API_ROUTES}
 
 
 def test_every_method_requires_iam_authorisation(new_db: Synth) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from archiver.engine import Archiver
+from archiver.restore import purge
 from tests.conftest import ROOT
 from tests.helpers import setup
 
@@ -27,3 +28,15 @@ def test_every_monitoring_query_in_the_readme_runs(db, policy, settings):
         db.run(q)
     last = db.run(queries[0])
     assert last[0][3] == "success"
+
+
+def test_the_daily_check_counts_only_archive_runs(db, policy, settings):
+    setup(db, policy, customers=200)
+    archiver = Archiver(db, policy, settings)
+    job = archiver.start()
+    archiver.run_hop(job.id, owner="w", hop=1)
+    purge(db, policy, 730, dry_run=True)  # a later run of another kind, in the same log
+    (daily,) = [q for q in readme_queries() if q.startswith("-- Daily check")]
+    rows = db.run(daily)
+    assert len(rows) == 1 and rows[0][3] == "success"
+    assert int(db.scalar("SELECT count(*) FROM nic_cc_archive_log")) == 2

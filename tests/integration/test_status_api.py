@@ -17,6 +17,7 @@ import pytest
 
 from archiver import aws, localapi
 from archiver import status as core
+from archiver.db import Database
 from archiver.engine import Archiver
 from archiver.jobs import JobStore
 from handlers import status
@@ -130,6 +131,36 @@ def test_bad_start_request_creates_nothing(api, db, raw):
 
 
 # -- GET /runs, GET /runs/{id} ----------------------------------------------------------------------
+def test_start_on_a_read_only_database_answers_503_saying_so(api, db):
+    db.run("SET default_transaction_read_only = on")  # as on a hot standby: every write refused (25006)
+    answer = request("POST", "/runs", body={"dry_run": True})
+    assert answer.status == 503
+    assert "read-only" in answer.body["error"] and "primary" in answer.body["error"]
+    assert api.invoker.calls == []
+    db.run("SET default_transaction_read_only = off")
+    assert count(db, "nic_cc_archive_log") == 0
+
+
+def test_start_by_a_role_without_its_grants_answers_503_naming_them(customers, use, db, dbname):
+    role = f"archiver_reader_{uuid.uuid4().hex[:8]}"
+    for sql in (f'CREATE ROLE "{role}" LOGIN', f'GRANT CONNECT ON DATABASE "{dbname}" TO "{role}"',
+                f'GRANT SELECT ON nic_cc_archive_log TO "{role}"'):
+        db.run(sql)
+    as_role = Database(replace(db.params, user=role))
+    try:
+        deps = use()
+        status.use_deps(replace(deps, db=as_role))
+        answer = request("POST", "/runs", body={"dry_run": False})
+        assert answer.status == 503
+        assert answer.body["error"].startswith("permission denied: the database role cannot run without")
+        assert f'GRANT INSERT, UPDATE ON "public"."nic_cc_archive_log" TO "{role}"' in answer.body["error"]
+        assert deps.invoker.calls == [] and count(db, "nic_cc_archive_log") == 0
+    finally:
+        as_role.close()
+        db.run(f'DROP OWNED BY "{role}"')
+        db.run(f'DROP ROLE "{role}"')
+
+
 def test_runs_are_listed_newest_first_and_limited(api, db, policy, settings):
     ids = [run_to_end(db, policy, settings, dry_run=True).id for _ in range(3)]
     answer = request("GET", "/runs")

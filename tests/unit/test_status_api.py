@@ -20,13 +20,19 @@ from archiver.exceptions import (
     InvalidJobIdError,
     JobNotFoundError,
     JobStateError,
+    PermissionDeniedError,
+    ReadOnlyError,
     RunStartError,
     SchemaError,
+    UndefinedTableError,
 )
 from archiver.localapi import build_event
+from archiver.runner import FakeContext
 from handlers import status
+from handlers.status_models import MAX_BODY_BYTES, MAX_BODY_DEPTH
 from tests.api_client import request
 
+UNKNOWN = "5f0e4c1e-1111-4000-8000-000000000000"
 DOCS_OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
 
@@ -108,12 +114,62 @@ def test_a_body_that_is_not_json_answers_415(down):
     assert "JSON" in answer.body["error"]
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/nothing"), ("DELETE", "/runs"), ("PUT", "/runs/x"),
-                                              ("GET", "/runs/a/b/c")])
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nothing"), ("DELETE", "/nothing"), ("GET", "/runs/a/b/c")])
 def test_unknown_route_answers_404_json(down, method, path):
     answer = request(method, path)
     assert answer.status == 404
     assert answer.body == {"error": "no such route"}
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("DELETE", "/runs", "GET, POST"), ("PUT", "/runs/x", "GET"), ("GET", f"/runs/{UNKNOWN}/cancel", "POST"),
+    ("POST", "/health", "GET"), ("PATCH", "/stats", "GET"), ("OPTIONS", "/runs", "GET, POST"),
+])
+def test_a_wrong_method_answers_405_with_allow(down, method, path, allow):
+    answer = request(method, path)  # the API Gateway event, through the Lambda handler
+    assert answer.status == 405
+    assert answer.headers["allow"] == allow
+    assert answer.body == {"error": f"{method} is not allowed here; allowed: {allow}"}
+
+
+def test_a_body_larger_than_the_limit_answers_413_before_it_is_parsed(down):
+    answer = request("POST", "/runs", raw='{"dry_run": true, "pad": "' + "x" * MAX_BODY_BYTES + '"}')
+    assert answer.status == 413
+    assert str(MAX_BODY_BYTES) in answer.body["error"]
+
+
+@pytest.mark.parametrize("levels", [MAX_BODY_DEPTH + 1, 2000])
+def test_a_deeply_nested_body_answers_400_never_500(down, levels):
+    for raw in ("[" * levels + "]" * levels, '{"dry_run": ' + "[" * levels + "]" * levels + "}",
+                '{"a": ' * levels + "1" + "}" * levels):
+        answer = request("POST", "/runs", raw=raw)
+        assert answer.status == 400, raw[:40]
+        assert f"deeper than {MAX_BODY_DEPTH} levels" in answer.body["error"]
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(down):
+    answer = request("POST", "/runs", raw='{"dry_run": "' + "[{" * 100 + '\\\\"}')
+    assert answer.status == 422  # a string is not a boolean: refused by validation, not as nesting
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_a_json_body_with_another_content_type_answers_415_saying_so(down, content_type):
+    answer = request("POST", "/runs", raw='{"dry_run": true}', headers={"Content-Type": content_type})
+    assert answer.status == 415
+    assert answer.body["error"] == ("the body must be JSON: send Content-Type: application/json"
+                                    f" (got {content_type!r})")
+
+
+def test_a_json_body_without_a_content_type_is_read_as_json(down):
+    event = build_event("POST", "/runs", body='{"batch_size": 0}')
+    answer = status.handler(event, FakeContext(29))
+    assert answer["statusCode"] == 422 and "batch_size" in answer["body"]  # parsed and validated as JSON
+
+
+def test_a_json_content_type_with_parameters_is_json(down):
+    answer = request("POST", "/runs", raw='{"batch_size": 0}',
+                     headers={"Content-Type": "application/json; charset=utf-8"})
+    assert answer.status == 422
 
 
 def test_database_down_answers_503_without_revealing_the_server(down):
@@ -139,6 +195,9 @@ def test_health_answers_503_when_the_database_is_down(down):
     (RunStartError("job-1", "TooManyRequestsException"), 502),
     (SchemaError("live table public.t does not exist"), 503),
     (DatabaseUnavailableError("cannot connect"), 503),
+    (UndefinedTableError("relation does not exist: run `archiver migrate` first"), 503),
+    (ReadOnlyError("the database is read-only"), 503),
+    (PermissionDeniedError("permission denied for table t"), 503),
 ])
 def test_core_errors_map_to_their_http_status(error, code):
     got, body = status.error_answer(error)
