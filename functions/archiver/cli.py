@@ -114,7 +114,7 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], human: str) -> None:
 
 
 def _table(job: dict[str, Any]) -> str:
-    keys = ["job_id", "kind", "state", "dry_run", "eligible", "archived", "failed", "batches", "hops",
+    keys = ["job_id", "table", "kind", "state", "dry_run", "eligible", "archived", "failed", "batches", "hops",
             "duration_ms", "cutoff", "message", "error"]
     rows = [(k, job.get(k)) for k in keys if job.get(k) is not None]
     if job.get("by_line_of_business"):

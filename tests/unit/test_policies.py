@@ -4,10 +4,12 @@ errors that name the policy and the key; today's single-policy file keeps workin
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from archiver.config import PolicySet, load_policies, load_policy
 from archiver.exceptions import ConfigError, UnknownTableError
@@ -174,3 +176,17 @@ def test_run_window_runs_from_the_schedule_time_to_run_until_across_midnight(sta
 
 def test_without_run_until_a_run_is_never_stopped_for_the_night():
     assert not load_policy({}).outside_run_window(datetime(2026, 12, 4, 12, 0, tzinfo=UTC))
+
+
+minutes = st.integers(min_value=0, max_value=24 * 60 - 1)
+
+
+@given(start=minutes, until=minutes, at=minutes)
+def test_a_run_is_inside_its_window_exactly_from_schedule_time_until_run_until(start, until, at):
+    assume(start != until)
+    hhmm = "{:02d}:{:02d}".format
+    p = load_policy({"ARCHIVER_SCHEDULE_TIME": hhmm(*divmod(start, 60)), "ARCHIVER_RUN_UNTIL": hhmm(*divmod(until, 60)),
+                     "ARCHIVER_TIMEZONE": "UTC"})
+    when = datetime(2026, 12, 4, tzinfo=UTC) + timedelta(minutes=at)
+    inside = (at - start) % (24 * 60) < (until - start) % (24 * 60)  # minutes since the start, within the window
+    assert p.outside_run_window(when) is not inside
