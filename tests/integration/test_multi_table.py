@@ -9,6 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
 from archiver import alerts, cli, reports, slack
 from archiver.config import PolicySet, load_policies, load_policy, load_settings
@@ -417,3 +420,39 @@ def test_cli_migrate_without_a_table_migrates_every_policy(monkeypatch, capsys, 
     assert code == 0
     assert [m["table"] for m in json.loads(out.out)["migrated"]] == [CUSTOMERS, CALLS]
     assert count(db, "pg_tables", "tablename = 'nic_cc_call_log_backup'") == 1
+
+
+# -- the invariant, as a property ----------------------------------------------------------------------
+@settings_(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(customer_ages=st.lists(st.integers(0, 150), max_size=12), call_ages=st.lists(st.integers(0, 200), max_size=12),
+       restored=st.sampled_from([CUSTOMERS, CALLS]))
+def test_every_row_of_either_table_stays_live_xor_archived_and_one_tables_restore_leaves_the_other(
+        db, policy, policies, settings, two_tables, customer_ages, call_ages, restored):
+    db.run("TRUNCATE nic_cc_call_log, nic_cc_call_log_backup, nic_cc_customer_backup, nic_cc_archive_log")
+    db.run("DELETE FROM nic_cc_customer")
+    add_customers(db, policy, [float(a) + 0.5 for a in customer_ages])
+    caller = add_customers(db, policy, [1])[0]
+    for age in call_ages:
+        db.run("INSERT INTO nic_cc_call_log (customer_id, called_at, outcome) VALUES (:c, now() - make_interval("
+               "days => :d, hours => 12), 'answered')", c=caller, d=age)
+    original = {t: rows(db, t) for t in (CUSTOMERS, CALLS)}
+    since = db.scalar("SELECT now()")
+    for p in policies.policies:
+        run(db, p, settings)
+    for table in (CUSTOMERS, CALLS):
+        live, archived = rows(db, table), archive_rows(db, table)
+        assert not set(live) & set(archived) and {**live, **archived} == original[table]
+    other = CALLS if restored == CUSTOMERS else CUSTOMERS
+    untouched = {t: rows(db, t) for t in (other, f"{other}_backup")}
+    Restorer(db, policies.get(restored)).restore(since=since)
+    assert rows(db, restored) == original[restored] and rows(db, f"{restored}_backup") == {}
+    assert {t: rows(db, t) for t in (other, f"{other}_backup")} == untouched
+
+
+def archive_rows(db, table: str) -> dict[int, str]:
+    """The archive's rows by id, with the checksum the live row had (the archive columns left out)."""
+    db.use_timezone("UTC")
+    cols = [r[0] for r in db.run("SELECT attname FROM pg_attribute WHERE attrelid = CAST(:t AS regclass)"
+                                 " AND attnum > 0 AND NOT attisdropped ORDER BY attnum", t=table)]
+    row = ", ".join(f"t.{c}" for c in cols)
+    return {r[0]: r[1] for r in db.run(f"SELECT id, md5(CAST(ROW({row}) AS text)) FROM {table}_backup t")}
