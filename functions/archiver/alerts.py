@@ -1,5 +1,5 @@
-"""Alerts: what deserves one (failure, partial run, hop limit, stuck run, anomaly), how it reads,
-and where it goes (SNS in AWS; the log and optionally Slack locally).
+"""Alerts: what deserves one (failure, partial run, hop limit, stuck run, anomaly), the weekly and
+monthly report, how they read, and where they go (SNS in AWS; the log and optionally Slack locally).
 
 An alert carries the job id, state, counts, timings and the status URL: never customer data.
 """
@@ -16,7 +16,7 @@ from .config import Settings
 from .jobs import Job
 from .observability import logger
 
-KINDS = ("failure", "partial", "hop_limit", "stuck", "anomaly", "success")
+KINDS = ("failure", "partial", "hop_limit", "stuck", "anomaly", "success", "report")
 
 
 @dataclass(frozen=True)
@@ -27,17 +27,20 @@ class Alert:
     summary: str
     counts: dict[str, Any] = field(default_factory=dict)
     status_url: str | None = None
+    details: tuple[str, ...] = ()  # preformatted lines (a report's tables): counts and dates only
 
     @property
     def subject(self) -> str:
         label = {"failure": "FAILED", "partial": "PARTIAL", "hop_limit": "HOP LIMIT", "stuck": "STUCK",
-                 "anomaly": "ANOMALY", "success": "OK"}[self.kind]
+                 "anomaly": "ANOMALY", "success": "OK", "report": "REPORT"}[self.kind]
         return f"[archiver] {label}: {self.summary}"[:100]  # SNS subject limit
 
     @property
     def body(self) -> str:
         lines = [self.summary, "", f"job id: {self.job_id or '-'}", f"state: {self.state or '-'}"]
         lines += [f"{k}: {v}" for k, v in self.counts.items()]
+        if self.details:
+            lines += ["", *self.details]
         if self.status_url:
             lines.append(f"status: {self.status_url}")
         return "\n".join(lines)
@@ -49,7 +52,7 @@ class Alert:
     def from_dict(cls, data: dict[str, Any]) -> Alert:
         return cls(kind=str(data["kind"]), job_id=data.get("job_id"), state=data.get("state"),
                    summary=str(data.get("summary", "")), counts=dict(data.get("counts") or {}),
-                   status_url=data.get("status_url"))
+                   status_url=data.get("status_url"), details=tuple(str(x) for x in data.get("details") or ()))
 
 
 class AlertSink(Protocol):
@@ -122,6 +125,40 @@ def for_stuck(job: Job, minutes: float, settings: Settings) -> Alert:
     return Alert(kind="stuck", job_id=job.id, state=job.state,
                  summary=f"archive run has made no progress for {minutes:.0f} minutes",
                  counts=_counts(job), status_url=status_url(settings, job.id))
+
+
+def for_report(report: Mapping[str, Any]) -> Alert:
+    """The weekly or monthly summary (``reports.build``) as an alert: totals, then a block per table."""
+    tables = report["tables"]
+    archived = sum(t["archived"] for t in tables)
+    failures = sum(t["failures"] + t["partial"] for t in tables)
+    summary = (f"{report['period']} summary {report['from']}..{report['to']}: {archived} rows archived"
+               f" from {len(tables)} table{'s' if len(tables) != 1 else ''}, {failures} failed or partial runs")
+    details: list[str] = []
+    for t in tables:
+        trend = t["trend_percent"]
+        details += [
+            f"{t['table']}: archived {t['archived']} in {t['runs']} runs (previous period {t['previous_archived']}),"
+            f" {t['failures']} failed, {t['partial']} partial",
+            f"  average run {_ms(t['avg_duration_ms'])} (previous period {_ms(t['previous_avg_duration_ms'])}"
+            + (f", {trend:+d}%" if trend is not None else "") + ")",
+            f"  live table {_rows(t['live'])} rows, archive {_rows(t['archive'])} rows",
+            *(f"  {d['day']}  archived {d['archived']:>8}  runs {d['runs']}  failures {d['failures'] + d['partial']}"
+              f"  avg {_ms(d['avg_duration_ms'])}" for d in t["per_day"]),
+        ]
+    return Alert("report", None, None, summary,
+                 {"tables": len(tables), "archived": archived, "failed_or_partial_runs": failures},
+                 details=tuple(details))
+
+
+def _ms(value: int | None) -> str:
+    return "-" if value is None else f"{value} ms"
+
+
+def _rows(table: Mapping[str, Any]) -> str:
+    if not table["exists"]:
+        return "(missing)"
+    return f"{table['rows']}" + ("" if table["exact"] else " (estimate)")
 
 
 def after_run(job: Job, history: list[Job], settings: Settings) -> list[Alert]:

@@ -13,11 +13,11 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from . import alerts, demo, embedded, grants, schema
-from .config import Policy, Settings, load_policy, load_settings
+from .config import DEFAULT_PURGE_AFTER_DAYS, Policy, PolicySet, Settings, load_policies, load_settings
 from .connection import open_database
 from .db import Database, check_writable, sqlstate
 from .engine import Archiver, BatchResult
@@ -34,7 +34,7 @@ from .exceptions import (
     ServerRefusedError,
 )
 from .identifiers import qualified
-from .jobs import Job, JobStore
+from .jobs import Job, JobStore, policy_of
 from .restore import Restorer, purge
 from .runner import drive
 from .worker import Deps, LocalInvoker
@@ -68,6 +68,10 @@ def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def _table_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--table", metavar="NAME", help=help_text + "; NAME is a policy's live table")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="archiver", description="Archive old rows of a PostgreSQL table, safely and in batches.")
     p.add_argument("--policy", help="policy file (TOML or JSON); default $ARCHIVER_POLICY_FILE")
@@ -78,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
         return c
 
-    cmd("migrate", "create or update the archive table, run log and indexes (idempotent)")
+    m = cmd("migrate", "create or update the archive table, run log and indexes (idempotent)")
+    _table_flag(m, "migrate only this table's policy (default: every policy)")
     s = cmd("seed-demo", "create the seed's demo tables and add demo customers")
     s.add_argument("--customers", type=_positive_int, default=10000)
     s.add_argument("--top-up", action="store_true", help="only add customers when none is eligible")
@@ -89,18 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-batches", type=_whole_number(1), help="stop after N batches; resume later with --job")
     r.add_argument("--hop-seconds", type=float, help="time budget per hop (default: the Lambda's 900 s)")
     r.add_argument("--job", help="resume this run (same cutoff, from where it stopped)")
+    _table_flag(r, "run only this table's policy (default: every policy whose mode is not off, in turn)")
     st = cmd("status", "list recent runs, or show one")
     st.add_argument("job_id", nargs="?")
     st.add_argument("--limit", type=_positive_int, default=20)
+    _table_flag(st, "only this table's runs (default: every table's)")
     rs = cmd("restore", "move archived rows back to the live table")
     g = rs.add_mutually_exclusive_group(required=True)
     g.add_argument("--job", help="restore the rows this run archived")
     g.add_argument("--since", help="restore rows archived at or after this ISO timestamp")
     rs.add_argument("--dry-run", action="store_true")
     rs.add_argument("--batch-size", type=_positive_int)
+    _table_flag(rs, "the table to restore (needed with --since when there are several)")
     pg = cmd("purge", "delete archive rows older than the long-term retention")
     pg.add_argument("--older-than", default=None, help="e.g. 730d (default: the policy's purge_after_days)")
     pg.add_argument("--dry-run", action="store_true")
+    _table_flag(pg, "the table whose archive to purge (needed when there are several)")
     sv = cmd("serve", "serve the status API on 127.0.0.1 (the status Lambda, locally)")
     sv.add_argument("--port", type=_whole_number(0, 65535), default=8000)
     sv.add_argument("--host", default="127.0.0.1")
@@ -117,7 +126,7 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], human: str) -> None:
 
 
 def _table(job: dict[str, Any]) -> str:
-    keys = ["job_id", "kind", "state", "dry_run", "eligible", "archived", "failed", "batches", "hops",
+    keys = ["job_id", "table", "kind", "state", "dry_run", "eligible", "archived", "failed", "batches", "hops",
             "duration_ms", "cutoff", "message", "error"]
     rows = [(k, job.get(k)) for k in keys if job.get(k) is not None]
     if job.get("by_line_of_business"):
@@ -176,7 +185,11 @@ def _hop_seconds(args: argparse.Namespace, settings: Settings) -> float:
     return hop_seconds
 
 
-def cmd_run(args: argparse.Namespace, db: Database, policy: Policy, settings: Settings) -> int:
+def run_policy(args: argparse.Namespace, db: Database, policy: Policy, settings: Settings,
+               dry_run: bool | None = None) -> dict[str, Any]:
+    """Run (or resume) one policy's job to its end or its bound; the run's status view."""
+    if dry_run is not None:
+        args = argparse.Namespace(**{**vars(args), "dry_run": dry_run})
     hop_seconds = _hop_seconds(args, settings)
     grants.check(db, policy, "dry-run" if args.dry_run else "run")
     progress = Progress(enabled=not args.json)
@@ -212,22 +225,67 @@ def cmd_run(args: argparse.Namespace, db: Database, policy: Policy, settings: Se
         out["error"] = failed_error
     if out["state"] == "running":
         out["message"] = f"paused after {out['batches']} batches; resume with: archiver run --job {job_id}"
+    return out
+
+
+def cmd_run(args: argparse.Namespace, db: Database, policy: Policy, settings: Settings) -> int:
+    out = run_policy(args, db, policy, settings)
     _emit(args, out, _table(out))
     return _exit_for(out)
 
 
-def cmd_status(args: argparse.Namespace, db: Database, policy: Policy) -> int:
+# The exit code of several runs is the worst of theirs: a bad set-up, then a failure, then a busy table.
+_SEVERITY = {EXIT_OK: 0, EXIT_BUSY: 1, EXIT_FAILED: 2, EXIT_USAGE: 3}
+
+
+def cmd_run_all(args: argparse.Namespace, db: Database, policies: PolicySet, settings: Settings) -> int:
+    """Every enabled policy in turn, as the night would run it (mode dry_run and the days before
+    dry_run_until: dry runs); one table's error does not stop the others."""
+    runs: list[dict[str, Any]] = []
+    codes = [EXIT_OK]
+    now = datetime.now(UTC)
+    for policy in policies.enabled:
+        dry = True if args.dry_run or policy.scheduled_dry_run(now) else None
+        try:
+            out = run_policy(args, db, policy, settings, dry_run=dry)
+            code = _exit_for(out)
+        except DatabaseUnavailableError:
+            raise
+        except AlreadyRunningError as exc:
+            out, code = {"table": policy.live_table, "error": str(exc), "job_id": exc.job_id}, EXIT_BUSY
+        except (ConfigError, SchemaError, JobStateError) as exc:
+            out, code = {"table": policy.live_table, "error": str(exc)}, EXIT_USAGE
+        except ArchiverError as exc:
+            out, code = {"table": policy.live_table, "error": str(exc)}, EXIT_FAILED
+        runs.append(out)
+        codes.append(code)
+        if not args.json:
+            print(f"== {policy.live_table}\n" + (_table(out) if "job_id" in out and "state" in out else
+                                                  f"error: {out['error']}"), flush=True)
+    if args.json:
+        print(json.dumps({"runs": runs}, default=str))
+    return max(codes, key=_SEVERITY.__getitem__)
+
+
+def cmd_status(args: argparse.Namespace, db: Database, policies: PolicySet) -> int:
+    policy = policies.get(args.table) if args.table else policies.policies[0]
+    if args.job_id and not args.table:
+        policy = policy_of(db, policies, args.job_id)
     store = JobStore(db, policy)
+    keys = [policy.key] if args.table else [p.key for p in policies.policies]
     if args.job_id:
         job = store.get(args.job_id).as_dict()
         _emit(args, job, _table(job))
         return EXIT_OK
     if not 1 <= args.limit <= 1000:
         raise ConfigError("--limit must be between 1 and 1000")
-    runs = [j.as_dict() for j in store.recent(args.limit)]
-    lines = [f"{'job_id':36}  {'kind':7}  {'state':11}  {'dry':3}  {'archived':>9}  {'ms':>8}  run_date"]
-    lines += [f"{r['job_id']:36}  {r['kind']:7}  {r['state']:11}  {'yes' if r['dry_run'] else 'no':3}  "
-              f"{r['archived']:>9}  {r['duration_ms'] or '':>8}  {r['run_date']}" for r in runs]
+    runs = [j.as_dict() for j in store.recent(args.limit, keys=keys)]
+    width = max([5, *(len(r["table"]) for r in runs)])
+    lines = [f"{'job_id':36}  {'table':{width}}  {'kind':7}  {'state':11}  {'dry':3}  {'archived':>9}  {'ms':>8}"
+             "  run_date"]
+    lines += [f"{r['job_id']:36}  {r['table']:{width}}  {r['kind']:7}  {r['state']:11}  "
+              f"{'yes' if r['dry_run'] else 'no':3}  {r['archived']:>9}  {r['duration_ms'] or '':>8}  {r['run_date']}"
+              for r in runs]
     _emit(args, {"runs": runs}, "\n".join(lines) if runs else "no runs yet")
     return EXIT_OK
 
@@ -251,7 +309,7 @@ def cmd_restore(args: argparse.Namespace, db: Database, policy: Policy) -> int:
 
 
 def cmd_purge(args: argparse.Namespace, db: Database, policy: Policy) -> int:
-    days = policy.purge_after_days
+    days = policy.purge_after_days or DEFAULT_PURGE_AFTER_DAYS
     if args.older_than is not None:
         m = re.fullmatch(r"(\d+)d?", args.older_than.strip())
         if not m:
@@ -272,33 +330,52 @@ def _dispatch(args: argparse.Namespace) -> int:
         stopped = embedded.stop_server(embedded.data_dir(env))
         _emit(args, {"stopped": stopped}, "embedded PostgreSQL stopped" if stopped else "it was not running")
         return EXIT_OK
-    policy = load_policy(env, path=None if args.policy is None else _path(args.policy),
-                         batch_size=getattr(args, "batch_size", None) if args.command == "run" else None)
+    policies = load_policies(env, path=None if args.policy is None else _path(args.policy),
+                             batch_size=getattr(args, "batch_size", None) if args.command == "run" else None)
+    table = getattr(args, "table", None)
+    policy = policies.get(table) if table else policies.policies[0]
     settings = load_settings(env)
     if args.command == "serve":
         from .localapi import serve
-        serve(args.host, args.port, env, policy)
+        serve(args.host, args.port, env, policies)
         return EXIT_OK
     db = open_database(env, settings, policy.timezone)
     try:
         if args.command != "status":  # every other command writes, a dry run too (its run log row)
             check_writable(db)
         if args.command == "migrate":
-            report = schema.migrate(db, policy).as_dict()
-            human = "\n".join([f"{k}: {', '.join(v) or '-'}" for k, v in report.items()])
-            _emit(args, report, human)
-            return EXIT_OK
+            return cmd_migrate(args, db, policies)
         if args.command == "seed-demo":
             return _seed(args, db, policy, settings)
         if args.command == "run":
+            if args.job and not table:
+                policy = policy_of(db, policies, args.job)
+            elif not table and len(policies.policies) > 1:
+                return cmd_run_all(args, db, policies, settings)
             return cmd_run(args, db, policy, settings)
         if args.command == "status":
-            return cmd_status(args, db, policy)
+            return cmd_status(args, db, policies)
         if args.command == "restore":
+            if args.job and not table:
+                policy = policy_of(db, policies, args.job)
+            elif not table:
+                policy = policies.get(None)  # --since: which table's archive must be said
             return cmd_restore(args, db, policy)
-        return cmd_purge(args, db, policy)
+        return cmd_purge(args, db, policies.get(table))
     finally:
         db.close()
+
+
+def cmd_migrate(args: argparse.Namespace, db: Database, policies: PolicySet) -> int:
+    chosen = [policies.get(args.table)] if args.table else list(policies.policies)
+    reports = [{"table": p.live_table, **schema.migrate(db, p).as_dict()} for p in chosen]
+    if len(reports) == 1:  # one policy: the report as it always was
+        report = {k: v for k, v in reports[0].items() if k != "table"}
+        _emit(args, report, "\n".join(f"{k}: {', '.join(v) or '-'}" for k, v in report.items()))
+    else:
+        _emit(args, {"migrated": reports}, "\n".join(f"{r['table']} {k}: {', '.join(v) or '-'}"
+                                                     for r in reports for k, v in r.items() if k != "table"))
+    return EXIT_OK
 
 
 def _seed(args: argparse.Namespace, db: Database, policy: Policy, settings: Settings) -> int:

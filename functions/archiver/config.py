@@ -3,23 +3,33 @@
 Both are parsed once, at the edge, from a policy file (TOML or JSON) and ``ARCHIVER_*``
 environment variables; the core only ever sees these models.
 Precedence: built-in defaults (the seeds' values) < policy file < environment.
+
+A policy file holds one policy (today's form, optionally under ``[policy]``) or several, as
+``[[policies]]`` entries (JSON: ``{"policies": [...]}``), one per live table, sharing one run log:
+``load_policies`` reads either into a ``PolicySet``, validated once.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import identifiers
-from .exceptions import ConfigError
+from .exceptions import ConfigError, UnknownTableError
 
 RelatedMode = Literal["keep", "skip", "move"]
+Mode = Literal["archive", "dry_run", "off"]
+DEFAULT_PURGE_AFTER_DAYS = 730  # `archiver purge` without --older-than, when the policy sets none
+_HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)(:00)?")
 RULE_NAMES = ("no_active_aod", "no_unpaid_installment", "no_upcoming_follow_up", "no_recent_call")
 
 
@@ -76,7 +86,7 @@ class Policy(_Model):
 
     schema_name: str = "public"
     live_table: str = "nic_cc_customer"
-    archive_table: str = "nic_cc_customer_backup"
+    archive_table: str = "nic_cc_customer_backup"  # default: <live_table>_backup (see _default_archive)
     log_table: str = "nic_cc_archive_log"
     age_column: str = "created_at"
     lob_column: str = "line_of_business"
@@ -89,8 +99,35 @@ class Policy(_Model):
     related_tables: tuple[RelatedTable, ...] = ()
     related_archive_suffix: str = "_backup"
     rules: Rules = Rules()
-    purge_after_days: int = Field(730, ge=1, le=36500)
+    # Long-term retention of the archive: set, a scheduled purge removes rows archived longer ago.
+    purge_after_days: int | None = Field(None, ge=1, le=36500)
     timezone: str = "Indian/Mauritius"
+    # The schedule, in the policy's time zone: when the nightly run starts, whether it archives,
+    # until which date it only counts (the trial phase), and by when it stops for the night.
+    schedule_time: str = "02:00"
+    mode: Mode = "archive"
+    dry_run_until: date | None = None
+    run_until: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_archive(cls, data: Any) -> Any:
+        # Each live table gets its own archive by default, so two policies never share one.
+        if isinstance(data, dict) and "archive_table" not in data and isinstance(data.get("live_table"), str):
+            return {**data, "archive_table": f"{data['live_table']}_backup"}
+        return data
+
+    @field_validator("schedule_time", "run_until", mode="before")
+    @classmethod
+    def _hhmm(cls, v: Any) -> Any:
+        if isinstance(v, time):
+            v = v.strftime("%H:%M:%S")
+        if v is None:
+            return v
+        m = _HHMM.fullmatch(str(v).strip())
+        if not m:
+            raise ValueError(f"expected a local time HH:MM (00:00..23:59), got {v!r}")
+        return f"{m.group(1)}:{m.group(2)}"
 
     @field_validator("schema_name", "live_table", "archive_table", "log_table", "age_column", "lob_column")
     @classmethod
@@ -127,12 +164,35 @@ class Policy(_Model):
         names = {self.live_table, self.archive_table, self.log_table}
         if len(names) != 3:
             raise ValueError("live_table, archive_table and log_table must be three different tables")
+        if self.run_until is not None and self.run_until == self.schedule_time:
+            raise ValueError("run_until must differ from schedule_time (it ends the night's window)")
         return self
 
     @property
     def key(self) -> str:
         """One active run per live table: this key names it in the run log."""
         return f"{self.schema_name}.{self.live_table}"
+
+    def local(self, when: datetime) -> datetime:
+        """``when`` (aware) in the policy's time zone."""
+        return when.astimezone(zoneinfo.ZoneInfo(self.timezone))
+
+    def scheduled_dry_run(self, when: datetime) -> bool:
+        """Whether the scheduled run for ``when`` only counts: mode dry_run, or before dry_run_until
+        (a date in the policy's time zone: the trial phase before going live)."""
+        if self.mode == "dry_run":
+            return True
+        return self.dry_run_until is not None and self.local(when).date() < self.dry_run_until
+
+    def outside_run_window(self, when: datetime) -> bool:
+        """Whether a scheduled run must stop for the night at ``when``: its local time is past
+        ``run_until`` and before the next ``schedule_time`` (the window may span midnight)."""
+        if self.run_until is None:
+            return False
+        now = self.local(when).strftime("%H:%M")
+        start, end = self.schedule_time, self.run_until
+        inside = start <= now < end if start < end else (now >= start or now < end)
+        return not inside
 
 
 class Settings(_Model):
@@ -198,19 +258,74 @@ def _parse_rules(text: str) -> dict[str, bool]:
     return {n: True for n in names if n != "none"}
 
 
-def _read_policy_file(path: Path) -> dict[str, Any]:
+def _read_document(path: Path) -> Any:
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read policy file {path}: {exc.strerror}") from exc
     try:
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"policy file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from exc
-    section = data.get("policy", data) if isinstance(data, dict) else None
-    if not isinstance(section, dict):
-        raise ConfigError(f"policy file {path} must hold a table/object (optionally under 'policy')")
-    return section
+
+
+def _document(env: Mapping[str, str], path: Path | None) -> tuple[str, Any] | None:
+    """The policy document and where it came from: ``path``, else ARCHIVER_POLICY_FILE, else
+    ARCHIVER_POLICIES (the same document as inline JSON), else none."""
+    file_path = path or (Path(env["ARCHIVER_POLICY_FILE"]) if env.get("ARCHIVER_POLICY_FILE") else None)
+    if file_path is not None:
+        return f"policy file {file_path}", _read_document(file_path)
+    if env.get("ARCHIVER_POLICIES"):
+        try:
+            return "ARCHIVER_POLICIES", json.loads(env["ARCHIVER_POLICIES"])
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"ARCHIVER_POLICIES is not valid JSON: {exc}") from None
+    return None
+
+
+def _entries(source: str, data: Any) -> list[dict[str, Any]] | None:
+    """The ``policies`` list of a multi-policy document; None for today's single-policy form."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must hold a table/object (optionally under 'policy')")
+    if "policies" not in data:
+        section = data.get("policy", data)
+        if not isinstance(section, dict):
+            raise ConfigError(f"{source} must hold a table/object (optionally under 'policy')")
+        return None
+    others = sorted(set(data) - {"policies"})
+    if others:
+        raise ConfigError(f"{source}: unexpected top-level key {others[0]!r} next to 'policies'"
+                          " (set it in each policy)")
+    entries = data["policies"]
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{source}: 'policies' must be a non-empty list of tables/objects")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{source}: policies[{i}] must be a table/object")
+    return entries
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """The policy values the ARCHIVER_* variables set."""
+    data: dict[str, Any] = {}
+    for var, field in _POLICY_ENV.items():
+        if var not in env or env[var] == "":
+            continue
+        value: Any = env[var]
+        if field == "retention_by_lob":
+            value = _parse_mapping(value, var)
+        elif field == "related_tables":
+            value = _parse_related(value)
+        data[field] = value
+    return data
+
+
+def _with_env(entry: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """One policy's values with the ARCHIVER_* variables on top (environment wins over the file)."""
+    data = {**entry, **_env_values(env)}
+    if env.get("ARCHIVER_RULES"):
+        data["rules"] = {**dict(data.get("rules") or {}), **_parse_rules(env["ARCHIVER_RULES"])}
+    return data
 
 
 def _validation_message(exc: ValidationError, source: str) -> str:
@@ -222,28 +337,100 @@ def _validation_message(exc: ValidationError, source: str) -> str:
     return f"invalid {source}: " + "; ".join(parts)
 
 
+def _label(i: int, entry: Mapping[str, Any]) -> str:
+    """How errors name a policy: ``policies[1] (nic_cc_call_log)``."""
+    name = entry.get("live_table")
+    return f"policies[{i}] ({name})" if isinstance(name, str) else f"policies[{i}]"
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """Every policy of a deployment, one per live table, all sharing one run log."""
+
+    policies: tuple[Policy, ...]
+
+    def __post_init__(self) -> None:
+        _check_set(self.policies)
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(p.live_table for p in self.policies)
+
+    @property
+    def enabled(self) -> tuple[Policy, ...]:
+        """The policies the schedule runs (mode is not off)."""
+        return tuple(p for p in self.policies if p.mode != "off")
+
+    def get(self, table: str | None = None) -> Policy:
+        """The policy of ``table`` (its live table, or schema.table); None: the only policy."""
+        if table is None:
+            if len(self.policies) == 1:
+                return self.policies[0]
+        else:
+            for p in self.policies:
+                if table in (p.live_table, p.key):
+                    return p
+        raise UnknownTableError(table, self.tables)
+
+    def by_key(self, key: str) -> Policy | None:
+        """The policy whose runs the run log records under ``key`` (its ``policy_key``)."""
+        return next((p for p in self.policies if p.key == key), None)
+
+    def to_json(self) -> str:
+        """The document as compact JSON of the keys each policy sets (for ARCHIVER_POLICIES)."""
+        entries = [p.model_dump(mode="json", exclude_unset=True) for p in self.policies]
+        return json.dumps({"policies": entries}, separators=(",", ":"))
+
+
+def _check_set(policies: tuple[Policy, ...]) -> None:
+    """Distinct live tables and archive tables, and one run log for all (it keys runs by table)."""
+    if not policies:
+        raise ConfigError("no policy: 'policies' must list at least one")
+    seen: dict[str, tuple[int, str]] = {}  # table -> (policy index, its role there)
+    first = policies[0]
+    for i, p in enumerate(policies):
+        label = _label(i, {"live_table": p.live_table})
+        if (p.schema_name, p.log_table) != (first.schema_name, first.log_table):
+            key = "log_table" if p.log_table != first.log_table else "schema_name"
+            raise ConfigError(f"invalid policy file: {label}: {key}: every policy shares one run log, "
+                              f"{first.schema_name}.{first.log_table} (as policies[0])")
+        for key, table in (("live_table", p.live_table), ("archive_table", p.archive_table)):
+            name = f"{p.schema_name}.{table}"
+            if name in seen:
+                j, role = seen[name]
+                raise ConfigError(f"invalid policy file: {label}: {key}: {name} is already the {role} of "
+                                  f"{_label(j, {'live_table': policies[j].live_table})}")
+            if name == f"{first.schema_name}.{first.log_table}":
+                raise ConfigError(f"invalid policy file: {label}: {key}: {name} is the run log")
+            seen[name] = (i, key.replace("_", " "))
+
+
+def load_policies(env: Mapping[str, str], path: Path | None = None, **overrides: Any) -> PolicySet:
+    """Every policy: from ``path``, else ARCHIVER_POLICY_FILE, else ARCHIVER_POLICIES (inline JSON),
+    else one policy from the ARCHIVER_* variables. With one policy the ARCHIVER_* variables override
+    its values (as they always did); with several, each policy's values come from the document.
+    ``overrides`` (not None) apply to every policy. Raises ConfigError naming the policy and the key."""
+    found = _document(env, path)
+    entries = _entries(*found) if found is not None else None
+    single = entries is None
+    if entries is None:
+        entries = [dict(found[1].get("policy", found[1])) if found is not None else {}]
+    if len(entries) == 1:
+        entries = [_with_env(entries[0], env)]
+    extra = {k: v for k, v in overrides.items() if v is not None}
+    policies = []
+    for i, entry in enumerate(entries):
+        try:
+            policies.append(Policy.model_validate({**entry, **extra}))
+        except ValidationError as exc:
+            where = "policy" if single or found is None else f"{found[0]}: {_label(i, entry)}"
+            raise ConfigError(_validation_message(exc, where)) from None
+    return PolicySet(tuple(policies))
+
+
 def load_policy(env: Mapping[str, str], path: Path | None = None, **overrides: Any) -> Policy:
-    """Build the policy from a file (``ARCHIVER_POLICY_FILE`` unless ``path``), env and overrides."""
-    data: dict[str, Any] = {}
-    file_path = path or (Path(env["ARCHIVER_POLICY_FILE"]) if env.get("ARCHIVER_POLICY_FILE") else None)
-    if file_path is not None:
-        data.update(_read_policy_file(file_path))
-    for var, field in _POLICY_ENV.items():
-        if var not in env or env[var] == "":
-            continue
-        value: Any = env[var]
-        if field == "retention_by_lob":
-            value = _parse_mapping(value, var)
-        elif field == "related_tables":
-            value = _parse_related(value)
-        data[field] = value
-    if env.get("ARCHIVER_RULES"):
-        data["rules"] = {**dict(data.get("rules") or {}), **_parse_rules(env["ARCHIVER_RULES"])}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_validation_message(exc, "policy")) from None
+    """The one policy (see load_policies); a document of several is refused, naming its tables."""
+    return load_policies(env, path, **overrides).get(None)
 
 
 def load_settings(env: Mapping[str, str], **overrides: Any) -> Settings:

@@ -11,7 +11,7 @@ import ssl
 import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -208,6 +208,20 @@ class Database:
                 raise
             self.close()
             self._conn = self._connect()
+
+    def use_timezone(self, timezone: str) -> None:
+        """Set the session's time zone to a policy's ("N days" are calendar days there), now and on
+        every reconnect: one connection serves the policies of several tables, each in its own zone."""
+        if timezone == self.params.timezone:
+            return
+        self.params = replace(self.params, timezone=timezone)
+        if self._conn is not None:
+            try:
+                self._conn.run("SELECT set_config('TimeZone', :tz, false)", tz=timezone)
+            except Exception as exc:  # noqa: BLE001 - a dead connection reconnects with the new zone
+                if not _is_connection_error(exc):
+                    raise
+                self.close()
 
     def close(self) -> None:
         if self._conn is not None:

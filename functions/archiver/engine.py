@@ -293,6 +293,7 @@ class Archiver:
         self.db = db
         self.policy = policy
         self.settings = settings
+        db.use_timezone(policy.timezone)  # the cutoffs' "N days" are the policy's calendar days
         self.jobs = JobStore(db, policy)
         self.metrics = metrics or NullMetrics()
         self._shape: TableShape | None = None
@@ -369,8 +370,11 @@ class Archiver:
     # -- working -----------------------------------------------------------------------
     def run_hop(self, job_id: str, *, owner: str, hop: int | None, budget: Budget | None = None,
                 max_batches: int | None = None, on_batch: Callable[[Job, BatchResult], None] | None = None,
-                ) -> HopOutcome:
-        """Claim the job and work batch after batch until done, out of time, or bounded."""
+                stop_for: Callable[[], str | None] | None = None) -> HopOutcome:
+        """Claim the job and work batch after batch until done, out of time, or bounded.
+
+        ``stop_for``, asked before each batch, gives a reason to pause there (the run's night is over):
+        the job stays active with its lease released, and the next trigger resumes it."""
         budget = budget or Unlimited()
         job = self.jobs.claim(job_id, owner, self.settings.lease_seconds, hop)
         if job is None:
@@ -392,13 +396,14 @@ class Archiver:
                 return HopOutcome("done", self._dry_run(job, owner, stmts))
             if job.eligible is None:
                 self.jobs.set_eligible(job.id, owner, self.count_eligible(stmts))
-            return self._loop(job, owner, stmts, budget, max_batches, on_batch)
+            return self._loop(job, owner, stmts, budget, max_batches, on_batch, stop_for)
         except LeaseLostError as exc:
             logger.warning("lease lost, stopping", extra={"reason": str(exc)})
             return HopOutcome("ignored", self.jobs.get(job_id), reason="lease lost")
 
     def _loop(self, job: Job, owner: str, stmts: Statements, budget: Budget, max_batches: int | None,
-              on_batch: Callable[[Job, BatchResult], None] | None) -> HopOutcome:
+              on_batch: Callable[[Job, BatchResult], None] | None,
+              stop_for: Callable[[], str | None] | None = None) -> HopOutcome:
         outcome = HopOutcome("continue", job)
         slowest = float(job.slowest_batch_ms or 0)
         size = int(job.batch_size)
@@ -406,9 +411,10 @@ class Archiver:
         steering = Steering(target)
         reprepared = 0
         while True:
-            if max_batches is not None and outcome.batches >= max_batches:
-                self.jobs.release(job.id, owner)
-                outcome.status, outcome.job = "paused", self.jobs.get(job.id)
+            reason = stop_for() if stop_for is not None else None
+            if reason or (max_batches is not None and outcome.batches >= max_batches):
+                self.jobs.release(job.id, owner, reason)
+                outcome.status, outcome.job, outcome.reason = "paused", self.jobs.get(job.id), reason
                 return outcome
             if hands_over(self.settings, budget.remaining_ms(), slowest, outcome.batches):
                 nxt = int(job.hop) + 1

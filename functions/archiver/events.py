@@ -1,5 +1,5 @@
-"""The archive function's three events, modelled once: the nightly schedule, a start request
-from the status API, and the function's own continuation."""
+"""The archive function's events, modelled once: the nightly schedule (one per table), a start
+request from the status API, the function's own continuation, and the scheduled purge and report."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ class ScheduleEvent(BaseModel):
     model_config = ConfigDict(extra="ignore")
     action: Literal["schedule"] = "schedule"
     scheduled_time: datetime | None = None
+    table: str | None = None  # the policy's live table; None: the only policy
+    dry_run: bool = False  # the policy's mode is dry_run (the core also applies dry_run_until)
 
 
 class StartEvent(BaseModel):
@@ -27,6 +29,7 @@ class StartEvent(BaseModel):
     job_id: str
     dry_run: bool = False
     batch_size: int | None = Field(None, ge=1, le=10000)
+    table: str | None = None
 
 
 class ContinueEvent(BaseModel):
@@ -44,7 +47,27 @@ class ResumeEvent(BaseModel):
     job_id: str
 
 
-ArchiveEvent = ScheduleEvent | StartEvent | ContinueEvent | ResumeEvent
+class PurgeEvent(BaseModel):
+    """The scheduled purge of one table's archive (rows older than its purge_after_days)."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["purge"]
+    table: str | None = None
+    scheduled_time: datetime | None = None
+
+
+class ReportEvent(BaseModel):
+    """The weekly or monthly summary of every table, sent through the alert sink."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["report"]
+    period: Literal["weekly", "monthly"]
+    scheduled_time: datetime | None = None
+
+
+ArchiveEvent = ScheduleEvent | StartEvent | ContinueEvent | ResumeEvent | PurgeEvent | ReportEvent
+_ACTIONS: dict[str, type[BaseModel]] = {"start": StartEvent, "continue": ContinueEvent, "resume": ResumeEvent,
+                                        "purge": PurgeEvent, "report": ReportEvent}
 
 
 def parse_archive_event(event: Any) -> ArchiveEvent:
@@ -52,25 +75,26 @@ def parse_archive_event(event: Any) -> ArchiveEvent:
     if not isinstance(event, dict):
         raise InvalidEventError("archive event must be a JSON object")
     try:
-        if event.get("action") == "start":
-            return StartEvent.model_validate(event)
-        if event.get("action") == "continue":
-            return ContinueEvent.model_validate(event)
-        if event.get("action") == "resume":
-            return ResumeEvent.model_validate(event)
+        model = _ACTIONS.get(str(event.get("action")))
+        if model is not None:
+            return model.model_validate(event)  # type: ignore[return-value]
         if event.get("trigger") == "schedule" or event.get("source") in ("archiver.schedule", "aws.events") \
                 or event.get("detail-type") == "Scheduled Event":
             when = event.get("scheduled_time") or event.get("time")
-            return ScheduleEvent(scheduled_time=when)
+            return ScheduleEvent(scheduled_time=when, table=event.get("table"), dry_run=event.get("dry_run", False))
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InvalidEventError(f"bad archive event: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    raise InvalidEventError("unknown archive event: expected a schedule, start or continue event")
+    raise InvalidEventError("unknown archive event: expected a schedule, start, continue, resume, purge"
+                            " or report event")
 
 
 def continue_event(job_id: str, hop: int) -> dict[str, Any]:
     return {"action": "continue", "job_id": job_id, "hop": hop}
 
 
-def start_event(job_id: str, dry_run: bool, batch_size: int | None) -> dict[str, Any]:
-    return {"action": "start", "job_id": job_id, "dry_run": dry_run, "batch_size": batch_size}
+def start_event(job_id: str, dry_run: bool, batch_size: int | None, table: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"action": "start", "job_id": job_id, "dry_run": dry_run, "batch_size": batch_size}
+    if table is not None:
+        out["table"] = table
+    return out

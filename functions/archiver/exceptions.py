@@ -11,6 +11,16 @@ class ConfigError(ArchiverError):
     """Configuration (environment, policy file, CLI flags) is invalid."""
 
 
+class UnknownTableError(ConfigError):
+    """A table was asked for (``--table``, ``table``) that no policy archives, or none where several do."""
+
+    def __init__(self, table: str | None, choices: tuple[str, ...]) -> None:
+        what = f"no policy for table {table!r}" if table else "several policies: name a table"
+        super().__init__(f"{what}; choose one of: {', '.join(choices)}")
+        self.table = table
+        self.choices = choices
+
+
 class IdentifierError(ConfigError, ValueError):
     """A table or column name is not acceptable as a PostgreSQL identifier."""
 

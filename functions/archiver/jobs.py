@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .config import Policy
+from .config import Policy, PolicySet
 from .db import Database, sqlstate
 from .exceptions import AlreadyRunningError, InvalidJobIdError, JobNotFoundError, JobStateError, LeaseLostError
 from .identifiers import qualified, quote
@@ -43,6 +44,11 @@ class Job:
     def active(self) -> bool:
         return self.row["state"] in ACTIVE_STATES
 
+    @property
+    def table(self) -> str:
+        """The live table the run is for (its policy key is ``schema.table``)."""
+        return str(self.row["policy_key"]).partition(".")[2]
+
     def lease_free(self, now: datetime) -> bool:
         """No worker holds the job (lease released or expired): a takeover may claim it (see claim)."""
         expires = self.row["lease_expires_at"]
@@ -53,7 +59,7 @@ class Job:
         r = self.row
         duration = r["execution_time_ms"]
         out: dict[str, Any] = {
-            "job_id": self.id, "kind": r["kind"], "state": r["state"], "status": r["status"],
+            "job_id": self.id, "table": self.table, "kind": r["kind"], "state": r["state"], "status": r["status"],
             "dry_run": r["dry_run"], "trigger": r["trigger"],
             "eligible": r["eligible"], "archived": r["records_archived"], "failed": r["records_failed"],
             "processed": r["processed"], "percent_complete": float(r["percent_complete"] or 0),
@@ -83,6 +89,18 @@ def parse_job_id(job_id: object) -> str:
         raise InvalidJobIdError(str(job_id)[:80]) from None
 
 
+def policy_of(db: Database, policies: PolicySet, job_id: object) -> Policy:
+    """The policy a run belongs to, from its row in the run log that every policy shares."""
+    jid = parse_job_id(job_id)
+    first = policies.policies[0]
+    key = db.scalar(f"SELECT policy_key FROM {qualified(first.schema_name, first.log_table)}"
+                    " WHERE job_id = CAST(:j AS uuid)", j=jid)
+    policy = policies.by_key(str(key)) if key is not None else None
+    if policy is None:  # no such run, or the run of a table no longer configured
+        raise JobNotFoundError(jid)
+    return policy
+
+
 class JobStore:
     """Reads and guarded writes of the run log of one policy."""
 
@@ -106,10 +124,12 @@ class JobStore:
             raise JobNotFoundError(jid)
         return Job(row)
 
-    def recent(self, limit: int = 20, kind: str | None = None) -> list[Job]:
+    def recent(self, limit: int = 20, kind: str | None = None, keys: Sequence[str] | None = None) -> list[Job]:
+        """The newest runs of this policy (or of the policies ``keys`` name: several tables, one log)."""
         rows = self.db.rows(
-            f"SELECT * FROM {self.log} WHERE policy_key = :p AND (CAST(:k AS text) IS NULL OR kind = :k) "
-            "ORDER BY run_date DESC, id DESC LIMIT :n", p=self.policy.key, k=kind, n=limit)
+            f"SELECT * FROM {self.log} WHERE policy_key = ANY(CAST(:p AS text[]))"
+            " AND (CAST(:k AS text) IS NULL OR kind = :k) ORDER BY run_date DESC, id DESC LIMIT :n",
+            p=list(keys or [self.policy.key]), k=kind, n=limit)
         return [Job(r) for r in rows]
 
     def active(self) -> Job | None:
@@ -232,10 +252,11 @@ class JobStore:
             j=job_id, o=owner, n=next_hop, h=HANDOFF, l=lease_seconds)
         return self.db.row_count == 1
 
-    def release(self, job_id: str, owner: str) -> None:
+    def release(self, job_id: str, owner: str, message: str | None = None) -> None:
         """Pause: keep the job active with a free lease, so the next run can resume it at once."""
-        self.db.run(f"UPDATE {self.log} SET lease_owner = NULL, lease_expires_at = NULL"
-                    " WHERE job_id = CAST(:j AS uuid) AND lease_owner = :o", j=job_id, o=owner)
+        self.db.run(f"UPDATE {self.log} SET lease_owner = NULL, lease_expires_at = NULL,"
+                    " message = COALESCE(:m, message) WHERE job_id = CAST(:j AS uuid) AND lease_owner = :o",
+                    j=job_id, o=owner, m=message)
 
     def finish(self, job_id: str, owner: str | None, state: str, message: str | None = None,
                error: str | None = None, result: dict[str, Any] | None = None) -> Job | None:

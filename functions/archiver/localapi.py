@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from . import alerts
-from .config import Policy, Settings, load_policy, load_settings
+from .config import Policy, PolicySet, Settings, load_policies, load_settings
 from .connection import open_database
 from .observability import logger
 from .runner import LOCAL_FUNCTION_ARN, FakeContext, drive
@@ -105,17 +105,21 @@ class BackgroundInvoker:
             thread.join(timeout)
 
 
-def local_deps(env: Mapping[str, str], policy: Policy, settings: Settings) -> StatusDeps:
+def local_deps(env: Mapping[str, str], policy: Policy | PolicySet, settings: Settings) -> StatusDeps:
     """The status function's dependencies, with the archive function run in-process."""
     from handlers.status import StatusDeps
 
-    def archive_deps() -> Deps:
-        db = open_database(env, settings, policy.timezone)
-        return Deps(db=db, policy=policy, settings=settings, invoker=LocalInvoker(), alerts=alerts.local_sink(env))
+    policies = policy if isinstance(policy, PolicySet) else PolicySet((policy,))
+    first = policies.policies[0]
 
-    return StatusDeps(db=open_database(env, settings, policy.timezone), policy=policy, settings=settings,
+    def archive_deps() -> Deps:
+        db = open_database(env, settings, first.timezone)
+        return Deps(db=db, policy=first, settings=settings, invoker=LocalInvoker(), alerts=alerts.local_sink(env),
+                    policies=policies)
+
+    return StatusDeps(db=open_database(env, settings, first.timezone), policy=first, settings=settings,
                       invoker=BackgroundInvoker(archive_deps, settings.hop_seconds),
-                      function_name=LOCAL_FUNCTION_ARN)
+                      function_name=LOCAL_FUNCTION_ARN, policies=policies)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -159,22 +163,24 @@ class _Handler(BaseHTTPRequestHandler):
         logger.info("http request", extra={"request": format % args})
 
 
-def make_server(host: str, port: int, env: Mapping[str, str], policy: Policy | None = None) -> ThreadingHTTPServer:
+def make_server(host: str, port: int, env: Mapping[str, str],
+                policy: Policy | PolicySet | None = None) -> ThreadingHTTPServer:
     """Bind the server and install the local dependencies (port 0 picks a free port)."""
     from handlers import status as status_handler
 
     if host not in LOOPBACK:
         print(f"warning: serving on {host}: the local API has no authentication", file=sys.stderr)
     server = ThreadingHTTPServer((host, port), _Handler)
-    policy = policy or load_policy(env)
+    policy = policy or load_policies(env)
     bound = server.server_address[1]
     settings = load_settings(env, status_base_url=env.get("ARCHIVER_STATUS_BASE_URL") or f"http://{host}:{bound}")
     status_handler.use_deps(local_deps(env, policy, settings))
     return server
 
 
-def serve(host: str, port: int, env: Mapping[str, str], policy: Policy | None = None) -> None:
-    """Serve the status API until interrupted (``policy``: as the CLI loaded it, else from ``env``)."""
+def serve(host: str, port: int, env: Mapping[str, str], policy: Policy | PolicySet | None = None) -> None:
+    """Serve the status API until interrupted (``policy``: the policies as the CLI loaded them, else
+    from ``env``)."""
     # Locally no metrics are published; Powertools would warn about that on every request.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")

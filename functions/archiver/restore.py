@@ -48,6 +48,13 @@ def _key(values: list[Any]) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def own_rows(jobs: JobStore, alias: str) -> str:
+    """SQL: the archive row was archived by a run of ``jobs``' policy (or by none: rows archived
+    before the run log existed). Its parameter is ``:own``, the policy key."""
+    return (f"({alias}.archive_job_id IS NULL OR {alias}.archive_job_id IN"
+            f" (SELECT job_id FROM {jobs.log} WHERE policy_key = :own))")
+
+
 class Restorer:
     def __init__(self, db: Database, policy: Policy, batch_size: int | None = None) -> None:
         self.db = db
@@ -65,7 +72,10 @@ class Restorer:
             if job.kind != "archive" or job.dry_run:
                 raise ConfigError(f"job {job.id} is a {'dry run' if job.dry_run else job.kind} run: nothing to restore")
             return "a.archive_job_id = CAST(:sel AS uuid)", {"sel": job.id}
-        return "a.archived_at >= CAST(:sel AS timestamptz)", {"sel": since}
+        # Only rows this policy's runs archived: an archive another table's runs also write to
+        # (shared by mistake, or a related archive in move mode) must not give their rows to this table.
+        return f"a.archived_at >= CAST(:sel AS timestamptz) AND {own_rows(self.jobs, 'a')}", \
+            {"sel": since, "own": self.policy.key}
 
     def restore(self, *, job_id: str | None = None, since: datetime | None = None,
                 dry_run: bool = False) -> tuple[Job, RestoreResult]:
@@ -178,12 +188,13 @@ class Restorer:
 
 
 def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = False,
-          batch_size: int = 10000) -> Job:
+          batch_size: int = 10000, trigger: str = "manual") -> Job:
     """Delete archive rows (and related archive rows) archived more than ``older_than_days`` ago."""
     if not 1 <= older_than_days <= 36500:
         raise ConfigError("--older-than must be between 1 and 36500 days")
+    db.use_timezone(policy.timezone)  # "N days" in the policy's calendar
     jobs = JobStore(db, policy)
-    run = jobs.create(kind="purge", dry_run=dry_run, batch_size=batch_size, trigger="manual",
+    run = jobs.create(kind="purge", dry_run=dry_run, batch_size=batch_size, trigger=trigger,
                       options={"older_than_days": older_than_days})
     owner = f"purge-{run.id}"
     jobs.claim(run.id, owner, 3600, 1)
@@ -195,16 +206,19 @@ def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = Fa
             if table_exists(db, r.schema, backup):
                 tables.append((qualified(r.schema, backup), "x.ctid"))
     cutoff = db.scalar("SELECT now() - make_interval(days => :d)", d=older_than_days)
+    mine = own_rows(jobs, "a")  # rows of this table's runs only, as restore
     total = 0
     try:
         for table, key in tables:
             if dry_run:
-                total += int(db.scalar(f"SELECT count(*) FROM {table} WHERE archived_at < :c", c=cutoff))
+                total += int(db.scalar(f"SELECT count(*) FROM {table} a WHERE archived_at < :c AND {mine}",
+                                       c=cutoff, own=policy.key))
                 continue
             while True:
                 with db.transaction():
                     db.run(f"DELETE FROM {table} x WHERE ({key}) IN (SELECT {key} FROM {table} x"
-                           f" WHERE archived_at < :c LIMIT :n)", c=cutoff, n=batch_size)
+                           f" WHERE archived_at < :c AND {own_rows(jobs, 'x')} LIMIT :n)",
+                           c=cutoff, n=batch_size, own=policy.key)
                     n = db.row_count
                 total += n
                 if n < batch_size:

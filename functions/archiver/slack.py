@@ -16,7 +16,10 @@ from .alerts import Alert
 from .observability import logger
 
 _EMOJI = {"failure": ":red_circle:", "partial": ":large_orange_circle:", "hop_limit": ":red_circle:",
-          "stuck": ":hourglass:", "anomaly": ":warning:", "success": ":white_check_mark:"}
+          "stuck": ":hourglass:", "anomaly": ":warning:", "success": ":white_check_mark:",
+          "report": ":bar_chart:"}
+SECTION_LIMIT = 3000  # characters of a Slack section's text
+MAX_DETAIL_BLOCKS = 40  # Slack allows 50 blocks a message
 
 # (url, body, timeout) -> (HTTP status, Retry-After seconds if the server sent one)
 Sender = Callable[[str, bytes, float], tuple[int, float | None]]
@@ -28,8 +31,9 @@ class SlackError(Exception):
 
 def format_message(alert: Alert) -> dict[str, Any]:
     """Slack Block Kit payload; ``text`` is the notification fallback."""
-    fields = [{"type": "mrkdwn", "text": f"*Job*\n`{alert.job_id or '-'}`"},
-              {"type": "mrkdwn", "text": f"*State*\n{alert.state or '-'}"}]
+    fields = [] if alert.kind == "report" else [  # a report is about every table, not one run
+        {"type": "mrkdwn", "text": f"*Job*\n`{alert.job_id or '-'}`"},
+        {"type": "mrkdwn", "text": f"*State*\n{alert.state or '-'}"}]
     fields += [{"type": "mrkdwn", "text": f"*{k.replace('_', ' ').capitalize()}*\n{v}"}
                for k, v in alert.counts.items() if v is not None][:8]
     blocks: list[dict[str, Any]] = [
@@ -37,9 +41,22 @@ def format_message(alert: Alert) -> dict[str, Any]:
         {"type": "section", "text": {"type": "mrkdwn", "text": f"{_EMOJI.get(alert.kind, '')} {alert.summary}"}},
         {"type": "section", "fields": fields},
     ]
+    blocks += _details(alert.details)
     if alert.status_url:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{alert.status_url}|Run status>"}]})
     return {"text": alert.subject, "blocks": blocks}
+
+
+def _details(lines: tuple[str, ...]) -> list[dict[str, Any]]:
+    """A report's lines as preformatted sections, each within Slack's length limit."""
+    chunks: list[list[str]] = [[]]
+    for line in lines:
+        line = line[: SECTION_LIMIT - 10]
+        if sum(len(x) + 1 for x in chunks[-1]) + len(line) + 7 > SECTION_LIMIT:
+            chunks.append([])
+        chunks[-1].append(line)
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": "```" + "\n".join(c) + "```"}}
+            for c in chunks[:MAX_DETAIL_BLOCKS] if c]
 
 
 def _urllib_send(url: str, body: bytes, timeout: float) -> tuple[int, float | None]:

@@ -6,10 +6,11 @@ the run log they read.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from typing import TYPE_CHECKING, Any
 
 from . import events, grants
-from .config import Policy, Settings
+from .config import Policy, PolicySet, Settings
 from .db import Database, check_writable
 from .engine import Archiver
 from .exceptions import DatabaseUnavailableError, RunStartError, SchemaError
@@ -17,7 +18,9 @@ from .identifiers import qualified
 from .jobs import Job, JobStore
 from .observability import logger
 from .schema import ACTIVE_SQL, table_exists
-from .worker import Invoker
+
+if TYPE_CHECKING:  # the worker builds its reports from this module's queries
+    from .worker import Invoker
 
 # Above this planner estimate a count(*) would take seconds of a 29-second API call: report
 # pg_class.reltuples (refreshed by autovacuum's ANALYZE) instead, and say it is an estimate.
@@ -27,7 +30,7 @@ EXACT_COUNT_LIMIT = 1_000_000
 # DATE(run_date)"), over the policy's calendar days, with the days without a run shown as zeros.
 _PER_DAY_SQL = """
 WITH bounds AS (
-  SELECT CAST(now() AT TIME ZONE :tz AS date) AS today
+  SELECT COALESCE(CAST(:last AS date), CAST(now() AT TIME ZONE :tz AS date)) AS today
 ), days AS (
   SELECT CAST(d AS date) AS day
   FROM bounds, generate_series(today - (:n - 1), today, interval '1 day') AS d
@@ -36,6 +39,7 @@ WITH bounds AS (
   FROM {log}, bounds
   WHERE policy_key = :p AND kind = 'archive' AND NOT dry_run
     AND run_date >= CAST(today - (:n - 1) AS timestamp) AT TIME ZONE :tz
+    AND run_date < CAST(today + 1 AS timestamp) AT TIME ZONE :tz
 )
 SELECT days.day, count(runs.day) AS runs, COALESCE(sum(runs.records_archived), 0) AS archived,
        CAST(round(avg(runs.execution_time_ms)) AS bigint) AS avg_duration_ms,
@@ -51,12 +55,22 @@ WHERE n.nspname = :s AND c.relname = :t"""
 _HEALTH_SQL = """
 SELECT max(finished_at) FILTER (WHERE state = 'succeeded' AND kind = 'archive' AND NOT dry_run) AS last_ok,
        max(CAST(job_id AS text)) FILTER (WHERE {active}) AS active
-FROM {log} WHERE policy_key = :p"""
+FROM {log} WHERE policy_key = ANY(CAST(:p AS text[]))"""
 
 
 def stats(db: Database, policy: Policy, days: int) -> dict[str, Any]:
     """Per-day archived totals, average run time and failures of the last ``days`` calendar days
     (the policy's time zone, today included), with the live and archive table row counts."""
+    return {
+        "table": policy.live_table, **history(db, policy, days),
+        "tables": {"live": table_rows(db, policy.schema_name, policy.live_table),
+                   "archive": table_rows(db, policy.schema_name, policy.archive_table)},
+    }
+
+
+def history(db: Database, policy: Policy, days: int, last_day: date | None = None) -> dict[str, Any]:
+    """The run log's per-day figures of the policy's archive runs over ``days`` calendar days ending
+    with ``last_day`` (default today, in the policy's time zone), newest first, and their totals."""
     if not table_exists(db, policy.schema_name, policy.log_table):
         raise SchemaError(f"run log {policy.schema_name}.{policy.log_table} does not exist: run migrate")
     log = qualified(policy.schema_name, policy.log_table)
@@ -64,7 +78,7 @@ def stats(db: Database, policy: Policy, days: int) -> dict[str, Any]:
         {"day": r["day"].isoformat(), "runs": int(r["runs"]), "archived": int(r["archived"]),
          "avg_duration_ms": None if r["avg_duration_ms"] is None else int(r["avg_duration_ms"]),
          "failures": int(r["failures"]), "partial": int(r["partial"])}
-        for r in db.rows(_PER_DAY_SQL.format(log=log), tz=policy.timezone, n=days, p=policy.key)
+        for r in db.rows(_PER_DAY_SQL.format(log=log), tz=policy.timezone, n=days, p=policy.key, last=last_day)
     ]
     finished = [(d["avg_duration_ms"], d["runs"]) for d in per_day if d["avg_duration_ms"] is not None]
     weight = sum(n for _, n in finished)
@@ -75,11 +89,7 @@ def stats(db: Database, policy: Policy, days: int) -> dict[str, Any]:
         "partial": sum(d["partial"] for d in per_day),
         "avg_duration_ms": round(sum(ms * n for ms, n in finished) / weight) if weight else None,
     }
-    return {
-        "days": days, "timezone": policy.timezone, "per_day": per_day, "totals": totals,
-        "tables": {"live": table_rows(db, policy.schema_name, policy.live_table),
-                   "archive": table_rows(db, policy.schema_name, policy.archive_table)},
-    }
+    return {"days": days, "timezone": policy.timezone, "per_day": per_day, "totals": totals}
 
 
 def table_rows(db: Database, schema: str, table: str, exact_limit: int = EXACT_COUNT_LIMIT) -> dict[str, Any]:
@@ -95,23 +105,34 @@ def table_rows(db: Database, schema: str, table: str, exact_limit: int = EXACT_C
     return {"table": name, "exists": True, "rows": rows, "exact": True}
 
 
-def health(db: Database, policy: Policy) -> dict[str, Any]:
-    """Database reachable, schema migrated (run log and archive table exist), last successful run.
+def tables(policies: PolicySet) -> list[dict[str, Any]]:
+    """Every table a policy archives, with its schedule (GET /tables)."""
+    return [{"table": p.live_table, "archive_table": p.archive_table, "schedule_time": p.schedule_time,
+             "mode": p.mode, "timezone": p.timezone, "retention_days": p.retention_days,
+             "dry_run_until": p.dry_run_until.isoformat() if p.dry_run_until else None,
+             "run_until": p.run_until, "purge_after_days": p.purge_after_days} for p in policies.policies]
+
+
+def health(db: Database, policy: Policy | PolicySet) -> dict[str, Any]:
+    """Database reachable, schema migrated (run log and every archive table exist), last successful
+    run of any table, an active run of any table.
 
     ``status`` is ok, not_migrated or unavailable; it never raises for a database that is down.
     """
+    policies = policy.policies if isinstance(policy, PolicySet) else (policy,)
+    first = policies[0]
     out: dict[str, Any] = {"status": "unavailable", "database": False, "schema_migrated": False,
                            "missing_tables": [], "last_successful_run": None, "active_job_id": None}
     try:
         db.ensure_alive()
         out["database"] = True
-        missing = [t for t in (policy.log_table, policy.archive_table)
-                   if not table_exists(db, policy.schema_name, t)]
-        out["missing_tables"] = [f"{policy.schema_name}.{t}" for t in missing]
+        wanted = dict.fromkeys((first.log_table, *(p.archive_table for p in policies)))
+        missing = [t for t in wanted if not table_exists(db, first.schema_name, t)]
+        out["missing_tables"] = [f"{first.schema_name}.{t}" for t in missing]
         out["schema_migrated"] = not missing
-        if policy.log_table not in missing:
-            log = qualified(policy.schema_name, policy.log_table)
-            row = db.row(_HEALTH_SQL.format(log=log, active=ACTIVE_SQL), p=policy.key)
+        if first.log_table not in missing:
+            log = qualified(first.schema_name, first.log_table)
+            row = db.row(_HEALTH_SQL.format(log=log, active=ACTIVE_SQL), p=[p.key for p in policies])
             assert row is not None  # an aggregate always answers one row
             out["last_successful_run"] = row["last_ok"].isoformat() if row["last_ok"] else None
             out["active_job_id"] = row["active"]
@@ -133,7 +154,7 @@ def start_run(db: Database, policy: Policy, settings: Settings, invoker: Invoker
     grants.check(db, policy, "dry-run" if dry_run else "run")
     job = Archiver(db, policy, settings).start(dry_run=dry_run, batch_size=batch_size, trigger="api")
     try:
-        invoker.invoke_async(function_name, events.start_event(job.id, dry_run, batch_size))
+        invoker.invoke_async(function_name, events.start_event(job.id, dry_run, batch_size, policy.live_table))
     except Exception as exc:  # noqa: BLE001 - any invoke failure leaves a run nobody works on
         reason = type(exc).__name__
         logger.error("could not start the archive function", extra={"job_id": job.id, "error_type": reason})

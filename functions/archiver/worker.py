@@ -14,14 +14,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from . import alerts
-from .config import Policy, Settings
+from . import alerts, reports
+from .config import Policy, PolicySet, Settings
 from .db import Database, describe_error
 from .engine import Archiver, BatchResult, Budget, HopOutcome
-from .events import ArchiveEvent, ContinueEvent, ResumeEvent, ScheduleEvent, StartEvent, continue_event
-from .exceptions import AlreadyRunningError, DatabaseUnavailableError, HopLimitError, RunFailedError
-from .jobs import DuplicateTriggerError, Job
+from .events import (
+    ArchiveEvent,
+    ContinueEvent,
+    PurgeEvent,
+    ReportEvent,
+    ResumeEvent,
+    ScheduleEvent,
+    StartEvent,
+    continue_event,
+)
+from .exceptions import AlreadyRunningError, DatabaseUnavailableError, HopLimitError, RunFailedError, UnknownTableError
+from .jobs import DuplicateTriggerError, Job, policy_of
 from .observability import NullMetrics, RunMetrics, logger
+from .restore import purge
 
 RECONNECT_ATTEMPTS = 5
 
@@ -50,14 +60,33 @@ class Deps:
     metrics: RunMetrics = field(default_factory=NullMetrics)
     on_batch: Callable[[Job, BatchResult], None] | None = None
     max_batches: int | None = None  # local bounded runs only
+    policies: PolicySet | None = None  # every table's policy; None: ``policy`` alone
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # dry_run_until, run_until
+
+    @property
+    def all_policies(self) -> PolicySet:
+        return self.policies or PolicySet((self.policy,))
 
 
 def process(event: ArchiveEvent, deps: Deps, budget: Budget, function: str) -> dict[str, Any]:
     """Handle one archive event; raises after marking the run failed and alerting."""
     _connect(deps, budget, getattr(event, "job_id", None))
-    archiver = Archiver(deps.db, deps.policy, deps.settings, deps.metrics)
+    if isinstance(event, ReportEvent):
+        return _report(deps, event)
+    try:
+        policy = _policy_for(event, deps)
+    except UnknownTableError as exc:  # not retried: the event names a table no policy archives
+        logger.error("rejected archive event", extra={"error": str(exc)})
+        return {"status": "rejected", "error": str(exc)}
+    logger.append_keys(table=policy.live_table)
+    archiver = Archiver(deps.db, policy, deps.settings, deps.metrics)
+    if isinstance(event, PurgeEvent):
+        return _purge(archiver, deps)
     hop: int | None
     if isinstance(event, ScheduleEvent):
+        if policy.mode == "off":
+            logger.info("schedule ignored: the policy's mode is off")
+            return {"status": "off", "table": policy.live_table}
         started = _start_nightly(archiver, deps, event)
         if isinstance(started, dict):
             return started
@@ -71,13 +100,73 @@ def process(event: ArchiveEvent, deps: Deps, budget: Budget, function: str) -> d
         job_id, hop = event.job_id, event.hop
     owner = f"worker-{uuid.uuid4()}"
     logger.append_keys(job_id=job_id)
-    outcome = _run_with_reconnect(archiver, deps, job_id, owner, hop, budget)
+    outcome = _run_with_reconnect(archiver, deps, job_id, owner, hop, budget,
+                                  _night_end(archiver, deps, job_id, event))
     if outcome.status == "continue" and outcome.next_hop is not None:
         _hand_over(archiver, deps, function, job_id, outcome.next_hop)
         logger.info("continuing in next hop", extra={"next_hop": outcome.next_hop, "batches": outcome.batches})
     elif outcome.status == "done" and outcome.job is not None:
         _after_run(archiver, deps, outcome.job)
     return summary(outcome)
+
+
+def _policy_for(event: ArchiveEvent, deps: Deps) -> Policy:
+    """The policy an event is for: the table it names, else its run's (the run log knows), else the only one."""
+    policies = deps.all_policies
+    table = getattr(event, "table", None)
+    job_id = getattr(event, "job_id", None)
+    if table is None and job_id is not None and len(policies.policies) > 1:
+        return policy_of(deps.db, policies, job_id)
+    return policies.get(table)
+
+
+def _night_end(archiver: Archiver, deps: Deps, job_id: str, event: ArchiveEvent) -> Callable[[], str | None] | None:
+    """For a scheduled run of a policy with ``run_until``: the check, before each batch, that stops it
+    for the night once the policy's local time is past run_until. A manual resume is not stopped."""
+    policy = archiver.policy
+    if policy.run_until is None or isinstance(event, ResumeEvent):
+        return None
+    if not isinstance(event, ScheduleEvent) and archiver.jobs.get(job_id).trigger != "schedule":
+        return None
+
+    def check() -> str | None:
+        if not policy.outside_run_window(deps.clock()):
+            return None
+        return (f"stopped for the night at {policy.run_until} ({policy.timezone}); the next scheduled run"
+                " continues it with the same cutoff")
+
+    return check
+
+
+def _purge(archiver: Archiver, deps: Deps) -> dict[str, Any]:
+    """The scheduled purge of the policy's archive: rows archived more than purge_after_days ago."""
+    policy = archiver.policy
+    if policy.purge_after_days is None:
+        message = f"the policy of {policy.live_table} sets no purge_after_days: nothing to purge"
+        logger.error("rejected purge event", extra={"error": message})
+        return {"status": "rejected", "error": message}
+    try:
+        job = purge(deps.db, policy, policy.purge_after_days, trigger="schedule")
+    except AlreadyRunningError as exc:  # tonight's archive run is still going: next week's purge catches up
+        logger.warning("purge skipped: a run of the table is active", extra={"existing_job_id": exc.job_id})
+        return {"status": "already_running", "job_id": exc.job_id}
+    except DatabaseUnavailableError:
+        raise
+    except Exception as exc:
+        message = describe_error(exc)
+        deps.alerts.send(alerts.for_failure(None, None, f"purge of {policy.live_table} failed: {message}",
+                                            deps.settings))
+        raise RunFailedError("purge", message) from None
+    logger.info("purge finished", extra={"purged": job.records_archived})
+    return {"status": "done", "job": job.as_dict()}
+
+
+def _report(deps: Deps, event: ReportEvent) -> dict[str, Any]:
+    """The weekly or monthly summary of every table, through the alert sink (counts only)."""
+    report = reports.build(deps.db, deps.all_policies, event.period, event.scheduled_time or deps.clock())
+    deps.alerts.send(alerts.for_report(report))
+    logger.info("report sent", extra={"period": event.period, "tables": len(report["tables"])})
+    return {"status": "done", "report": report}
 
 
 def _connect(deps: Deps, budget: Budget, job_id: str | None) -> None:
@@ -128,9 +217,10 @@ def summary(outcome: HopOutcome) -> dict[str, Any]:
 
 def _start_nightly(archiver: Archiver, deps: Deps, event: ScheduleEvent) -> tuple[str, int | None] | dict[str, Any]:
     """Start tonight's run once, however often the trigger arrives; take over a dead run."""
-    scheduled = event.scheduled_time or datetime.now(UTC).replace(second=0, microsecond=0)
+    scheduled = event.scheduled_time or deps.clock().replace(second=0, microsecond=0)
+    dry_run = event.dry_run or archiver.policy.scheduled_dry_run(scheduled)
     try:
-        job = archiver.start(trigger="schedule", scheduled_for=scheduled)
+        job = archiver.start(dry_run=dry_run, trigger="schedule", scheduled_for=scheduled)
         return job.id, 1
     except DuplicateTriggerError as exc:
         logger.info("duplicate nightly trigger ignored", extra={"existing_job_id": exc.job_id})
@@ -146,7 +236,8 @@ def _nightly_meets_active(archiver: Archiver, deps: Deps, active: Job) -> tuple[
     now = deps.db.scalar("SELECT now()")
     last = active.heartbeat_at or active.run_date
     idle_min = (now - last).total_seconds() / 60
-    if idle_min >= deps.settings.stuck_after_minutes:
+    # A run paused on purpose (run_until, a bounded local run) has no worker and is not stuck.
+    if idle_min >= deps.settings.stuck_after_minutes and active.lease_owner is not None:
         deps.metrics.count("StuckRuns")
         deps.alerts.send(alerts.for_stuck(active, idle_min, deps.settings))
     if active.lease_free(now):
@@ -157,13 +248,13 @@ def _nightly_meets_active(archiver: Archiver, deps: Deps, active: Job) -> tuple[
 
 
 def _run_with_reconnect(archiver: Archiver, deps: Deps, job_id: str, owner: str, hop: int | None,
-                        budget: Budget) -> HopOutcome:
+                        budget: Budget, stop_for: Callable[[], str | None] | None = None) -> HopOutcome:
     """Run the hop; a lost connection rolls the batch back, so reconnect and resume our own lease."""
     attempt = 0
     while True:
         try:
             return archiver.run_hop(job_id, owner=owner, hop=hop, budget=budget, on_batch=deps.on_batch,
-                                   max_batches=deps.max_batches)
+                                   max_batches=deps.max_batches, stop_for=stop_for)
         except DatabaseUnavailableError as exc:
             attempt += 1
             if attempt > RECONNECT_ATTEMPTS or budget.remaining_ms() < deps.settings.reserve_ms:

@@ -10,7 +10,7 @@ from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from archiver import alerts, aws
-from archiver.config import load_policy, load_settings
+from archiver.config import load_policies, load_settings
 from archiver.connection import open_database
 from archiver.events import InvalidEventError, parse_archive_event
 from archiver.observability import PowertoolsMetrics, logger
@@ -34,11 +34,12 @@ class ContextBudget:
 def build_deps() -> Deps:
     """Built once per container: the connection and clients are reused while it stays warm."""
     env = dict(os.environ)
-    policy, settings = load_policy(env), load_settings(env)
+    policies, settings = load_policies(env), load_settings(env)
+    policy = policies.policies[0]
     db = open_database(env, settings, policy.timezone, aws.fetch_secret, aws.fetch_iam_token)
     sink: alerts.AlertSink = aws.sns_sink(settings.alert_topic_arn) if settings.alert_topic_arn else alerts.LogSink()
     return Deps(db=db, policy=policy, settings=settings, invoker=aws.LambdaInvoker(), alerts=sink,
-                metrics=PowertoolsMetrics(metrics))
+                metrics=PowertoolsMetrics(metrics), policies=policies)
 
 
 def use_deps(deps: Deps | None) -> None:

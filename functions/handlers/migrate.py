@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.data_classes import CloudFormationCustomRes
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from archiver import aws, schema
-from archiver.config import Policy, load_policy, load_settings
+from archiver.config import Policy, PolicySet, load_policies, load_settings
 from archiver.connection import open_database
 from archiver.db import Database
 from archiver.exceptions import SchemaError
@@ -29,6 +29,7 @@ PHYSICAL_ID = "archiver-schema"
 class MigrateDeps:
     db: Database
     policy: Policy
+    policies: PolicySet | None = None  # every table's policy; None: ``policy`` alone
 
 
 _deps: MigrateDeps | None = None
@@ -36,9 +37,10 @@ _deps: MigrateDeps | None = None
 
 def build_deps() -> MigrateDeps:
     env = dict(os.environ)
-    policy, settings = load_policy(env), load_settings(env)
+    policies, settings = load_policies(env), load_settings(env)
+    policy = policies.policies[0]
     return MigrateDeps(db=open_database(env, settings, policy.timezone, aws.fetch_secret, aws.fetch_iam_token),
-                       policy=policy)
+                       policy=policy, policies=policies)
 
 
 def use_deps(deps: MigrateDeps | None) -> None:
@@ -48,19 +50,26 @@ def use_deps(deps: MigrateDeps | None) -> None:
 
 
 def migrate(deps: MigrateDeps) -> dict[str, Any]:
-    """Run the migration; the custom resource's Data are its counts.
+    """Run the migration of every policy; the custom resource's Data are the summed counts."""
+    results = [_migrate_one(deps.db, p) for p in (deps.policies.policies if deps.policies else (deps.policy,))]
+    total = {k: sum(r[k] for r in results) for k in ("Created", "AddedColumns", "Indexes", "Warnings")}
+    return {**total, "LiveTable": "missing" if any(r["LiveTable"] == "missing" for r in results) else "present"}
+
+
+def _migrate_one(db: Database, policy: Policy) -> dict[str, Any]:
+    """Migrate one policy.
 
     A live table that does not exist yet (a new database the application has not filled) is not
     a failed deploy: the run log is created, and the archive table follows on the first run.
     """
-    deps.db.ensure_alive()
+    db.ensure_alive()
     try:
-        report = schema.migrate(deps.db, deps.policy)
+        report = schema.migrate(db, policy)
     except SchemaError:
-        if schema.table_exists(deps.db, deps.policy.schema_name, deps.policy.live_table):
+        if schema.table_exists(db, policy.schema_name, policy.live_table):
             raise
         logger.warning("live table missing: only the run log was migrated",
-                       extra={"live_table": deps.policy.key})
+                       extra={"live_table": policy.key})
         return {"Created": 0, "AddedColumns": 0, "Indexes": 0, "Warnings": 1, "LiveTable": "missing"}
     counts = {"Created": len(report.created), "AddedColumns": len(report.added_columns),
               "Indexes": len(report.indexes), "Warnings": len(report.warnings), "LiveTable": "present"}

@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from archiver import aws, status
-from archiver.config import Policy, Settings, load_policy, load_settings
+from archiver.config import Policy, PolicySet, Settings, load_policies, load_settings
 from archiver.connection import open_database
 from archiver.db import Database, sqlstate
 from archiver.exceptions import (
@@ -39,8 +39,9 @@ from archiver.exceptions import (
     ReadOnlyError,
     RunStartError,
     SchemaError,
+    UnknownTableError,
 )
-from archiver.jobs import Job, JobStore, parse_job_id
+from archiver.jobs import Job, JobStore, parse_job_id, policy_of
 from archiver.observability import logger
 from archiver.worker import Invoker
 
@@ -50,6 +51,7 @@ from .status_models import (
     MAX_BODY_DEPTH,
     MAX_RUNS_LIMIT,
     MAX_STATS_DAYS,
+    MAX_TABLE_NAME,
     Error,
     Health,
     RunList,
@@ -57,6 +59,7 @@ from .status_models import (
     RunStatus,
     StartRunRequest,
     Stats,
+    TableList,
 )
 
 TITLE = "Archiver status API"
@@ -74,6 +77,11 @@ class StatusDeps:
     settings: Settings
     invoker: Invoker
     function_name: str  # the archive function POST /runs starts
+    policies: PolicySet | None = None  # every table's policy; None: ``policy`` alone
+
+    @property
+    def all_policies(self) -> PolicySet:
+        return self.policies or PolicySet((self.policy,))
 
 
 _deps: StatusDeps | None = None
@@ -85,10 +93,11 @@ def build_deps() -> StatusDeps:
     function_name = env.get("ARCHIVER_ARCHIVE_FUNCTION_NAME", "")
     if not function_name:
         raise ConfigError("ARCHIVER_ARCHIVE_FUNCTION_NAME is not set")
-    policy, settings = load_policy(env), load_settings(env)
+    policies, settings = load_policies(env), load_settings(env)
+    policy = policies.policies[0]
     db = open_database(env, settings, policy.timezone, aws.fetch_secret, aws.fetch_iam_token)
     return StatusDeps(db=db, policy=policy, settings=settings, invoker=aws.LambdaInvoker(),
-                      function_name=function_name)
+                      function_name=function_name, policies=policies)
 
 
 def use_deps(deps: StatusDeps | None) -> None:
@@ -104,10 +113,17 @@ def deps() -> StatusDeps:
     return _deps
 
 
-def _store() -> JobStore:
+def _store(table: str | None = None) -> JobStore:
     d = deps()
     d.db.ensure_alive()
-    return JobStore(d.db, d.policy)
+    return JobStore(d.db, d.all_policies.get(table) if table else d.policy)
+
+
+def _job_store(job_id: str) -> JobStore:
+    """The run log of the table the run belongs to (one log serves every table)."""
+    d = deps()
+    d.db.ensure_alive()
+    return JobStore(d.db, policy_of(d.db, d.all_policies, job_id))
 
 
 def _status_url(job_id: str) -> str:
@@ -143,8 +159,9 @@ def _responses(ok: int, model: type[BaseModel], description: str, *errors: int) 
 def start_run(body: Annotated[StartRunRequest | None, Body()] = None) -> Response[RunStarted]:
     request = body or StartRunRequest()
     d = deps()
+    policy = d.all_policies.get(request.table)  # 422 naming the tables when unknown, or several and none named
     d.db.ensure_alive()
-    job = status.start_run(d.db, d.policy, d.settings, d.invoker, d.function_name,
+    job = status.start_run(d.db, policy, d.settings, d.invoker, d.function_name,
                            dry_run=request.dry_run, batch_size=request.batch_size)
     logger.append_keys(job_id=job.id)
     metrics.add_metric(name="RunsStartedByApi", unit=MetricUnit.Count, value=1)
@@ -155,8 +172,12 @@ def start_run(body: Annotated[StartRunRequest | None, Body()] = None) -> Respons
 
 @app.get("/runs", summary="Recent runs, newest first", responses=_responses(200, RunList, "Runs", 503))
 @tracer.capture_method
-def list_runs(limit: Annotated[int, Query(ge=1, le=MAX_RUNS_LIMIT)] = 20) -> RunList:
-    return RunList(runs=[_run(j) for j in _store().recent(limit)])
+def list_runs(limit: Annotated[int, Query(ge=1, le=MAX_RUNS_LIMIT)] = 20,
+              table: Annotated[str | None, Query(min_length=1, max_length=MAX_TABLE_NAME,
+                                                 description="one table's runs (default: every table's)")] = None,
+              ) -> RunList:
+    keys = [deps().all_policies.get(table).key] if table else [p.key for p in deps().all_policies.policies]
+    return RunList(runs=[_run(j) for j in _store().recent(limit, keys=keys)])
 
 
 @app.get("/runs/<job_id>", summary="One run with every status field",
@@ -165,7 +186,7 @@ def list_runs(limit: Annotated[int, Query(ge=1, le=MAX_RUNS_LIMIT)] = 20) -> Run
 def get_run(job_id: str) -> RunStatus:
     jid = parse_job_id(job_id)  # a malformed id is the caller's error, whatever the database's state
     logger.append_keys(job_id=jid)
-    return _run(_store().get(jid))
+    return _run(_job_store(jid).get(jid))
 
 
 @app.post("/runs/<job_id>/cancel", summary="Stop a run after its current batch",
@@ -177,7 +198,7 @@ def get_run(job_id: str) -> RunStatus:
 def cancel_run(job_id: str) -> Response[RunStatus]:
     jid = parse_job_id(job_id)
     logger.append_keys(job_id=jid)
-    job = _store().request_cancel(jid)
+    job = _job_store(jid).request_cancel(jid)
     logger.info("cancel requested", extra={"state": job.state})
     metrics.add_metric(name="CancelRequests", unit=MetricUnit.Count, value=1)
     # 200 when it ended at once (it had not started), 202 while the worker finishes its batch.
@@ -188,10 +209,21 @@ def cancel_run(job_id: str) -> Response[RunStatus]:
 @app.get("/stats", summary="Per-day archived totals, run times, failures; table sizes",
          responses=_responses(200, Stats, "Statistics", 503))
 @tracer.capture_method
-def get_stats(days: Annotated[int, Query(ge=1, le=MAX_STATS_DAYS)] = 7) -> Stats:
+def get_stats(days: Annotated[int, Query(ge=1, le=MAX_STATS_DAYS)] = 7,
+              table: Annotated[str | None, Query(min_length=1, max_length=MAX_TABLE_NAME,
+                                                 description="default: the only policy's table")] = None,
+              ) -> Stats:
     d = deps()
+    policy = d.all_policies.get(table)
     d.db.ensure_alive()
-    return Stats.model_validate(status.stats(d.db, d.policy, days))
+    return Stats.model_validate(status.stats(d.db, policy, days))
+
+
+@app.get("/tables", summary="Every table a policy archives, with its schedule",
+         responses=_responses(200, TableList, "Tables"))
+@tracer.capture_method
+def list_tables() -> TableList:
+    return TableList.model_validate({"tables": status.tables(deps().all_policies)})
 
 
 @app.get("/health", summary="Database reachable, schema migrated, last successful run",
@@ -201,7 +233,7 @@ def get_stats(days: Annotated[int, Query(ge=1, le=MAX_STATS_DAYS)] = 7) -> Stats
 @tracer.capture_method
 def get_health() -> Response[Health]:
     d = deps()
-    report = Health.model_validate(status.health(d.db, d.policy))
+    report = Health.model_validate(status.health(d.db, d.all_policies))
     code = HTTPStatus.OK if report.status == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
     return Response(status_code=code, content_type=content_types.APPLICATION_JSON, body=report)
 
@@ -226,6 +258,7 @@ def openapi_json() -> str:
 # -- errors: every answer that is not a success is decided here --------------------------------
 _STATUS_FOR: tuple[tuple[type[ArchiverError], HTTPStatus], ...] = (
     (InvalidJobIdError, HTTPStatus.BAD_REQUEST),
+    (UnknownTableError, HTTPStatus.UNPROCESSABLE_ENTITY),
     (JobNotFoundError, HTTPStatus.NOT_FOUND),
     (AlreadyRunningError, HTTPStatus.CONFLICT),
     (JobStateError, HTTPStatus.CONFLICT),

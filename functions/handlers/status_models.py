@@ -16,6 +16,7 @@ MAX_STATS_DAYS = 90
 # deeper bodies are refused before they are parsed (status_guard).
 MAX_BODY_BYTES = 16 * 1024
 MAX_BODY_DEPTH = 16
+MAX_TABLE_NAME = 127  # schema.table, each at most 63 bytes
 
 
 class StartRunRequest(BaseModel):
@@ -26,6 +27,8 @@ class StartRunRequest(BaseModel):
     dry_run: bool = Field(False, description="count what would be archived; move nothing")
     batch_size: int | None = Field(None, ge=1, le=MAX_BATCH_SIZE,
                                    description="rows per batch; default the policy's batch size")
+    table: str | None = Field(None, min_length=1, max_length=MAX_TABLE_NAME,
+                              description="the policy's live table (GET /tables); default the only policy")
 
 
 class RunStarted(BaseModel):
@@ -41,6 +44,7 @@ class RunStatus(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     job_id: str
+    table: str = Field(description="the live table the run is for")
     kind: str
     state: Literal["pending", "running", "succeeded", "partial", "failed", "rolled_back", "cancelled"]
     status: str
@@ -102,11 +106,30 @@ class Tables(BaseModel):
 
 
 class Stats(BaseModel):
+    table: str
     days: int
     timezone: str
     per_day: list[DayStats] = Field(description="newest first, one entry per calendar day")
     totals: Totals
     tables: Tables
+
+
+class TableInfo(BaseModel):
+    """One policy: the live table it keeps lean and its schedule (in its time zone)."""
+
+    table: str
+    archive_table: str
+    schedule_time: str = Field(description="HH:MM local time of the nightly run")
+    mode: Literal["archive", "dry_run", "off"]
+    timezone: str
+    retention_days: int
+    dry_run_until: str | None = Field(description="scheduled runs before this date are dry runs")
+    run_until: str | None = Field(description="HH:MM local time by which a scheduled run stops for the night")
+    purge_after_days: int | None = Field(description="archive rows older than this are purged weekly")
+
+
+class TableList(BaseModel):
+    tables: list[TableInfo]
 
 
 class Health(BaseModel):

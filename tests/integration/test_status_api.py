@@ -79,7 +79,7 @@ def test_start_creates_the_run_and_invokes_the_archive_function(api, db, policy)
     assert answer.body["status_url"] == f"https://abc123.execute-api.eu-west-1.amazonaws.com/local/runs/{job_id}"
     assert answer.headers["location"] == answer.body["status_url"]
     assert api.invoker.calls == [("archiver-archive", {"action": "start", "job_id": job_id, "dry_run": False,
-                                                       "batch_size": None})]
+                                                       "batch_size": None, "table": "nic_cc_customer"})]
     job = JobStore(db, policy).get(job_id)
     assert (job.state, job.trigger, job.dry_run, job.batch_size) == ("pending", "api", False, policy.batch_size)
 

@@ -16,7 +16,7 @@ def test_defaults_are_the_seeds_values():
                                                             "nic_cc_archive_log")
     assert (p.age_column, p.retention_days, p.batch_size) == ("created_at", 60, 1000)
     assert (p.archived_by, p.archive_reason, p.related_mode) == ("system", "60_day_rule", "skip")
-    assert p.retention_by_lob == {} and p.rules.enabled == () and p.purge_after_days == 730
+    assert p.retention_by_lob == {} and p.rules.enabled == () and p.purge_after_days is None  # no scheduled purge
 
 
 def test_environment_overrides_the_policy_file_which_overrides_defaults(tmp_path):
