@@ -228,3 +228,37 @@ def test_the_page_makes_only_the_documented_requests(server, page):
         used.add(found)
         assert set(parse_qs(parts.query)) <= ops[found], (url, ops[found])
     assert used == set(ops), f"documented but never used by the page: {set(ops) - used}"
+
+
+TWO_TABLES = {"tables": [
+    {"table": "nic_cc_customer", "archive_table": "nic_cc_customer_backup", "schedule_time": "02:00",
+     "mode": "archive", "timezone": "Indian/Mauritius"},
+    {"table": "nic_cc_call_log", "archive_table": "nic_cc_call_log_backup", "schedule_time": "02:30",
+     "mode": "dry_run", "timezone": "Indian/Mauritius"},
+]}
+
+
+def test_with_several_tables_the_page_names_the_chosen_table_in_every_call(server, page):
+    # GET /tables is the multi-table contract's (/work/contract-multi.md), not served on this branch
+    # yet: the browser answers it here with two tables, and the page's calls to the API are watched.
+    page.route("**/tables", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                         body=json.dumps(TWO_TABLES)))
+    made: list[str] = []
+    page.on("request", lambda r: made.append(r.url) if r.method == "GET" else None)
+    page.goto(server + "/")
+    page.wait_for_selector("#table-select", state="visible")
+    assert page.eval_on_selector_all("#table-select option", "o => o.map(x => x.value)") == [
+        "nic_cc_customer", "nic_cc_call_log"]
+    page.wait_for_selector("#btn-run:not([disabled])")
+    calls = [parse_qs(urlsplit(u).query) for u in made if urlsplit(u).path in ("/runs", "/stats")]
+    assert calls and all(q["table"] == ["nic_cc_customer"] for q in calls)
+    made.clear()
+    page.select_option("#table-select", "nic_cc_call_log")
+    page.wait_for_function("() => document.getElementById('table-name').textContent === 'nic_cc_call_log'")
+    page.wait_for_function("() => location.hash === '#table=nic_cc_call_log'")
+    with page.expect_request(lambda r: urlsplit(r.url).path == "/runs" and r.method == "POST") as posted:
+        page.click("#btn-dry")
+    assert json.loads(posted.value.post_data) == {"dry_run": True, "table": "nic_cc_call_log"}
+    calls = [parse_qs(urlsplit(u).query) for u in made if urlsplit(u).path in ("/runs", "/stats")]
+    assert calls and all(q["table"] == ["nic_cc_call_log"] for q in calls)
+    page.shots("two-tables")

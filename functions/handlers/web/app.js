@@ -127,7 +127,8 @@
     for (let i = 0; i <= steps; i++) {
       const y = T + (H - T - B) * (1 - i / steps);
       root.append(svg("line", { class: "grid", x1: L, x2: W - R, y1: y, y2: y }));
-      root.append(svg("text", { class: "axis", x: L - 6, y: y + 4, "text-anchor": "end" }, i ? opts.tick((max * i) / steps) : "0"));
+      const label = i === 0 ? "0" : values.some((v) => v) ? opts.tick((max * i) / steps) : "";
+      root.append(svg("text", { class: "axis", x: L - 6, y: y + 4, "text-anchor": "end" }, label));
     }
     const slot = (W - L - R) / Math.max(1, points.length);
     points.forEach((p, i) => {
@@ -371,7 +372,7 @@
     const wanted = decodeURIComponent((location.hash.match(/table=([^&]+)/) || [])[1] || "");
     st.table = st.tables.includes(wanted) ? wanted : st.tables.includes(st.table) ? st.table : st.tables[0];
     ui.select.replaceChildren(...answer.body.tables.map((t) => {
-      const label = t.table + " · " + t.mode + " at " + t.schedule_time;
+      const label = t.table + " · " + String(t.mode).replace("_", " ") + " at " + t.schedule_time;
       const option = el("option", { value: t.table }, label);
       option.selected = t.table === st.table;
       return option;
