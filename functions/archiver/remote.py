@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 from .exceptions import ConfigError
-from .localapi import LOOPBACK
+from .localapi import LOOPBACK, HttpHandler, run_until_interrupted
 from .observability import logger
 
 SERVICE = "execute-api"
@@ -130,29 +129,17 @@ def make_proxy_server(host: str, port: int, proxy: SigningProxy) -> ThreadingHTT
 
     port_of: list[int] = []  # the bound port, once bound (port 0 picks one)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(HttpHandler):
         server_version = "archiver-remote"
 
         def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
+            body = self.read_body()
             headers = dict(self.headers.items())
             why = refusal(headers, port_of[0])
-            if why:
-                status, out, data = _json(403, why)
-            else:
-                status, out, data = proxy.forward(self.command, self.path, body, headers)
-            self.send_response(status)
-            for name, value in out.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            status, out, data = _json(403, why) if why else proxy.forward(self.command, self.path, body, headers)
+            self.respond(status, out.items(), data)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-            logger.info("http request", extra={"request": format % args})
 
     server = ThreadingHTTPServer((host, port), Handler)
     port_of.append(int(server.server_address[1]))
@@ -166,12 +153,5 @@ def serve_remote(host: str, port: int, url: str, region: str | None) -> None:
     upstream = check_upstream(url)
     proxy = SigningProxy(upstream, region_of(upstream, region or boto3.Session().region_name),
                          session_credentials())
-    server = make_proxy_server(host, port, proxy)
-    print(f"serving the status API on http://{host}:{server.server_address[1]} (proxy to {upstream}, "
-          "requests signed with your AWS credentials; Ctrl-C stops)", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    run_until_interrupted(make_proxy_server(host, port, proxy),
+                          f"proxy to {upstream}, requests signed with your AWS credentials; Ctrl-C stops")
