@@ -21,6 +21,11 @@ $(VENV)/.dev-installed: $(BIN)/python requirements.txt requirements-dev.txt pypr
 	$(BIN)/pip install -q -r requirements-dev.txt -e .
 	touch $@ $(VENV)/.run-installed
 
+# The status page's browser tests drive Debian's chromium (never a downloaded browser); CI runs as root.
+$(VENV)/.browser-installed: $(VENV)/.dev-installed
+	command -v chromium || (apt-get update && apt-get install -y chromium)
+	touch $@
+
 DEMO_CUSTOMERS ?= 20000
 
 run: $(VENV)/.run-installed
@@ -30,7 +35,7 @@ run: $(VENV)/.run-installed
 	$(BIN)/archiver run
 	$(BIN)/archiver status --limit 5
 
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed $(VENV)/.browser-installed
 	$(BIN)/pytest -q -m "not slow"
 
 # The same suites on PostgreSQL 15 (Debian's package, installed when missing), in .data/pg15.
@@ -46,7 +51,7 @@ test-integration: $(VENV)/.dev-installed
 test-infra: $(VENV)/.dev-installed
 	$(BIN)/pytest -q tests/infrastructure
 
-test-e2e: $(VENV)/.dev-installed
+test-e2e: $(VENV)/.dev-installed $(VENV)/.browser-installed
 	$(BIN)/pytest -q tests/e2e
 
 # The quick chaos subset runs in `make test`; this is the whole fault-injection suite (about 10 minutes).

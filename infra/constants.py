@@ -27,6 +27,7 @@ SCHEDULE_TRIGGER = "schedule"
 API_STAGE = "v1"
 # (method, path) of every route the status function serves.
 API_ROUTES: tuple[tuple[str, str], ...] = (
+    ("GET", ""),  # the status page
     ("POST", "runs"),
     ("GET", "runs"),
     ("GET", "runs/{job_id}"),

@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv = cmd("serve", "serve the status API on 127.0.0.1 (the status Lambda, locally)")
     sv.add_argument("--port", type=_whole_number(0, 65535), default=8000)
     sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--remote", metavar="URL", help="serve the deployed API (and its page) here instead, each "
+                                                    "request signed with your AWS credentials")
+    sv.add_argument("--region", help="with --remote: the API's region, when its URL does not name it")
     cmd("stop-db", "stop the embedded PostgreSQL server")
     return p
 
@@ -329,6 +332,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "stop-db":
         stopped = embedded.stop_server(embedded.data_dir(env))
         _emit(args, {"stopped": stopped}, "embedded PostgreSQL stopped" if stopped else "it was not running")
+        return EXIT_OK
+    if args.command == "serve" and args.remote:  # no database here: the remote API has its own
+        from .remote import serve_remote
+        serve_remote(args.host, args.port, args.remote, args.region)
         return EXIT_OK
     policies = load_policies(env, path=None if args.policy is None else _path(args.policy),
                              batch_size=getattr(args, "batch_size", None) if args.command == "run" else None)

@@ -14,7 +14,7 @@ import sys
 import threading
 import uuid
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -122,7 +122,27 @@ def local_deps(env: Mapping[str, str], policy: Policy | PolicySet, settings: Set
                       function_name=LOCAL_FUNCTION_ARN, policies=policies)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class HttpHandler(BaseHTTPRequestHandler):
+    """Reads a request's body and writes an answer; subclasses decide the answer (here, and the
+    signing proxy of ``archiver serve --remote``)."""
+
+    def read_body(self) -> bytes | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else None
+
+    def respond(self, status: int, headers: Iterable[tuple[str, str]], data: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        logger.info("http request", extra={"request": format % args})
+
+
+class _Handler(HttpHandler):
     server_version = "archiver-local"
     # The resolver keeps the current event in module state and the connection is one: one at a time.
     lock = threading.Lock()
@@ -142,15 +162,10 @@ class _Handler(BaseHTTPRequestHandler):
             result = call(event)
         payload = result.get("body") or ""
         data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
-        self.send_response(int(result.get("statusCode", 500)))
-        for name, values in (result.get("multiValueHeaders") or {}).items():
-            for value in values:
-                self.send_header(name, str(value))
-        for name, value in (result.get("headers") or {}).items():
-            self.send_header(name, str(value))
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        headers = [(name, str(value)) for name, values in (result.get("multiValueHeaders") or {}).items()
+                   for value in values]
+        headers += [(name, str(value)) for name, value in (result.get("headers") or {}).items()]
+        self.respond(int(result.get("statusCode", 500)), headers, data)
 
     def _drop(self, left: int) -> None:
         self.close_connection = True
@@ -158,9 +173,6 @@ class _Handler(BaseHTTPRequestHandler):
             left -= len(chunk)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        logger.info("http request", extra={"request": format % args})
 
 
 def make_server(host: str, port: int, env: Mapping[str, str],
@@ -185,15 +197,22 @@ def serve(host: str, port: int, env: Mapping[str, str], policy: Policy | PolicyS
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     server = make_server(host, port, env, policy)
-    print(f"serving the status API on http://{host}:{server.server_address[1]} (Ctrl-C stops)",
-          file=sys.stderr, flush=True)
+    try:
+        run_until_interrupted(server, "Ctrl-C stops")
+    finally:
+        from handlers import status as status_handler
+
+        status_handler.use_deps(None)
+
+
+def run_until_interrupted(server: ThreadingHTTPServer, note: str) -> None:
+    """Say where it serves (the line tests and users look for), then serve until Ctrl-C."""
+    host, port = server.server_address[:2]
+    print(f"serving the status API on http://{host!s}:{port} ({note})", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
-        from handlers import status as status_handler
-
-        status_handler.use_deps(None)
 

@@ -46,6 +46,7 @@ from archiver.observability import logger
 from archiver.worker import Invoker
 
 from .status_guard import refusal
+from . import page
 from .status_models import (
     MAX_BODY_BYTES,
     MAX_BODY_DEPTH,
@@ -236,6 +237,23 @@ def get_health() -> Response[Health]:
     report = Health.model_validate(status.health(d.db, d.all_policies))
     code = HTTPStatus.OK if report.status == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
     return Response(status_code=code, content_type=content_types.APPLICATION_JSON, body=report)
+
+
+@app.get("/", summary="The status page (HTML): current run, recent runs, charts and the run controls",
+         responses={200: {"description": "One self-contained HTML page; its script calls only this API",
+                          "content": {"text/html": {"schema": {"type": "string"}}}}})
+@tracer.capture_method
+def get_page() -> Response[str]:
+    # The history is rendered in, so it reads without JavaScript; a database that cannot answer
+    # still gets the page, saying why in the history (the script shows /health beside it).
+    d = deps()
+    try:
+        keys = [p.key for p in d.all_policies.policies]  # every table's runs: one log serves them all
+        runs, note = [j.as_dict() for j in _store().recent(page.PAGE_RUNS, keys=keys)], None
+    except Exception as exc:  # noqa: BLE001 - answered in words, as the JSON routes would
+        runs, note = [], error_answer(exc)[1].error
+    return Response(status_code=HTTPStatus.OK, content_type=page.CONTENT_TYPE,
+                    body=page.render(d.policy.live_table, runs, note), headers=page.assets().headers)
 
 
 @app.get("/openapi.json", include_in_schema=False)

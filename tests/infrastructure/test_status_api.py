@@ -17,7 +17,10 @@ def routes(synth: Synth) -> set[tuple[str, str]]:
         prefix = path(parent["Ref"]) + "/" if "Ref" in parent else ""
         return prefix + props["PathPart"]
 
-    return {(m["Properties"]["HttpMethod"], path(m["Properties"]["ResourceId"]["Ref"]))
+    def method_path(resource: dict) -> str:
+        return path(resource["Ref"]) if "Ref" in resource else ""  # the root: Fn::GetAtt RootResourceId
+
+    return {(m["Properties"]["HttpMethod"], method_path(m["Properties"]["ResourceId"]))
             for m in synth.of_type("AWS::ApiGateway::Method").values()}
 
 
