@@ -45,8 +45,8 @@ from archiver.jobs import Job, JobStore, parse_job_id, policy_of
 from archiver.observability import logger
 from archiver.worker import Invoker
 
-from .status_guard import refusal
 from . import page
+from .status_guard import refusal
 from .status_models import (
     MAX_BODY_BYTES,
     MAX_BODY_DEPTH,
