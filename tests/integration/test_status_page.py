@@ -79,7 +79,7 @@ def test_the_page_still_loads_when_the_run_log_is_missing_and_says_why(db, polic
     finally:
         status.use_deps(None)
     assert code == 200
-    assert "the archiver schema is not migrated: run migrate" in body
+    assert "run `archiver migrate` first" in body
 
 
 def test_the_page_files_ship_as_package_data():
