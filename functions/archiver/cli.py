@@ -32,6 +32,7 @@ from .exceptions import (
     JobStateError,
     SchemaError,
 )
+from .export_cli import EXPORT_COMMANDS, add_cold_restore_args, add_export_commands, cmd_restore_from
 from .identifiers import qualified
 from .jobs import Job, JobStore
 from .restore import Restorer, purge
@@ -81,14 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("job_id", nargs="?")
     st.add_argument("--limit", type=_positive_int, default=20)
     rs = cmd("restore", "move archived rows back to the live table")
-    g = rs.add_mutually_exclusive_group(required=True)
-    g.add_argument("--job", help="restore the rows this run archived")
+    g = rs.add_mutually_exclusive_group()
+    g.add_argument("--job", help="restore the rows this run archived (with --from: this export's rows)")
     g.add_argument("--since", help="restore rows archived at or after this ISO timestamp")
     rs.add_argument("--dry-run", action="store_true")
     rs.add_argument("--batch-size", type=_positive_int)
+    add_cold_restore_args(rs)
     pg = cmd("purge", "delete archive rows older than the long-term retention")
     pg.add_argument("--older-than", default=None, help="e.g. 730d (default: the policy's purge_after_days)")
     pg.add_argument("--dry-run", action="store_true")
+    pg.add_argument("--without-export", action="store_true",
+                    help="also delete rows that no verified export holds (logged as such)")
+    add_export_commands(cmd)
     sv = cmd("serve", "serve the status API on 127.0.0.1 (the status Lambda, locally)")
     sv.add_argument("--port", type=_positive_int, default=8000)
     sv.add_argument("--host", default="127.0.0.1")
@@ -165,7 +170,7 @@ def cmd_run(args: argparse.Namespace, db: Database, policy: Policy, settings: Se
         except AlreadyRunningError as exc:
             active = archiver.jobs.active()
             now = db.scalar("SELECT now()")
-            if args.dry_run or active is None or not active.lease_free(now):
+            if args.dry_run or active is None or not active.lease_free(now) or active.kind != "archive":
                 raise exc
             print(f"resuming run {active.id}, whose worker is gone", file=sys.stderr)
             event = {"action": "resume", "job_id": active.id}
@@ -209,6 +214,10 @@ def cmd_status(args: argparse.Namespace, db: Database, policy: Policy) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, db: Database, policy: Policy) -> int:
+    if args.from_dest is not None:
+        out, human, code = cmd_restore_from(args, db, policy)
+        _emit(args, out, human)
+        return code
     since = None
     if args.since:
         try:
@@ -232,7 +241,7 @@ def cmd_purge(args: argparse.Namespace, db: Database, policy: Policy) -> int:
         if not m:
             raise ConfigError(f"--older-than: expected days like 730d, got {args.older_than!r}")
         days = int(m.group(1))
-    job = purge(db, policy, days, dry_run=args.dry_run).as_dict()
+    job = purge(db, policy, days, dry_run=args.dry_run, without_export=args.without_export).as_dict()
     _emit(args, job, _table(job))
     return EXIT_OK
 
@@ -268,6 +277,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return cmd_status(args, db, policy)
         if args.command == "restore":
             return cmd_restore(args, db, policy)
+        if args.command in EXPORT_COMMANDS:
+            out, human, code = EXPORT_COMMANDS[args.command](args, db, policy)
+            _emit(args, out, human)
+            return code
         return cmd_purge(args, db, policy)
     finally:
         db.close()
