@@ -467,6 +467,9 @@ class Exporter:
         job = self.jobs.get(export_id)
         files = job.options.get("files", [])
         problems: list[str] = []
+        if not files:  # nothing was due: nothing to check, and no manifest was written
+            self._mark(export_id, True)
+            return []
         try:
             stored = json.loads(self.storage.get(manifest_key(self.table, export_id)))
         except (StorageError, ValueError) as exc:

@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from archiver.alerts import RecordingSink
+from archiver.cold_chain import ChainDeps, export_hop
 from archiver.cold_restore import restore_from
 from archiver.cold_storage import LocalStorage, S3Storage
 from archiver.engine import Archiver
@@ -255,3 +256,40 @@ def test_erasure_of_a_live_record_with_related_rows(db, policy, settings):
     assert count(db, "nic_cc_customer") == 0 and count(db, "nic_cc_call_log") == 0
     run = db.row("SELECT kind, state, message FROM nic_cc_archive_log WHERE kind = 'erase'")
     assert run["state"] == "succeeded" and str(cid) not in run["message"].replace("1 record", "")
+
+
+# -- the chain the export function runs ------------------------------------------------------------
+class RecordingInvoker:
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    def invoke_async(self, function: str, payload: dict) -> None:
+        self.events.append(payload)
+
+
+def two_files_per_hop():
+    calls = iter([1000.0, 1000.0])
+    return lambda: next(calls, 0.0)
+
+
+def test_the_export_chain_runs_in_hops_then_verifies_then_purges(db, policy, settings, tmp_path):
+    before = archived(db, policy, settings)
+    invoker = RecordingInvoker()
+    deps = ChainDeps(db=db, policy=policy, storage=LocalStorage(tmp_path), sink=RecordingSink(), invoker=invoker,
+                     function="archiver-export", older_than_days=730, rows_per_file=5)
+    out = export_hop({"source": "archiver.schedule"}, deps, two_files_per_hop())
+    while out["status"] == "continue":
+        assert count(db, "nic_cc_customer_backup") == len(before)  # nothing purged before verification
+        out = export_hop(invoker.events[-1], deps, two_files_per_hop())
+    assert out["status"] == "succeeded" and out["purged"] == len(before) and len(invoker.events) >= 2
+    assert {e["job_id"] for e in invoker.events} == {out["export"]["export_id"]}
+    assert count(db, "nic_cc_customer_backup") == 0 and not deps.sink.alerts
+    assert count(db, "nic_cc_archive_log", "kind = 'export'") == 1
+
+
+def test_the_export_chain_stops_at_the_hop_limit_and_alerts(db, policy, settings, tmp_path):
+    archived(db, policy, settings, n=3)
+    deps = ChainDeps(db=db, policy=policy, storage=LocalStorage(tmp_path), sink=RecordingSink(),
+                     invoker=RecordingInvoker(), function="f", older_than_days=730, max_hops=2)
+    assert export_hop({"job_id": None, "hop": 3}, deps, lambda: 1000.0)["status"] == "hop_limit"
+    assert [a.kind for a in deps.sink.alerts] == ["hop_limit"] and count(db, "nic_cc_customer_backup") == 3
