@@ -14,6 +14,11 @@ PYTHON_VERSION = "3.12"
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.ARM_64
 PIP_PLATFORM = "manylinux2014_aarch64"
+# The export function has its own asset: pyarrow (pinned as in requirements-dev.txt), for x86_64.
+PYARROW = "pyarrow==26.0.1"
+EXPORT_ARCHITECTURE = lambda_.Architecture.X86_64
+EXPORT_PIP_PLATFORM = "manylinux2014_x86_64"
+HANDLER_EXPORT = "handlers.export.handler"
 
 HANDLER_ARCHIVE = "handlers.archive.handler"
 HANDLER_STATUS = "handlers.status.handler"
