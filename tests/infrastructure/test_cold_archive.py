@@ -113,3 +113,19 @@ def test_export_is_off_unless_asked_and_cdk_nag_and_cfn_lint_pass_with_it(cold: 
 def test_the_export_asset_pins_the_same_pyarrow_as_the_dev_requirements() -> None:
     assert PYARROW in (ROOT / "requirements-dev.txt").read_text().splitlines()
     assert "pyarrow" not in (ROOT / "requirements.txt").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_the_export_asset_holds_pyarrow_for_x86_64_under_lambdas_limit(tmp_path: Path) -> None:
+    synth = synthesize({"export_enabled": True}, tmp_path, bundling=True)
+    manifest = json.loads((tmp_path / f"{synth.stack.artifact_id}.assets.json").read_text())
+    dirs = [tmp_path / f["source"]["path"] for f in manifest["files"].values()
+            if (tmp_path / f["source"]["path"] / "handlers").is_dir()]
+    (export_dir,) = [d for d in dirs if (d / "pyarrow").is_dir()]
+    (archive_dir,) = [d for d in dirs if d != export_dir]
+    assert not (archive_dir / "pyarrow").exists()  # the archive function's asset stays as it was
+    assert list(export_dir.glob("pyarrow/_parquet.cpython-312-x86_64-linux-gnu.so"))
+    assert not list(export_dir.glob("pyarrow/libarrow_flight*")) and not (export_dir / "pyarrow" / "include").exists()
+    size = sum(p.stat().st_size for p in export_dir.rglob("*") if p.is_file())
+    assert size < 250 * 2**20
