@@ -293,3 +293,18 @@ def test_the_export_chain_stops_at_the_hop_limit_and_alerts(db, policy, settings
                      invoker=RecordingInvoker(), function="f", older_than_days=730, max_hops=2)
     assert export_hop({"job_id": None, "hop": 3}, deps, lambda: 1000.0)["status"] == "hop_limit"
     assert [a.kind for a in deps.sink.alerts] == ["hop_limit"] and count(db, "nic_cc_customer_backup") == 3
+
+
+def test_the_readme_duckdb_query_reads_an_export(db, policy, settings, tmp_path):
+    """Runs where DuckDB (the optional extra) is installed."""
+    duckdb = pytest.importorskip("duckdb")
+    import re
+
+    from tests.conftest import ROOT
+
+    before = archived(db, policy, settings)
+    export(db, policy, LocalStorage(tmp_path), 730)
+    (query,) = re.findall(r"```sql\n-- duckdb\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    rows = duckdb.sql(query.replace("/srv/cold", str(tmp_path)).replace("BETWEEN '2024-01' AND '2024-06'",
+                                                                       "IS NOT NULL")).fetchall()
+    assert sum(r[2] for r in rows) == len(before)
