@@ -91,6 +91,13 @@ class ColdArchive(Construct):
             sid="InvokeItselfToContinue", actions=["lambda:InvokeFunction"],
             resources=[function_arn(self, EXPORT_FUNCTION_NAME)]))
 
+        # Erasure requests go to this function (it alone can rewrite Parquet): attaching this policy is
+        # the permission to erase, apart from reading the status API or starting runs.
+        self.erase_policy = iam.ManagedPolicy(
+            self, "ErasePolicy", description="Erase one person's record everywhere (pg-archiver export function)",
+            statements=[iam.PolicyStatement(actions=["lambda:InvokeFunction"],
+                                            resources=[function_arn(self, EXPORT_FUNCTION_NAME)])])
+
         role = iam.Role(self, "ScheduleRole", assumed_by=iam.ServicePrincipal(
             "scheduler.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}))
         self.schedule = scheduler.Schedule(

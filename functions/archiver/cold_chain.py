@@ -15,7 +15,8 @@ from .alerts import Alert, AlertSink
 from .cold_storage import ColdStorage
 from .config import Policy
 from .db import Database
-from .exceptions import AlreadyRunningError
+from .erasure import erase
+from .exceptions import AlreadyRunningError, ArchiverError
 from .export import DEFAULT_ROWS_PER_FILE, export
 from .observability import logger
 from .restore import purge
@@ -62,3 +63,16 @@ def export_hop(event: dict[str, Any], deps: ChainDeps, seconds_left: Callable[[]
         return {**out, "status": "purge_deferred"}
     logger.info("export chain done", extra={"export_id": result.export_id, "purged": purged})
     return {**out, "status": "succeeded", "purged": purged}
+
+
+def erase_request(event: dict[str, Any], deps: ChainDeps) -> dict[str, Any]:
+    """``{"action": "erase", "key": ..., "by": ...}``: the export function erases (it alone carries
+    pyarrow to rewrite exported files); invoking it is its own IAM permission."""
+    key, by = event.get("key"), event.get("by")
+    if not isinstance(key, str | int) or isinstance(key, bool) or not str(key).strip() or not isinstance(by, str):
+        return {"status": "rejected", "error": "erase needs 'key' (the primary key) and 'by' (who asked)"}
+    try:
+        result = erase(deps.db, deps.policy, str(key), erased_by=by[:100], dry_run=bool(event.get("dry_run")))
+    except ArchiverError as exc:
+        return {"status": "rejected", "error": str(exc)}
+    return {"status": "erased" if not result.dry_run else "dry_run", **result.as_dict()}

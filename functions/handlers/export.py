@@ -1,4 +1,6 @@
-"""Export function: the export -> verify -> purge chain on the purge schedule, in hops.
+"""Export function: the export -> verify -> purge chain on the purge schedule, in hops; and
+erasure requests (``{"action": "erase", "key": ..., "by": ...}``), whose callers need
+lambda:InvokeFunction on this function.
 Parses the event and the environment, calls the core's chain, shapes the answer. Needs pyarrow,
 which only this function's asset carries."""
 
@@ -11,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
 from archiver import alerts, aws
-from archiver.cold_chain import ChainDeps, export_hop
+from archiver.cold_chain import ChainDeps, erase_request, export_hop
 from archiver.cold_storage import open_storage
 from archiver.config import load_policy, load_settings
 from archiver.connection import open_database
@@ -49,5 +51,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _deps
     if _deps is None:
         _deps = build_deps(context)
-    return export_hop(event if isinstance(event, dict) else {}, _deps,
+    event = event if isinstance(event, dict) else {}
+    if event.get("action") == "erase":
+        return erase_request(event, _deps)
+    return export_hop(event, _deps,
                       lambda: context.get_remaining_time_in_millis() / 1000)

@@ -129,3 +129,11 @@ def test_the_export_asset_holds_pyarrow_for_x86_64_under_lambdas_limit(tmp_path:
     assert not list(export_dir.glob("pyarrow/libarrow_flight*")) and not (export_dir / "pyarrow" / "include").exists()
     size = sum(p.stat().st_size for p in export_dir.rglob("*") if p.is_file())
     assert size < 250 * 2**20
+
+
+def test_erasure_is_a_permission_of_its_own(cold: Synth) -> None:
+    (policy,) = [p for p in cold.of_type("AWS::IAM::ManagedPolicy").values()
+                 if "Erase" in p["Properties"].get("Description", "")]
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "lambda:InvokeFunction"
+    assert "function:archiver-export" in json.dumps(statement["Resource"])

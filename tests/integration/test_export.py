@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from archiver.alerts import RecordingSink
-from archiver.cold_chain import ChainDeps, export_hop
+from archiver.cold_chain import ChainDeps, erase_request, export_hop
 from archiver.cold_restore import restore_from
 from archiver.cold_storage import LocalStorage, S3Storage
 from archiver.engine import Archiver
@@ -308,3 +308,17 @@ def test_the_readme_duckdb_query_reads_an_export(db, policy, settings, tmp_path)
     rows = duckdb.sql(query.replace("/srv/cold", str(tmp_path)).replace("BETWEEN '2024-01' AND '2024-06'",
                                                                        "IS NOT NULL")).fetchall()
     assert sum(r[2] for r in rows) == len(before)
+
+
+def test_the_export_function_erases_on_request_and_rejects_a_bad_one(db, policy, settings, tmp_path):
+    before = archived(db, policy, settings, n=4)
+    storage = LocalStorage(tmp_path)
+    export(db, policy, storage, 730)
+    deps = ChainDeps(db=db, policy=policy, storage=storage, sink=RecordingSink(), invoker=RecordingInvoker(),
+                     function="f", older_than_days=730)
+    victim = min(before)
+    out = erase_request({"action": "erase", "key": victim, "by": "dpo"}, deps)
+    assert out["status"] == "erased" and out["removed"]["archive"] == 1 and out["files_rewritten"] == 1
+    assert erase_request({"action": "erase", "key": "x'; DROP", "by": "dpo"}, deps)["status"] == "rejected"
+    assert erase_request({"action": "erase", "by": "dpo"}, deps)["status"] == "rejected"
+    assert count(db, "nic_cc_customer_backup") == 3
