@@ -214,10 +214,6 @@ def cmd_status(args: argparse.Namespace, db: Database, policy: Policy) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, db: Database, policy: Policy) -> int:
-    if args.from_dest is not None:
-        out, human, code = cmd_restore_from(args, db, policy)
-        _emit(args, out, human)
-        return code
     since = None
     if args.since:
         try:
@@ -228,6 +224,10 @@ def cmd_restore(args: argparse.Namespace, db: Database, policy: Policy) -> int:
             raise ConfigError("--since needs a time zone, e.g. 2026-11-20T02:00:00+04:00")
     if args.batch_size is not None and not 1 <= args.batch_size <= 10000:
         raise ConfigError("--batch-size must be between 1 and 10000")
+    if args.from_dest is not None:
+        out, human, code = cmd_restore_from(args, db, policy, since)
+        _emit(args, out, human)
+        return code
     run, result = Restorer(db, policy, args.batch_size).restore(job_id=args.job, since=since, dry_run=args.dry_run)
     out = {**run.as_dict(), **result.as_dict()}
     _emit(args, out, _table(out) + f"\nrestored   {result.restored}\nconflicts  {result.conflict_count}")

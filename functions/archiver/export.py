@@ -450,16 +450,21 @@ class Exporter:
                                                                                   self.pk), indent=1).encode())
 
     # -- verification ----------------------------------------------------------------------------
-    def _file_problems(self, entry: dict[str, Any]) -> list[str]:
+    def _read_checked(self, entry: dict[str, Any]) -> tuple[dict[Any, int], list[str]]:
+        """The file's rows as key -> digest, and what is wrong with it against its manifest entry."""
         try:
             rows = from_parquet(self.storage.get(entry["key"]), [s.name for s in self.specs])
         except StorageError as exc:
-            return [f"file missing or unreadable: {exc}"]
+            return {}, [f"file missing or unreadable: {exc}"]
         except Exception as exc:  # noqa: BLE001 - any decoding error means a damaged file
-            return [f"file {entry['key']} is damaged ({type(exc).__name__})"]
-        if len(rows) != entry["rows"] or checksum(row_digest(r) for r in rows) != entry["checksum"]:
-            return [f"file {entry['key']}: {len(rows)} rows or their checksum differ from the manifest"]
-        return []
+            return {}, [f"file {entry['key']} is damaged ({type(exc).__name__})"]
+        digests = {r[self.pk_i]: row_digest(r) for r in rows}
+        if len(rows) != entry["rows"] or len(digests) != len(rows) or checksum(digests.values()) != entry["checksum"]:
+            return {}, [f"file {entry['key']}: {len(rows)} rows or their checksum differ from the manifest"]
+        return digests, []
+
+    def _file_problems(self, entry: dict[str, Any]) -> list[str]:
+        return self._read_checked(entry)[1]
 
     def verify(self, export_id: str) -> list[str]:
         """Problems found (none: the export is verified). Reads every file back; compares with the
@@ -479,13 +484,11 @@ class Exporter:
                        or stored.get("rows") != sum(f["rows"] for f in files)
                        or stored.get("checksum") != checksum(int(f["checksum"], 16) for f in files)):
             problems.append("the manifest disagrees with the run log")
-        names = [s.name for s in self.specs]
         for entry in files:
-            found = self._file_problems(entry)
+            in_file, found = self._read_checked(entry)
             problems += found
             if found:
                 continue
-            in_file = {r[self.pk_i]: row_digest(r) for r in from_parquet(self.storage.get(entry["key"]), names)}
             for r in self._db_rows(export_id, entry["key"]):
                 if in_file.get(r[self.pk_i]) != row_digest(r):
                     problems.append(f"file {entry['key']} differs from the archive rows it holds")
@@ -532,6 +535,9 @@ def verify_export(db: Database, policy: Policy, storage: ColdStorage, export_id:
         raise JobStateError(job.id, job.state, "verify (not a finished export)")
     problems = exporter.verify(job.id)
     if problems:
+        # Failed: the next export to this destination continues it, rewriting what it can from the archive.
+        db.run(f"UPDATE {exporter.jobs.log} SET state = 'failed', error_message = :e WHERE job_id = CAST(:j AS uuid)",
+               e=f"verification failed: {'; '.join(problems[:5])}"[:2000], j=job.id)
         exporter.sink.send(Alert(kind="failure", job_id=job.id, state=job.state,
                                  summary=f"export verification failed, nothing purged: {problems[0]}"[:300],
                                  counts={"problems": len(problems)}))

@@ -81,17 +81,10 @@ def cmd_erase(args: argparse.Namespace, db: Database, policy: Policy) -> Outcome
     return out, "\n".join(lines), 0
 
 
-def cmd_restore_from(args: argparse.Namespace, db: Database, policy: Policy) -> Outcome:
+def cmd_restore_from(args: argparse.Namespace, db: Database, policy: Policy, since: datetime | None) -> Outcome:
+    """``restore --from``: ``since`` as cmd_restore parsed it."""
     if args.dry_run:
         raise ConfigError("--dry-run is not available with --from")
-    since = None
-    if args.since:
-        try:
-            since = datetime.fromisoformat(args.since)
-        except ValueError:
-            raise ConfigError(f"--since: not an ISO timestamp: {args.since!r}") from None
-        if since.tzinfo is None:
-            raise ConfigError("--since needs a time zone, e.g. 2026-11-20T02:00:00+04:00")
     run, result = restore_from(db, policy, open_storage(args.from_dest), export_id=args.job, since=since,
                                to=args.to_table, batch_size=args.batch_size or 1000)
     out = {**run.as_dict(), **result.as_dict()}

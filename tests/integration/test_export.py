@@ -194,6 +194,11 @@ def test_a_file_damaged_after_the_export_is_caught_by_verify(db, policy, setting
     victim.write_bytes(victim.read_bytes()[:-50])
     assert verify_export(db, policy, storage, result.export_id)
     assert purge(db, policy, 730).as_dict()["purged"] == 0 and archive_sums(db) == before
+    # The next export repairs it from the archive rows, which are all still there.
+    again = export(db, policy, storage, 730)
+    assert again.export_id == result.export_id and again.verified
+    assert not verify_export(db, policy, storage, result.export_id)
+    assert purge(db, policy, 730).as_dict()["purged"] == len(before)
 
 
 def test_an_export_killed_half_way_is_continued_by_the_next(db, policy, settings, tmp_path):
