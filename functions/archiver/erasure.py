@@ -49,6 +49,8 @@ def key_hash(policy: Policy, key_text: str) -> str:
 
 def ensure_erasure_table(db: Database, policy: Policy) -> str:
     name = qualified(policy.schema_name, erasure_table(policy))
+    if table_exists(db, policy.schema_name, erasure_table(policy)):  # a role without CREATE gets this far
+        return name
     db.run(f"CREATE TABLE IF NOT EXISTS {name} (id bigserial PRIMARY KEY, policy_key text NOT NULL,"
            " key_hash text NOT NULL, erased_at timestamptz NOT NULL DEFAULT now(), erased_by text NOT NULL,"
            " removed jsonb NOT NULL DEFAULT '{}'::jsonb, UNIQUE (policy_key, key_hash))")
