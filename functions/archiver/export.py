@@ -338,7 +338,10 @@ class Exporter:
             if job.hop > 1:  # continued: files an earlier attempt wrote may be damaged or missing
                 self._repair(job.id)
             self._write_manifest(job.id)
-        except (StorageError, LeaseLostError) as exc:
+        except LeaseLostError:  # a duplicate or later hop took the export over: it carries on, not us
+            logger.warning("export taken over by another worker", extra={"export_id": job.id})
+            return self._result(job.id, "superseded")
+        except StorageError as exc:
             return self._failed(job.id, owner, str(exc))
         except Exception as exc:
             self._failed(job.id, owner, describe_error(exc))

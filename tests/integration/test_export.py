@@ -16,7 +16,7 @@ from archiver.cold_storage import LocalStorage, S3Storage
 from archiver.engine import Archiver
 from archiver.erasure import erase, erasure_table
 from archiver.exceptions import AlreadyRunningError, StorageError
-from archiver.export import export, ledger_name, verify_export
+from archiver.export import Exporter, export, ledger_name, verify_export
 from archiver.restore import purge
 from tests.helpers import add_customers, count, setup
 
@@ -327,3 +327,13 @@ def test_the_export_function_erases_on_request_and_rejects_a_bad_one(db, policy,
     assert erase_request({"action": "erase", "key": "x'; DROP", "by": "dpo"}, deps)["status"] == "rejected"
     assert erase_request({"action": "erase", "by": "dpo"}, deps)["status"] == "rejected"
     assert count(db, "nic_cc_customer_backup") == 3
+
+
+def test_a_worker_whose_export_was_taken_over_stops_without_failing_it(db, policy, settings, tmp_path):
+    archived(db, policy, settings, n=12)
+    sink = RecordingSink()
+    exporter = Exporter(db, policy, LocalStorage(tmp_path), sink=sink, rows_per_file=5)
+    job, owner = exporter.begin(730)
+    db.run("UPDATE nic_cc_archive_log SET lease_owner = 'someone-else' WHERE job_id = CAST(:j AS uuid)", j=job.id)
+    assert exporter.run(job, owner).state == "superseded" and not sink.alerts
+    assert db.scalar("SELECT state FROM nic_cc_archive_log WHERE job_id = CAST(:j AS uuid)", j=job.id) == "running"
