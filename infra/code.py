@@ -17,7 +17,7 @@ import jsii
 from aws_cdk import AssetHashType, BundlingOptions, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
-from .constants import PIP_PLATFORM, PYTHON_VERSION, RUNTIME
+from .constants import EXPORT_PIP_PLATFORMS, EXPORT_TRIM, PIP_PLATFORM, PYARROW, PYTHON_VERSION, RUNTIME
 
 PACKAGES = ("archiver", "handlers")
 # RDS/Aurora server certificates chain to Amazon's RDS CAs, which no public trust store holds:
@@ -49,8 +49,12 @@ def code_hash(root: Path) -> str:
 class LocalBundler:
     """Builds the asset with pip on this machine (cross-platform wheels), so no Docker is needed."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra: tuple[str, ...] = (), platforms: tuple[str, ...] = (PIP_PLATFORM,),
+                 trim: tuple[str, ...] = ()) -> None:
         self._root = root
+        self._extra = extra  # pinned requirements beyond requirements.txt (the export function's pyarrow)
+        self._platforms = [arg for p in platforms for arg in ("--platform", p)]
+        self._trim = trim  # globs of installed files the functions never load
 
     def try_bundle(self, output_dir: str, *_options: Any, **_kwargs: Any) -> bool:
         out = Path(output_dir)
@@ -60,11 +64,14 @@ class LocalBundler:
         # boto3 stays in: the runtime's copy is older and unpinned, and aws-xray-sdk pulls botocore anyway.
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--requirement", str(self._root / "requirements.txt"),
-             "--target", str(out), "--platform", PIP_PLATFORM, "--only-binary=:all:",
+             *self._extra, "--target", str(out), *self._platforms, "--only-binary=:all:",
              "--python-version", PYTHON_VERSION, "--implementation", "cp",
              "--no-compile", "--quiet", "--disable-pip-version-check"],
             check=True,
         )
+        for pattern in self._trim:
+            for path in out.glob(pattern):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
         for package in PACKAGES:
             shutil.copytree(self._root / "functions" / package, out / package,
                             ignore=shutil.ignore_patterns(*_IGNORED), dirs_exist_ok=True)
@@ -80,6 +87,16 @@ class LocalBundler:
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local, target)
+
+
+def export_code(root: Path, source_hash: str) -> lambda_.Code:
+    """The export function's own asset: the shared code plus pyarrow, for x86_64 (pyarrow is large;
+    the archive function's asset and cold start stay as they are)."""
+    digest = hashlib.sha256(f"{source_hash}/{PYARROW}/{EXPORT_PIP_PLATFORMS}/{EXPORT_TRIM}".encode()).hexdigest()
+    return lambda_.Code.from_asset(
+        str(root / "functions"), asset_hash_type=AssetHashType.CUSTOM, asset_hash=digest,
+        bundling=BundlingOptions(image=RUNTIME.bundling_image,
+                                 local=LocalBundler(root, (PYARROW,), EXPORT_PIP_PLATFORMS, EXPORT_TRIM)))
 
 
 def lambda_code(root: Path, asset_hash: str) -> lambda_.Code:

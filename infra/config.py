@@ -86,6 +86,28 @@ class ArchiverConfig(BaseModel):
     async_max_event_age_minutes: int = Field(60, ge=1, le=360,
                                              description="Age after which an undelivered invocation is "
                                                          "sent to the dead-letter queue.")
+    # Cold storage: export -> verify -> purge to S3 as Parquet, queried with Athena (infra/cold_archive.py)
+    export_enabled: bool = Field(False, description="Create the export bucket, Glue table and export function.")
+    export_schedule: str = Field("cron(0 3 ? * SUN *)", pattern=r"^(cron|rate)\(.+\)$",
+                                 description="When the export -> verify -> purge chain runs (the purge "
+                                             "schedule), in the time zone above.")
+    purge_after_days: int = Field(730, ge=1, le=36500, description="Export, then purge, archive rows older "
+                                                                   "than this.")
+    export_prefix: str = Field("exports", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Key prefix in the bucket.")
+    export_archive_class_after_days: int = Field(90, ge=0, le=36500, description="Move exported files to "
+                                                 "Glacier Instant Retrieval (still queryable) after this many "
+                                                 "days.")
+    export_object_lock_days: int | None = Field(None, ge=1, le=36500, description="Object lock (governance "
+                                                "mode) on exported files for this many days; erasure then "
+                                                "needs the bypass permission.")
+    export_columns: str = Field(
+        "id:bigint,name:string,email:string,mobile:string,policy_number:string,amount_due:decimal(12,2),"
+        "line_of_business:string,agent_id:int,status:string,created_at:timestamp,updated_at:timestamp,"
+        "archived_at:timestamp,archived_by:string,archive_reason:string,archive_job_id:string",
+        pattern=r"^[a-z0-9_:,()<>]+$",
+        description="The archive table's columns for the Glue table, name:athena_type (see the export "
+                    "manifest's athena_type).")
+    export_memory_mb: int = Field(2048, ge=512, le=10240, description="Export function memory.")
     # Status API
     api_auth: Literal["iam", "api_key"] = Field("iam", description="Status API authorisation: IAM (SigV4) "
                                                                    "or an API key with a usage plan.")
@@ -227,6 +249,17 @@ class ArchiverConfig(BaseModel):
     def schedule_minute(self) -> int:
         return int(self.schedule_time.split(":")[1])
 
+    @property
+    def glue_columns(self) -> list[tuple[str, str]]:
+        """``export_columns`` as (name, Athena type); commas inside decimal(p,s) are not separators."""
+        out = []
+        for part in re.split(r",(?![^()]*\))", self.export_columns):
+            name, _, kind = part.partition(":")
+            if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name) or not kind:
+                raise ConfigError(f"export_columns: expected name:type, got {part!r}")
+            out.append((name, kind))
+        return out
+
     def policy_environment(self) -> dict[str, str]:
         """The ARCHIVER_* variables the core reads for its policy and run settings."""
         values: dict[str, Any] = {
@@ -243,6 +276,7 @@ class ArchiverConfig(BaseModel):
             "ARCHIVER_LOG_TABLE": self.log_table,
             "ARCHIVER_LEASE_SECONDS": self.lease_seconds,
             "ARCHIVER_STUCK_AFTER_MINUTES": self.stuck_after_minutes,
+            "ARCHIVER_PURGE_AFTER_DAYS": self.purge_after_days if self.purge_after_days != 730 else None,
         }
         return {name: str(value) for name, value in values.items() if value is not None}
 

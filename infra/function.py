@@ -73,7 +73,7 @@ def archiver_function(
         code=code,
         handler=handler,
         runtime=RUNTIME,
-        architecture=ARCHITECTURE,
+        architecture=kwargs.pop("architecture", ARCHITECTURE),  # the export function's asset is x86_64
         description=description,
         environment={**base_environment(config), **environment},
         timeout=timeout,

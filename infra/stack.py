@@ -13,7 +13,8 @@ from constructs import Construct
 
 from .alerts import Alerts
 from .archive_function import ArchiveFunction
-from .code import code_hash, lambda_code
+from .code import code_hash, export_code, lambda_code
+from .cold_archive import ColdArchive
 from .config import ArchiverConfig, config_from_context
 from .database import DatabaseAccess
 from .migration import SchemaMigration
@@ -57,9 +58,18 @@ class ArchiverStack(Stack):
         migration = SchemaMigration(self, "Migration", config=config, code=code, code_hash=source_hash,
                                     placement=database.placement, environment=shared, database_ready=database)
 
-        for function in (archive.function, status.function, migration.function):
+        exported = []
+        if config.export_enabled:
+            cold = ColdArchive(self, "ColdArchive", config=config, code=export_code(root, source_hash),
+                               placement=database.placement, archive_table=config.archive_table or
+                               "nic_cc_customer_backup",
+                               environment={**shared, "ARCHIVER_ALERT_TOPIC_ARN": alerts.topic.topic_arn})
+            exported = [cold.function]
+            CfnOutput(self, "ExportBucketName", value=cold.bucket.bucket_name)
+        for function in (archive.function, status.function, migration.function, *exported):
             database.grant_connect(function)
-        alerts.grant_publish(archive.function)
+        for function in (archive.function, *exported):
+            alerts.grant_publish(function)
 
         watched = {"Status": status.function}
         if alerts.slack_function is not None:

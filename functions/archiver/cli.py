@@ -33,6 +33,7 @@ from .exceptions import (
     SchemaError,
     ServerRefusedError,
 )
+from .export_cli import EXPORT_COMMANDS, add_cold_restore_args, add_export_commands, cmd_restore_from
 from .identifiers import qualified
 from .jobs import Job, JobStore, policy_of
 from .restore import Restorer, purge
@@ -100,16 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--limit", type=_positive_int, default=20)
     _table_flag(st, "only this table's runs (default: every table's)")
     rs = cmd("restore", "move archived rows back to the live table")
-    g = rs.add_mutually_exclusive_group(required=True)
-    g.add_argument("--job", help="restore the rows this run archived")
+    g = rs.add_mutually_exclusive_group()
+    g.add_argument("--job", help="restore the rows this run archived (with --from: this export's rows)")
     g.add_argument("--since", help="restore rows archived at or after this ISO timestamp")
     rs.add_argument("--dry-run", action="store_true")
     rs.add_argument("--batch-size", type=_positive_int)
     _table_flag(rs, "the table to restore (needed with --since when there are several)")
+    add_cold_restore_args(rs)
     pg = cmd("purge", "delete archive rows older than the long-term retention")
     pg.add_argument("--older-than", default=None, help="e.g. 730d (default: the policy's purge_after_days)")
     pg.add_argument("--dry-run", action="store_true")
+    pg.add_argument("--without-export", action="store_true",
+                    help="also delete rows that no verified export holds (logged as such)")
     _table_flag(pg, "the table whose archive to purge (needed when there are several)")
+    add_export_commands(cmd)
     sv = cmd("serve", "serve the status API on 127.0.0.1 (the status Lambda, locally)")
     sv.add_argument("--port", type=_whole_number(0, 65535), default=8000)
     sv.add_argument("--host", default="127.0.0.1")
@@ -208,7 +213,7 @@ def run_policy(args: argparse.Namespace, db: Database, policy: Policy, settings:
         except AlreadyRunningError as exc:
             active = archiver.jobs.active()
             now = db.scalar("SELECT now()")
-            if args.dry_run or active is None or not active.lease_free(now):
+            if args.dry_run or active is None or not active.lease_free(now) or active.kind != "archive":
                 raise exc
             print(f"resuming run {active.id}, whose worker is gone", file=sys.stderr)
             event = {"action": "resume", "job_id": active.id}
@@ -305,6 +310,10 @@ def cmd_restore(args: argparse.Namespace, db: Database, policy: Policy) -> int:
     if args.batch_size is not None and not 1 <= args.batch_size <= 10000:
         raise ConfigError("--batch-size must be between 1 and 10000")
     grants.check(db, policy, "restore")
+    if args.from_dest is not None:
+        out, human, code = cmd_restore_from(args, db, policy, since)
+        _emit(args, out, human)
+        return code
     run, result = Restorer(db, policy, args.batch_size).restore(job_id=args.job, since=since, dry_run=args.dry_run)
     out = {**run.as_dict(), **result.as_dict()}
     _emit(args, out, _table(out) + f"\nrestored   {result.restored}\nconflicts  {result.conflict_count}")
@@ -319,7 +328,7 @@ def cmd_purge(args: argparse.Namespace, db: Database, policy: Policy) -> int:
             raise ConfigError(f"--older-than: expected days like 730d, got {args.older_than!r}")
         days = int(m.group(1))
     grants.check(db, policy, "purge")
-    job = purge(db, policy, days, dry_run=args.dry_run).as_dict()
+    job = purge(db, policy, days, dry_run=args.dry_run, without_export=args.without_export).as_dict()
     _emit(args, job, _table(job))
     return EXIT_OK
 
@@ -368,6 +377,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             elif not table:
                 policy = policies.get(None)  # --since: which table's archive must be said
             return cmd_restore(args, db, policy)
+        if args.command in EXPORT_COMMANDS:
+            out, human, code = EXPORT_COMMANDS[args.command](args, db, policies.get(table))
+            _emit(args, out, human)
+            return code
         return cmd_purge(args, db, policies.get(table))
     finally:
         db.close()

@@ -125,3 +125,14 @@ class UndefinedSchemaError(SchemaError, ServerRefusedError):
     """SQLSTATE 3F000: the configured schema does not exist."""
 
     sqlstate = "3F000"
+class StorageError(ArchiverError):
+    """Cold storage (a directory or S3) could not be read or written; the message names the object, not its data."""
+
+
+class VerificationError(ArchiverError):
+    """An export's files do not match its manifest or the database: nothing may be deleted on its strength."""
+
+    def __init__(self, export_id: str, problems: list[str]) -> None:
+        super().__init__(f"export {export_id} failed verification: " + "; ".join(problems[:5]))
+        self.export_id = export_id
+        self.problems = problems

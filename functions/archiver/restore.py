@@ -14,6 +14,7 @@ from typing import Any
 from .config import Policy
 from .db import Database, describe_error
 from .exceptions import ConfigError
+from .export import purge_gate
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
 from .related import Related, related_tables
@@ -188,36 +189,40 @@ class Restorer:
 
 
 def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = False,
-          batch_size: int = 10000, trigger: str = "manual") -> Job:
-    """Delete archive rows (and related archive rows) archived more than ``older_than_days`` ago."""
+          batch_size: int = 10000, trigger: str = "manual", without_export: bool = False) -> Job:
+    """Delete archive rows archived more than ``older_than_days`` ago: only those in a verified export
+    (export.purge_gate), unless ``without_export`` (then related archive rows too), which is logged."""
     if not 1 <= older_than_days <= 36500:
         raise ConfigError("--older-than must be between 1 and 36500 days")
     db.use_timezone(policy.timezone)  # "N days" in the policy's calendar
     jobs = JobStore(db, policy)
     run = jobs.create(kind="purge", dry_run=dry_run, batch_size=batch_size, trigger=trigger,
-                      options={"older_than_days": older_than_days})
+                      options={"older_than_days": older_than_days, "without_export": without_export})
     owner = f"purge-{run.id}"
     jobs.claim(run.id, owner, 3600, 1)
+    shape = live_shape(db, policy)
     # The archive's own key (it mirrors the live table's, of any width) picks the rows to delete.
-    tables = [(qualified(policy.schema_name, policy.archive_table), live_shape(db, policy).key_list("x"))]
-    if policy.related_mode == "move":
+    tables = [(qualified(policy.schema_name, policy.archive_table), shape.key_list("x"))]
+    # Related archive rows are not exported: only an explicit --without-export deletes them.
+    gate = "true" if without_export else purge_gate(db, policy, "x", quote(shape.pk))
+    if policy.related_mode == "move" and without_export:
         for r in related_tables(db, policy):
             backup = related_archive_name(policy, r.table)
             if table_exists(db, r.schema, backup):
                 tables.append((qualified(r.schema, backup), "x.ctid"))
     cutoff = db.scalar("SELECT now() - make_interval(days => :d)", d=older_than_days)
-    mine = own_rows(jobs, "a")  # rows of this table's runs only, as restore
+    mine = own_rows(jobs, "x")  # rows of this table's runs only, as restore
     total = 0
     try:
         for table, key in tables:
             if dry_run:
-                total += int(db.scalar(f"SELECT count(*) FROM {table} a WHERE archived_at < :c AND {mine}",
-                                       c=cutoff, own=policy.key))
+                total += int(db.scalar(f"SELECT count(*) FROM {table} x WHERE x.archived_at < :c AND {mine}"
+                                       f" AND {gate}", c=cutoff, own=policy.key))
                 continue
             while True:
                 with db.transaction():
                     db.run(f"DELETE FROM {table} x WHERE ({key}) IN (SELECT {key} FROM {table} x"
-                           f" WHERE archived_at < :c AND {own_rows(jobs, 'x')} LIMIT :n)",
+                           f" WHERE x.archived_at < :c AND {mine} AND {gate} LIMIT :n)",
                            c=cutoff, n=batch_size, own=policy.key)
                     n = db.row_count
                 total += n
@@ -228,7 +233,8 @@ def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = Fa
         raise
     db.run(f"UPDATE {jobs.log} SET records_archived = :n, eligible = :n WHERE job_id = CAST(:j AS uuid)",
            n=total, j=run.id)
-    msg = f"{'would purge' if dry_run else 'purged'} {total} archive rows archived before {cutoff.isoformat()}"
+    msg = (f"{'would purge' if dry_run else 'purged'} {total} archive rows archived before {cutoff.isoformat()}"
+           + (" without an export" if without_export else " (those in verified exports)"))
     done = jobs.finish(run.id, owner, "succeeded", msg, result={"purged": total, "purge_cutoff": cutoff.isoformat()})
     assert done is not None
     return done

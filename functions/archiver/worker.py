@@ -240,7 +240,7 @@ def _nightly_meets_active(archiver: Archiver, deps: Deps, active: Job) -> tuple[
     if idle_min >= deps.settings.stuck_after_minutes and active.lease_owner is not None:
         deps.metrics.count("StuckRuns")
         deps.alerts.send(alerts.for_stuck(active, idle_min, deps.settings))
-    if active.lease_free(now):
+    if active.lease_free(now) and active.kind == "archive":  # an export is continued by the export chain
         logger.warning("taking over an abandoned run", extra={"existing_job_id": active.id})
         return active.id, None
     logger.info("a run is already active", extra={"existing_job_id": active.id})

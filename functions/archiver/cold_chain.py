@@ -1,0 +1,78 @@
+"""The export -> verify -> purge chain as the export function runs it: in hops, like the archive job.
+
+Each invocation continues the export (or starts one) until its time runs low, then invokes the
+function again with the export id and the next hop. Once the export is verified, the rows it
+holds are purged. A failure has already alerted (export.py); a hop limit stops the chain loudly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .alerts import Alert, AlertSink
+from .cold_storage import ColdStorage
+from .config import Policy
+from .db import Database
+from .erasure import erase
+from .exceptions import AlreadyRunningError, ArchiverError
+from .export import DEFAULT_ROWS_PER_FILE, export
+from .observability import logger
+from .restore import purge
+
+
+class Invoker(Protocol):
+    def invoke_async(self, function: str, payload: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class ChainDeps:
+    db: Database
+    policy: Policy
+    storage: ColdStorage
+    sink: AlertSink
+    invoker: Invoker
+    function: str
+    older_than_days: int
+    rows_per_file: int = DEFAULT_ROWS_PER_FILE
+    max_hops: int = 200
+
+
+def export_hop(event: dict[str, Any], deps: ChainDeps, seconds_left: Callable[[], float]) -> dict[str, Any]:
+    """One invocation: ``{}`` or a schedule event starts (or continues) an export; ``{"job_id", "hop"}``
+    continues one."""
+    hop = int(event.get("hop") or 1)
+    job_id = event.get("job_id")
+    if hop > deps.max_hops:
+        deps.sink.send(Alert(kind="hop_limit", job_id=job_id, state="running",
+                             summary=f"export chain stopped at hop {hop}, over the limit of {deps.max_hops}"))
+        return {"status": "hop_limit", "export_id": job_id}
+    result = export(deps.db, deps.policy, deps.storage, deps.older_than_days, sink=deps.sink,
+                    rows_per_file=deps.rows_per_file, job_id=job_id, trigger="schedule", time_left=seconds_left)
+    out: dict[str, Any] = {"export": result.as_dict(), "hop": hop}
+    if not result.done:
+        deps.invoker.invoke_async(deps.function, {"action": "continue", "job_id": result.export_id, "hop": hop + 1})
+        return {**out, "status": "continue", "next_hop": hop + 1}
+    if not result.verified:
+        return {**out, "status": "failed"}
+    try:
+        purged = purge(deps.db, deps.policy, deps.older_than_days).as_dict()["purged"]
+    except AlreadyRunningError as exc:  # an archive run holds the table: the next schedule purges
+        logger.warning("purge deferred: a run is active", extra={"existing_job_id": exc.job_id})
+        return {**out, "status": "purge_deferred"}
+    logger.info("export chain done", extra={"export_id": result.export_id, "purged": purged})
+    return {**out, "status": "succeeded", "purged": purged}
+
+
+def erase_request(event: dict[str, Any], deps: ChainDeps) -> dict[str, Any]:
+    """``{"action": "erase", "key": ..., "by": ...}``: the export function erases (it alone carries
+    pyarrow to rewrite exported files); invoking it is its own IAM permission."""
+    key, by = event.get("key"), event.get("by")
+    if not isinstance(key, str | int) or isinstance(key, bool) or not str(key).strip() or not isinstance(by, str):
+        return {"status": "rejected", "error": "erase needs 'key' (the primary key) and 'by' (who asked)"}
+    try:
+        result = erase(deps.db, deps.policy, str(key), erased_by=by[:100], dry_run=bool(event.get("dry_run")))
+    except ArchiverError as exc:
+        return {"status": "rejected", "error": str(exc)}
+    return {"status": "erased" if not result.dry_run else "dry_run", **result.as_dict()}
