@@ -357,33 +357,40 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     db = open_database(env, settings, policy.timezone)
     try:
-        if args.command != "status":  # every other command writes, a dry run too (its run log row)
-            check_writable(db)
-        if args.command == "migrate":
-            return cmd_migrate(args, db, policies)
-        if args.command == "seed-demo":
-            return _seed(args, db, policy, settings)
-        if args.command == "run":
-            if args.job and not table:
-                policy = policy_of(db, policies, args.job)
-            elif not table and len(policies.policies) > 1:
-                return cmd_run_all(args, db, policies, settings)
-            return cmd_run(args, db, policy, settings)
-        if args.command == "status":
-            return cmd_status(args, db, policies)
-        if args.command == "restore":
-            if args.job and not table:
-                policy = policy_of(db, policies, args.job)
-            elif not table:
-                policy = policies.get(None)  # --since: which table's archive must be said
-            return cmd_restore(args, db, policy)
-        if args.command in EXPORT_COMMANDS:
-            out, human, code = EXPORT_COMMANDS[args.command](args, db, policies.get(table))
-            _emit(args, out, human)
-            return code
-        return cmd_purge(args, db, policies.get(table))
+        return _on_database(args, db, policies, settings)
     finally:
         db.close()
+
+
+def _on_database(args: argparse.Namespace, db: Database, policies: PolicySet, settings: Settings) -> int:
+    """The commands that work on the database, each given the policy its flags name."""
+    table = getattr(args, "table", None)
+    policy = policies.get(table) if table else policies.policies[0]
+    if args.command != "status":  # every other command writes, a dry run too (its run log row)
+        check_writable(db)
+    if args.command == "migrate":
+        return cmd_migrate(args, db, policies)
+    if args.command == "seed-demo":
+        return _seed(args, db, policy, settings)
+    if args.command == "run":
+        if args.job and not table:
+            policy = policy_of(db, policies, args.job)
+        elif not table and len(policies.policies) > 1:
+            return cmd_run_all(args, db, policies, settings)
+        return cmd_run(args, db, policy, settings)
+    if args.command == "status":
+        return cmd_status(args, db, policies)
+    if args.command == "restore":
+        if args.job and not table:
+            policy = policy_of(db, policies, args.job)
+        elif not table:
+            policy = policies.get(None)  # --since: which table's archive must be said
+        return cmd_restore(args, db, policy)
+    if args.command in EXPORT_COMMANDS:
+        out, human, code = EXPORT_COMMANDS[args.command](args, db, policies.get(table))
+        _emit(args, out, human)
+        return code
+    return cmd_purge(args, db, policies.get(table))
 
 
 def cmd_migrate(args: argparse.Namespace, db: Database, policies: PolicySet) -> int:
