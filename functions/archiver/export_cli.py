@@ -16,7 +16,7 @@ from typing import Any
 from . import alerts
 from .cold_restore import restore_from
 from .cold_storage import open_storage
-from .config import Policy
+from .config import DEFAULT_PURGE_AFTER_DAYS, Policy
 from .db import Database
 from .erasure import erase
 from .exceptions import ConfigError
@@ -51,7 +51,7 @@ def add_export_commands(cmd: Callable[[str, str], argparse.ArgumentParser]) -> N
 
 def cmd_export(args: argparse.Namespace, db: Database, policy: Policy) -> Outcome:
     check_table(policy, args.table)
-    days = parse_days(args.older_than, policy.purge_after_days)
+    days = parse_days(args.older_than, policy.purge_after_days or DEFAULT_PURGE_AFTER_DAYS)
     result = export(db, policy, open_storage(args.dest), days, dry_run=args.dry_run,
                     sink=alerts.local_sink(os.environ), rows_per_file=args.rows_per_file, job_id=args.job,
                     trigger="cli")

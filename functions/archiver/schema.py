@@ -121,6 +121,11 @@ class TableShape:
             raise SchemaError(f"this needs a single-column key; the live table's key is ({', '.join(self.key_names)})")
         return self.key[0].name
 
+    @property
+    def pk_type(self) -> str:
+        """The type of the key's one column (see ``pk``)."""
+        return next(c.type for c in self.key if c.name == self.pk)
+
     def key_list(self, alias: str) -> str:
         """``a.k1, a.k2``: the key columns of ``alias``."""
         return ", ".join(f"{alias}.{quote(c.name)}" for c in self.key)
