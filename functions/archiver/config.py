@@ -153,6 +153,9 @@ class Settings(_Model):
     # Idle time after each batch, outside any transaction: leaves the database room for its other
     # work on a busy server (pt-archiver's --sleep). 0: batch after batch.
     batch_pause_ms: int = Field(0, ge=0, le=60000)
+    # Seconds: between batches, wait while any standby's replay lag (pg_stat_replication) is above
+    # it, within the hop's time budget (archiver/replicas.py). 0: off.
+    max_replica_lag: float = Field(0, ge=0, le=3600)
     # The statements every batch repeats run prepared (see Database.prepare); false for a pooler
     # in transaction mode that does not keep prepared statements between transactions.
     prepared_statements: bool = True

@@ -123,13 +123,14 @@ def health(db: Database, policy: Policy) -> dict[str, Any]:
 
 
 def start_run(db: Database, policy: Policy, settings: Settings, invoker: Invoker, function_name: str,
-              dry_run: bool = False, batch_size: int | None = None) -> Job:
+              dry_run: bool = False, batch_size: int | None = None, max_replica_lag: float | None = None) -> Job:
     """Create the run (cutoffs pinned now) and start the archive function asynchronously.
 
     Raises AlreadyRunningError when a run is active, RunStartError (after marking the run
     failed) when the function cannot be invoked.
     """
-    job = Archiver(db, policy, settings).start(dry_run=dry_run, batch_size=batch_size, trigger="api")
+    job = Archiver(db, policy, settings).start(dry_run=dry_run, batch_size=batch_size, trigger="api",
+                                               max_replica_lag=max_replica_lag)
     try:
         invoker.invoke_async(function_name, events.start_event(job.id, dry_run, batch_size))
     except Exception as exc:  # noqa: BLE001 - any invoke failure leaves a run nobody works on

@@ -22,6 +22,9 @@ class StartRunRequest(BaseModel):
     dry_run: bool = Field(False, description="count what would be archived; move nothing")
     batch_size: int | None = Field(None, ge=1, le=MAX_BATCH_SIZE,
                                    description="rows per batch; default the policy's batch size")
+    max_replica_lag: float | None = Field(None, ge=0, le=3600,
+                                          description="seconds; between batches, wait while any standby's replay "
+                                                      "lag is above it (0: off); default the deployment's setting")
 
 
 class RunStarted(BaseModel):
