@@ -1,5 +1,5 @@
 """A prototype of the one-statement batch (issue 20, point 2), timed beside the engine's batch of four
-round trips (begin, lock, move and count, commit) on the same data: the lock, the ``DELETE … USING``
+round trips (begin, lock, move and count, commit) on the same data: the lock, the ``DELETE`` of
 the locked set, the ``INSERT`` into the archive and the job row's update in one statement, one
 implicit transaction, one round trip; the locked ids never cross the wire, the cursor comes back.
 
@@ -34,7 +34,9 @@ def statement(db: Database, policy: Policy, settings: Settings, first: bool) -> 
                               f" CAST(:cur_key AS {shape.pk_type})) AND ")
     sql = (f"WITH b AS (SELECT l.{pk} AS k, l.{age} AS t FROM {live} l WHERE {after}{stmts.elig.sql}"
            f" ORDER BY l.{age}, l.{pk} LIMIT :n FOR UPDATE OF l SKIP LOCKED),"
-           f" m AS (DELETE FROM {live} x USING b WHERE x.{pk} = b.k"
+           # By = ANY of an array, not a join: a prepared statement's generic plan (LIMIT unknown) joined
+           # by hash over a full scan of the live table.
+           f" m AS (DELETE FROM {live} x WHERE x.{pk} = ANY(ARRAY(SELECT k FROM b))"
            f" RETURNING {', '.join('x.' + quote(c) for c in shape.names)}),"
            f" i AS (INSERT INTO {archive} ({cols}, {', '.join(quote(c) for c in ARCHIVE_META)})"
            f" SELECT {cols}, now(), :by, :reason, CAST(:job AS uuid) FROM m RETURNING 1),"
@@ -69,3 +71,50 @@ def run_one_statement(db: Database, policy: Policy, settings: Settings, batch_si
             break
         archived, cursor = archived + int(n), (ts, key)
     return JobRun(batch_size, archived, sum(b.ms for b in batches) / 1000, 1, "succeeded", batches, job.id)
+
+
+def main() -> int:
+    """`python -m bench.onestatement`: only this comparison, ROUNDS rounds at SIZES on the stock server."""
+    import os
+    import statistics
+    from functools import partial
+
+    from archiver.config import load_policy, load_settings
+    from archiver.observability import logger
+
+    from . import report
+    from .harness import Bench, env_int, env_ints, say
+    from .scenarios import run_batches
+    from .server import open_stock_server
+
+    logger.setLevel("WARNING")
+    rows, rounds, sizes = env_int("ROWS", 1_000_000), env_int("ROUNDS", 3), env_ints("SIZES", (1000, 5000))
+    policy, settings = load_policy({}), load_settings({})
+    bench = Bench(open_stock_server(policy.timezone), policy, settings, rows, templates=("arrival",))
+    bench.seed()
+    found: dict[tuple[str, int], list[float]] = {}
+    try:
+        for r in range(rounds):
+            for n in sizes:
+                pair = [("engine", run_batches), ("one statement", run_one_statement)]
+                for name, fn in pair if r % 2 == 0 else pair[::-1]:
+                    run = bench.scenario(f"{name.replace(' ', '_')}_{n}", "arrival",
+                                         partial(fn, policy=policy, settings=settings, batch_size=n))
+                    found.setdefault((name, n), []).append(run.rows_per_s)
+    finally:
+        bench.cleanup()
+    print(f"\n{rows:,} customers, stock server over TCP, {rounds} rounds, nproc {os.cpu_count()}; rows/s of the"
+          f" batches (median, rounds); command: ROWS={rows} ROUNDS={rounds} python -m bench.onestatement")
+    print(report.table(["batch", "engine", "one statement", "ratio", "ratio by round"],
+                       [[n, statistics.median(found[("engine", n)]), statistics.median(found[("one statement", n)]),
+                         round(statistics.median(o / e for o, e in zip(found[("one statement", n)],
+                                                                    found[("engine", n)], strict=True)), 2),
+                         ", ".join(f"{o / e:.2f}" for o, e in zip(found[("one statement", n)], found[("engine", n)],
+                                                                   strict=True))]
+                        for n in sizes]))
+    say("done")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

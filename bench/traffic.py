@@ -123,7 +123,7 @@ def run_live(db: Database, server: Server, dbname: str, policy: Policy, job: Cal
     before = _totals(db, policy)
     with tempfile.TemporaryDirectory(prefix="bench-traffic-") as tmp:
         workdir = Path(tmp)
-        proc = _start(server, dbname, rate, WARMUP_S + baseline_s + job_s * 1.5 + 2, max_id, workdir, live)
+        proc = _start(server, dbname, rate, WARMUP_S + baseline_s + job_s * 1.1 + 1, max_id, workdir, live)
         started = time.time()
         time.sleep(WARMUP_S + baseline_s)
         job_started = time.time()
