@@ -47,6 +47,7 @@ DEFAULT_ROWS = 1_000_000
 DEFAULT_ROUNDS = 3
 SIZES = (250, 500, 1000, 2000, 5000, 10000)
 PROTOTYPE_SIZES = (1000, 5000)
+TARGETS = (25, 50, 100)  # target batch times (ms) the adaptive run is tried at, beside the sweep
 NO_CLIFF = 1.10  # no size slower per row than a smaller one by more than this
 NIGHT_FACTOR = 3.0  # one night: the job within 3x the single statement, plus the process start
 QUICK_BELOW = 200_000
@@ -108,16 +109,23 @@ def rounds_on(bench: Bench, rounds: int, extra: bool) -> list[dict[str, Any]]:
     return out
 
 
-def sweep(bench: Bench, sizes: list[int]) -> dict[int, dict[str, Any]]:
-    """The job end to end at each fixed size, each beside a limit of its own hour (limit, size, limit, ...)."""
+def sweep(bench: Bench, sizes: list[int], targets_ms: list[int]) -> tuple[dict[int, dict[str, Any]],
+                                                                         dict[int, dict[str, Any]]]:
+    """The job end to end at each fixed size, then adaptive at each target batch time, beside a limit
+    of the same hour."""
     policy, settings = bench.policy, bench.settings
-    out: dict[int, dict[str, Any]] = {}
     limit = bench.scenario("limit", "arrival", partial(run_limit, policy=policy, settings=settings))
-    for n in sizes:
-        job = bench.scenario(f"job_{n}", "arrival", partial(run_job, policy=policy, settings=settings, batch_size=n))
-        out[n] = {**job.summary(), "limit_ratio": ratio(job, limit),
-                  "us_per_row": round(job.seconds / max(job.archived, 1) * 1e6, 2)}
-    return out
+
+    def one(name: str, s: Settings, n: int) -> dict[str, Any]:
+        job = bench.scenario(name, "arrival", partial(run_job, policy=policy, settings=s, batch_size=n))
+        return {**job.summary(), "limit_ratio": ratio(job, limit),
+                "us_per_row": round(job.seconds / max(job.archived, 1) * 1e6, 2),
+                "mean_rows_per_batch": round(job.archived / max(len(job.working), 1))}
+
+    by_size = {n: one(f"job_{n}", settings, n) for n in sizes}
+    by_target = {t: one(f"target_{t}ms", settings.model_copy(update={"target_batch_ms": t}), DEFAULT_RUN)
+                 for t in targets_ms}
+    return by_size, by_target
 
 
 def cliff(sweep_out: dict[int, dict[str, Any]]) -> float:
@@ -204,13 +212,14 @@ def main() -> int:
     try:
         main_rounds = rounds_on(bench, rounds, extra=True)
         sizes = env_ints("SIZES", SIZES)
-        swept = sweep(bench, sizes)
+        swept, by_target = sweep(bench, sizes, env_ints("TARGETS", TARGETS))
         default_s = statistics.median(r["default"].seconds for r in main_rounds)
         lives = live(bench, env_int("LIVE_ROUNDS", rounds), rate, 3.0 if quick else 10.0, default_s)
     finally:
         bench.cleanup()
     results["headline"] = {"server": head.name, "transport": head.transport, "settings": head.settings(),
                            **summarise(main_rounds), "sweep": {str(n): v for n, v in swept.items()},
+                           "targets_sweep": {str(t): v for t, v in by_target.items()},
                            "cliff": cliff(swept), "live": [lv.summary() for lv in lives]}
     start_s = process_start_s()
     results["night"] = {"process_start_s": round(start_s, 2),
@@ -296,6 +305,10 @@ def print_results(r: dict[str, Any]) -> None:
     print(report.table(["batch", "rows/s", "vs limit", "us/row", "mean ms", "worst ms"],
                        [[int(n), s["rows_per_s"], s["limit_ratio"], s["us_per_row"], s["mean_batch_ms"],
                          s["worst_batch_ms"]] for n, s in h["sweep"].items()]))
+    print("\nthe adaptive run at other target batch times (same hour as the sweep)")
+    print(report.table(["target ms", "rows/s", "vs limit", "rows/batch", "mean ms", "worst ms"],
+                       [[int(t), s["rows_per_s"], s["limit_ratio"], s["mean_rows_per_batch"], s["mean_batch_ms"],
+                         s["worst_batch_ms"]] for t, s in h["targets_sweep"].items()]))
     ni = r["night"]
     print(f"\none night (a day's rows; process start {ni['process_start_s']} s)")
     print(report.table(["table rows", "eligible", "statement s", "job s", "batches", "job / statement"],

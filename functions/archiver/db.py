@@ -150,6 +150,8 @@ class Database:
         sock = None
         try:
             sock = None if p.unix_sock else tcp_socket(p.host or "localhost", p.port, CONNECT_TIMEOUT_S)
+            if sock is not None:  # a statement may run up to its statement_timeout: no shorter wait for an answer
+                sock.settimeout(max(CONNECT_TIMEOUT_S, self._statement_timeout_ms / 1000 + CONNECT_TIMEOUT_S))
             conn = pg8000.native.Connection(
                 user=p.user, password=p.password, host=p.host or "localhost", port=p.port,
                 database=p.database, unix_sock=p.unix_sock, ssl_context=p.ssl_context(),
