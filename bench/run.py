@@ -97,6 +97,7 @@ def rounds_on(bench: Bench, rounds: int, extra: bool) -> list[dict[str, Any]]:
             ("default", partial(run_job, policy=policy, settings=settings, batch_size=DEFAULT_RUN))]
         if extra and bench.server.transport == "TCP":
             steps.append(("nagle", partial(job_with_nagle, policy=policy, settings=settings)))
+            steps = steps if r % 2 == 0 else steps[::-1]  # neither always first after the limit
         if extra:
             for n in PROTOTYPE_SIZES:
                 pair = [(f"engine_{n}", partial(run_batches, policy=policy, settings=settings, batch_size=n)),
