@@ -270,7 +270,8 @@ def test_migrate_is_idempotent_and_creates_the_indexes_the_job_needs(db, policy)
 def test_batch_size_adapts_toward_the_target_batch_time(db, policy, settings):
     setup(db, policy)
     add_customers(db, policy, [70 + i * 0.001 for i in range(3000)])
-    archiver = Archiver(db, policy, settings.model_copy(update={"target_batch_ms": 10_000}))
+    archiver = Archiver(db, policy.model_copy(update={"batch_size": 1000}),
+                        settings.model_copy(update={"target_batch_ms": 10_000}))
     job = archiver.start()  # no explicit size: start at the policy's 1000 and adapt
     assert job.options["adaptive"] is True
     done = archiver.run_hop(job.id, owner="w", hop=1).job
