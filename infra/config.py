@@ -60,6 +60,9 @@ class ArchiverConfig(BaseModel):
                                         description="Time per batch the adaptive batch size aims at; 0 = fixed.")
     batch_pause_ms: int | None = Field(None, ge=0, le=60000,
                                        description="Idle time after each batch, outside any transaction.")
+    max_replica_lag: float | None = Field(None, ge=0, le=3600,
+                                          description="Seconds; between batches, wait while any standby's replay "
+                                                      "lag is above it (0 = off). The database user needs pg_monitor.")
     related_mode: Literal["keep", "skip", "move"] | None = Field(
         None, description="What to do with a row that has related rows: keep it live, skip it, or move "
                           "the related rows too.")
@@ -269,6 +272,7 @@ class ArchiverConfig(BaseModel):
             "ARCHIVER_BATCH_SIZE": self.batch_size,
             "ARCHIVER_TARGET_BATCH_MS": self.target_batch_ms,
             "ARCHIVER_BATCH_PAUSE_MS": self.batch_pause_ms,
+            "ARCHIVER_MAX_REPLICA_LAG": self.max_replica_lag,
             "ARCHIVER_RELATED_MODE": self.related_mode,
             "ARCHIVER_SCHEMA": self.schema_name,
             "ARCHIVER_LIVE_TABLE": self.live_table,

@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=_positive_int)
     r.add_argument("--max-batches", type=_whole_number(1), help="stop after N batches; resume later with --job")
     r.add_argument("--hop-seconds", type=float, help="time budget per hop (default: the Lambda's 900 s)")
+    r.add_argument("--max-replica-lag", type=float, metavar="SECONDS",
+                   help="between batches, wait while a standby's replay lag is above this (default: off)")
     r.add_argument("--job", help="resume this run (same cutoff, from where it stopped)")
     _table_flag(r, "run only this table's policy (default: every policy whose mode is not off, in turn)")
     st = cmd("status", "list recent runs, or show one")
@@ -208,7 +210,10 @@ def run_policy(args: argparse.Namespace, db: Database, policy: Policy, settings:
         event: dict[str, Any] = {"action": "resume", "job_id": JobStore(db, policy).get(args.job).id}
     else:
         try:
-            job = archiver.start(dry_run=args.dry_run, batch_size=args.batch_size, trigger="cli")
+            if args.max_replica_lag is not None and not 0 <= args.max_replica_lag <= 3600:
+                raise ConfigError("--max-replica-lag must be in [0, 3600] seconds")
+            job = archiver.start(dry_run=args.dry_run, batch_size=args.batch_size, trigger="cli",
+                                 max_replica_lag=args.max_replica_lag)
             event = start_event(job.id, args.dry_run, args.batch_size)
         except AlreadyRunningError as exc:
             active = archiver.jobs.active()

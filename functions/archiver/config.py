@@ -92,7 +92,9 @@ class Policy(_Model):
     lob_column: str = "line_of_business"
     retention_days: int = Field(60, ge=1, le=36500)
     retention_by_lob: dict[str, int] = Field(default_factory=dict)
-    batch_size: int = Field(1000, ge=1, le=10000)
+    # Where an adaptive run starts, and the size of a run started with it: a night's few thousand
+    # rows move in one or two batches (docs/decisions/default-batch-size.md).
+    batch_size: int = Field(5000, ge=1, le=10000)
     archived_by: str = Field("system", min_length=1, max_length=100)
     archive_reason: str = Field("60_day_rule", min_length=1, max_length=100)
     related_mode: RelatedMode = "skip"
@@ -206,13 +208,18 @@ class Settings(_Model):
     hop_seconds: float = Field(900, gt=0, le=900)
     reserve_ms: int = Field(10000, ge=0, le=600000)
     # Runs started without an explicit batch size adapt it (from the policy's batch_size, within
-    # 1..10000) so each batch takes about this long; 0 keeps the size fixed. 10 ms: smaller batches
-    # leave less of their WAL for the application's commits to flush; below 10 ms that stops helping
-    # and costs throughput (bench/README.md, "Batch size and the 10 ms target").
-    target_batch_ms: int = Field(10, ge=0, le=60000)
+    # 1..10000) so each batch takes about this long; 0 keeps the size fixed. 100 ms: on a stock
+    # server over TCP a batch's fixed cost (round trips, commit) is 10-30 ms, and a 10 ms target
+    # shrank batches to ~70 rows, 0.09 of the single statement; from ~2000 rows a batch the time per
+    # row is flat (docs/decisions/default-batch-size.md). Lower it where the application updates
+    # old rows at night: a batch's time is how long such an update can wait.
+    target_batch_ms: int = Field(100, ge=0, le=60000)
     # Idle time after each batch, outside any transaction: leaves the database room for its other
     # work on a busy server (pt-archiver's --sleep). 0: batch after batch.
     batch_pause_ms: int = Field(0, ge=0, le=60000)
+    # Seconds: between batches, wait while any standby's replay lag (pg_stat_replication) is above
+    # it, within the hop's time budget (archiver/replicas.py). 0: off.
+    max_replica_lag: float = Field(0, ge=0, le=3600)
     # The statements every batch repeats run prepared (see Database.prepare); false for a pooler
     # in transaction mode that does not keep prepared statements between transactions.
     prepared_statements: bool = True

@@ -7,6 +7,7 @@ back on error) and ``lock()`` (an advisory lock held for the transaction).
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 import zlib
 from collections.abc import Iterator, Mapping
@@ -147,6 +148,21 @@ def check_writable(db: Database) -> None:
     if standby or read_only:
         what = "a hot standby (pg_is_in_recovery())" if standby else "read-only (default_transaction_read_only)"
         raise ReadOnlyError(f"the database is {what}: connect to the primary; nothing was started")
+CONNECT_TIMEOUT_S = 30
+
+
+def tcp_socket(host: str, port: int, timeout: float) -> socket.socket:
+    """A connected TCP socket with Nagle's algorithm off, for pg8000's ``sock=`` (which wraps it in TLS
+    when asked; the option stays on the socket underneath). pg8000 writes a prepared statement's Bind
+    and its Execute+Sync apart: once the Bind passes 8 KiB (a batch's ids), Nagle held the small second
+    write until the server's delayed ACK, ~40 ms a statement (docs/decisions/tcp-nodelay.md)."""
+    try:
+        sock = socket.create_connection((host, port), timeout)
+    except OSError as exc:
+        raise pg8000.exceptions.InterfaceError(f"cannot reach {host}:{port}: {exc.strerror or exc}") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    return sock
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -174,13 +190,19 @@ class Database:
     # -- connection ------------------------------------------------------------------
     def _connect(self) -> pg8000.native.Connection:
         p = self.params
+        sock = None
         try:
+            sock = None if p.unix_sock else tcp_socket(p.host or "localhost", p.port, CONNECT_TIMEOUT_S)
+            if sock is not None:  # a statement may run up to its statement_timeout: no shorter wait for an answer
+                sock.settimeout(max(CONNECT_TIMEOUT_S, self._statement_timeout_ms / 1000 + CONNECT_TIMEOUT_S))
             conn = pg8000.native.Connection(
                 user=p.user, password=p.password, host=p.host or "localhost", port=p.port,
                 database=p.database, unix_sock=p.unix_sock, ssl_context=p.ssl_context(),
-                application_name=p.application_name, timeout=30,
+                application_name=p.application_name, timeout=CONNECT_TIMEOUT_S, sock=sock,
             )
         except (pg8000.exceptions.InterfaceError, pg8000.exceptions.DatabaseError, OSError) as exc:
+            if sock is not None:
+                sock.close()
             hint = ""
             if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
                 hint = " (server certificate not trusted: ship the RDS CA bundle or set ARCHIVER_DB_CA_FILE)"

@@ -22,6 +22,7 @@ from .identifiers import qualified, quote
 from .jobs import Job, JobStore
 from .observability import NullMetrics, RunMetrics, logger
 from .related import Related, preflight, related_tables
+from .replicas import LagReader, replay_lag_reader, wait_for_replicas
 from .schema import (
     ARCHIVE_META,
     COLUMNS_SIGNATURE_SQL,
@@ -289,8 +290,9 @@ class Archiver:
     """Runs archive jobs of one policy against one database."""
 
     def __init__(self, db: Database, policy: Policy, settings: Settings,
-                 metrics: RunMetrics | None = None) -> None:
+                 metrics: RunMetrics | None = None, replica_lag: LagReader | None = None) -> None:
         self.db = db
+        self.replica_lag = replica_lag or replay_lag_reader(db)
         self.policy = policy
         self.settings = settings
         db.use_timezone(policy.timezone)  # the cutoffs' "N days" are the policy's calendar days
@@ -351,7 +353,7 @@ class Archiver:
 
     # -- starting ----------------------------------------------------------------------
     def start(self, *, dry_run: bool = False, batch_size: int | None = None, trigger: str = "manual",
-              scheduled_for: Any = None) -> Job:
+              scheduled_for: Any = None, max_replica_lag: float | None = None) -> Job:
         """Create the run with its cutoffs pinned now. Raises AlreadyRunningError."""
         self.prepare()
         cutoffs = pin_cutoffs(self.db, self.policy)
@@ -362,6 +364,7 @@ class Archiver:
             "archive_reason": self.policy.archive_reason,
             "adaptive": batch_size is None and self.settings.target_batch_ms > 0,
             "target_batch_ms": self.settings.target_batch_ms,
+            "max_replica_lag": self.settings.max_replica_lag if max_replica_lag is None else max_replica_lag,
         }
         return self.jobs.create(dry_run=dry_run, batch_size=batch_size or self.policy.batch_size,
                                 trigger=trigger, scheduled_for=scheduled_for, cutoff=cutoffs.default,
@@ -454,14 +457,19 @@ class Archiver:
                         if job.records_failed else ""))
                 outcome.status, outcome.job = "done", self.jobs.finish(job.id, owner, state, msg)
                 return outcome
-            self._pause(budget, slowest)
+            self._pause(budget, slowest, float(job.options.get("max_replica_lag", self.settings.max_replica_lag)))
 
-    def _pause(self, budget: Budget, slowest: float) -> None:
+    def _pause(self, budget: Budget, slowest: float, max_replica_lag: float) -> None:
         """Idle between batches (the batch has committed: no row is held), unless the hop is about
-        to hand over anyway."""
+        to hand over anyway; then, while a standby's replay lag is above ``max_replica_lag`` seconds,
+        wait for it, within the same part of the hop's budget."""
         pause = self.settings.batch_pause_ms
         if pause and budget.remaining_ms() - pause >= kept_back_ms(self.settings, slowest):
             time.sleep(pause / 1000)
+        waited = wait_for_replicas(self.replica_lag, max_replica_lag,
+                                   lambda: budget.remaining_ms() - kept_back_ms(self.settings, slowest))
+        if waited:
+            logger.info("waited for standbys to replay", extra={"waited_s": waited, "max_replica_lag": max_replica_lag})
 
     def _batch(self, job: Job, owner: str, stmts: Statements, size: int) -> tuple[BatchResult | None, Job]:
         """One batch in one transaction: begin, lock (the job row, then the rows), move and count

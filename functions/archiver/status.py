@@ -144,7 +144,7 @@ def health(db: Database, policy: Policy | PolicySet) -> dict[str, Any]:
 
 
 def start_run(db: Database, policy: Policy, settings: Settings, invoker: Invoker, function_name: str,
-              dry_run: bool = False, batch_size: int | None = None) -> Job:
+              dry_run: bool = False, batch_size: int | None = None, max_replica_lag: float | None = None) -> Job:
     """Create the run (cutoffs pinned now) and start the archive function asynchronously.
 
     Raises AlreadyRunningError when a run is active, RunStartError (after marking the run
@@ -152,7 +152,8 @@ def start_run(db: Database, policy: Policy, settings: Settings, invoker: Invoker
     """
     check_writable(db)  # a standby, a missing grant: refused before a run exists, as by the CLI
     grants.check(db, policy, "dry-run" if dry_run else "run")
-    job = Archiver(db, policy, settings).start(dry_run=dry_run, batch_size=batch_size, trigger="api")
+    job = Archiver(db, policy, settings).start(dry_run=dry_run, batch_size=batch_size, trigger="api",
+                                               max_replica_lag=max_replica_lag)
     try:
         invoker.invoke_async(function_name, events.start_event(job.id, dry_run, batch_size, policy.live_table))
     except Exception as exc:  # noqa: BLE001 - any invoke failure leaves a run nobody works on

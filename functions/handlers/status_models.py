@@ -29,6 +29,9 @@ class StartRunRequest(BaseModel):
                                    description="rows per batch; default the policy's batch size")
     table: str | None = Field(None, min_length=1, max_length=MAX_TABLE_NAME,
                               description="the policy's live table (GET /tables); default the only policy")
+    max_replica_lag: float | None = Field(None, ge=0, le=3600,
+                                          description="seconds; between batches, wait while any standby's replay "
+                                                      "lag is above it (0: off); default the deployment's setting")
 
 
 class RunStarted(BaseModel):

@@ -21,7 +21,7 @@ from typing import Any
 import pg8000.exceptions
 import pg8000.native
 
-from archiver.db import params_from_url, sqlstate
+from archiver.db import params_from_url, sqlstate, tcp_socket
 
 UPDATE = ("UPDATE nic_cc_customer SET amount_due = CAST(:v AS numeric), updated_at = now()"
           " WHERE id = :id RETURNING id")
@@ -33,8 +33,9 @@ INSERT = ("INSERT INTO nic_cc_customer (name, email, mobile, policy_number, amou
 
 def connect(url: str) -> pg8000.native.Connection:
     p = params_from_url(url)
+    sock = None if p.unix_sock else tcp_socket(p.host or "localhost", p.port, 30)
     return pg8000.native.Connection(user=p.user, password=p.password, host=p.host or "localhost", port=p.port,
-                                    database=p.database, unix_sock=p.unix_sock, application_name="app")
+                                    database=p.database, unix_sock=p.unix_sock, application_name="app", sock=sock)
 
 
 def run(url: str, rate: float, max_id: int, stop_file: Path, seed: int, max_seconds: float) -> dict[str, Any]:

@@ -83,6 +83,8 @@ def test_restore_and_purge_print_their_counts(env, demo_db):
         (["run", "--batch-size", "0"], "batch_size"),
         (["run", "--batch-size", "abc"], "whole number"),
         (["run", "--batch-size", "1000000000"], "batch_size"),
+        (["run", "--max-replica-lag", "-1"], "--max-replica-lag must be in [0, 3600]"),
+        (["run", "--max-replica-lag", "soon"], "invalid float value"),
         (["status", "not-a-uuid"], "malformed job id"),
         (["status", "2f0cbd0a-8a49-4b7b-9d3c-1c7b5f3f3a10"], "no run with job id"),
         (["restore", "--since", "yesterday"], "ISO timestamp"),

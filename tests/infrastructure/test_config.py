@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from archiver.config import load_settings
 from infra.config import ArchiverConfig, ConfigError, config_from_context
 from infra.stack import cdk_json_context
 
@@ -52,13 +53,16 @@ def test_policy_environment_only_names_what_is_set() -> None:
 
 
 def test_batch_pacing_from_context_reaches_the_functions() -> None:
-    env = config_from_context({"target_batch_ms": "0", "batch_pause_ms": "50"}).policy_environment()
+    env = config_from_context({"target_batch_ms": "0", "batch_pause_ms": "50",
+                               "max_replica_lag": "2.5"}).policy_environment()
     assert env["ARCHIVER_TARGET_BATCH_MS"] == "0" and env["ARCHIVER_BATCH_PAUSE_MS"] == "50"
+    assert load_settings(env).max_replica_lag == 2.5  # the core reads what the stack hands it
 
 
 @pytest.mark.parametrize(("context", "key"), [
     ({"timezone": "Mars/Olympus_Mons"}, "timezone"),
     ({"batch_pause_ms": "-5"}, "batch_pause_ms"),
+    ({"max_replica_lag": "-1"}, "max_replica_lag"),
     ({"target_batch_ms": "a lot"}, "target_batch_ms"),
     ({"timezone": "../etc/passwd"}, "timezone"),
     ({"schedule_time": "2am"}, "schedule_time"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 import pytest
@@ -62,3 +63,64 @@ def test_a_run_prepares_the_statements_of_its_batches(db, policy, settings):
              lambda s: "DELETE FROM" in s and "batches = batches + 1" in s, 2),
             ("count a batch that moved nothing", lambda s: s.startswith("UPDATE") and "batches = batches + 1" in s, 1)):
         assert sum(map(found, prepared)) == times, what
+
+
+@pytest.fixture
+def tcp_params(db):
+    """The test database over TCP: the server itself when DATABASE_URL names a host, else a forwarder
+    on 127.0.0.1 to the embedded server's Unix socket (it listens on no TCP port)."""
+    import socket
+    import threading
+
+    if not db.params.unix_sock:
+        yield db.params
+        return
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                client, _ = listener.accept()
+                upstream = socket.socket(socket.AF_UNIX)
+                upstream.connect(db.params.unix_sock)
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=pump, args=(a, b), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield replace(db.params, unix_sock=None, host="127.0.0.1", port=listener.getsockname()[1], ssl_mode="disable")
+    stop.set()
+    listener.close()
+
+
+def test_a_tcp_connection_sends_without_waiting_for_acks(tcp_params):
+    import socket
+
+    tcp = Database(tcp_params)
+    try:
+        assert tcp.scalar("SELECT 1") == 1
+        sock = tcp.conn._usock
+        assert sock.family in (socket.AF_INET, socket.AF_INET6)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    finally:
+        tcp.close()
+
+
+def test_an_unreachable_tcp_server_is_a_clear_error():
+    import socket
+
+    from archiver.db import ConnectionParams
+    from archiver.exceptions import DatabaseUnavailableError
+
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    with pytest.raises(DatabaseUnavailableError, match="cannot connect"):
+        Database(ConnectionParams(user="u", host="127.0.0.1", port=port)).scalar("SELECT 1")

@@ -270,7 +270,8 @@ def test_migrate_is_idempotent_and_creates_the_indexes_the_job_needs(db, policy)
 def test_batch_size_adapts_toward_the_target_batch_time(db, policy, settings):
     setup(db, policy)
     add_customers(db, policy, [70 + i * 0.001 for i in range(3000)])
-    archiver = Archiver(db, policy, settings.model_copy(update={"target_batch_ms": 10_000}))
+    archiver = Archiver(db, policy.model_copy(update={"batch_size": 1000}),
+                        settings.model_copy(update={"target_batch_ms": 10_000}))
     job = archiver.start()  # no explicit size: start at the policy's 1000 and adapt
     assert job.options["adaptive"] is True
     done = archiver.run_hop(job.id, owner="w", hop=1).job
@@ -339,3 +340,55 @@ def test_a_row_whose_id_the_archive_already_holds_stays_live_and_counts_as_faile
         assert count(db, "nic_cc_customer", "id = :i", i=moved) == 0
         assert count(db, "nic_cc_customer_backup", "id = :i AND archive_job_id = CAST(:j AS uuid)", i=moved,
                      j=job.id) == 1
+
+
+def test_between_batches_the_job_waits_for_a_lagging_standby_outside_any_transaction(db, policy, settings, connect):
+    setup(db, policy)
+    add_customers(db, policy, [70 + i * 0.001 for i in range(250)])
+    job_pid = db.scalar("SELECT pg_backend_pid()")
+    observer = connect()
+    readings = []
+
+    def lag() -> float:  # a standby 5 s behind after the first batch, caught up after that
+        readings.append(observer.scalar("SELECT state FROM pg_stat_activity WHERE pid = :p", p=job_pid))
+        return 5.0 if len(readings) == 1 else 0.0
+
+    archiver = Archiver(db, policy, settings, replica_lag=lag)
+    job = archiver.start(batch_size=100, max_replica_lag=2)
+    started = time.perf_counter()
+    done = archiver.run_hop(job.id, owner="w", hop=1).job
+
+    assert done.records_archived == 250 and done.options["max_replica_lag"] == 2
+    # One reading after each of the batches of 100, 100 and 50, plus the one that found it caught up.
+    assert readings == ["idle"] * 4 and time.perf_counter() - started >= 0.5
+
+
+def test_the_wait_for_standbys_ends_where_the_hop_hands_over(db, policy, settings):
+    setup(db, policy)
+    add_customers(db, policy, [70 + i * 0.001 for i in range(250)])
+
+    class Seconds:
+        def __init__(self, s: float) -> None:
+            self.end = time.perf_counter() + s
+
+        def remaining_ms(self) -> float:
+            return (self.end - time.perf_counter()) * 1000
+
+    archiver = Archiver(db, policy, settings, replica_lag=lambda: 60.0)  # a standby that never catches up
+    job = archiver.start(batch_size=100, max_replica_lag=1)
+    started = time.perf_counter()
+    outcome = archiver.run_hop(job.id, owner="w", hop=1, budget=Seconds(2.0))
+    assert outcome.status == "continue" and outcome.batches == 1 and time.perf_counter() - started < 3
+
+
+def test_on_a_server_without_standbys_the_job_never_waits(db, policy, settings):
+    from archiver.replicas import replay_lag_reader
+
+    setup(db, policy)
+    add_customers(db, policy, [70 + i * 0.001 for i in range(250)])
+    assert replay_lag_reader(db)() == 0.0  # the real pg_stat_replication, empty on a single server
+    archiver = Archiver(db, policy, settings.model_copy(update={"max_replica_lag": 0.001}))
+    job = archiver.start(batch_size=100)
+    started = time.perf_counter()
+    assert archiver.run_hop(job.id, owner="w", hop=1).job.records_archived == 250
+    assert job.options["max_replica_lag"] == 0.001 and time.perf_counter() - started < 0.5

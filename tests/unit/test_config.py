@@ -14,7 +14,7 @@ def test_defaults_are_the_seeds_values():
     p = load_policy({})
     assert (p.live_table, p.archive_table, p.log_table) == ("nic_cc_customer", "nic_cc_customer_backup",
                                                             "nic_cc_archive_log")
-    assert (p.age_column, p.retention_days, p.batch_size) == ("created_at", 60, 1000)
+    assert (p.age_column, p.retention_days, p.batch_size) == ("created_at", 60, 5000)
     assert (p.archived_by, p.archive_reason, p.related_mode) == ("system", "60_day_rule", "skip")
     assert p.retention_by_lob == {} and p.rules.enabled == () and p.purge_after_days is None  # no scheduled purge
 

@@ -63,6 +63,8 @@ BAD_BODIES = [
     ('{"batch_size": 0}', 422, "greater than or equal to 1"),
     ('{"batch_size": 10001}', 422, "less than or equal to 10000"),
     ('{"batch_size": -5}', 422, "batch_size"),
+    ('{"max_replica_lag": -1}', 422, "max_replica_lag"),
+    ('{"max_replica_lag": "5"}', 422, "max_replica_lag"),
     ('{"dry_run": "yes"}', 422, "dry_run"),
     ('{"dry_run": 1}', 422, "dry_run"),
     ('{"dry_run": false, "batchsize": 10}', 422, "Extra inputs are not permitted"),
