@@ -103,6 +103,9 @@ class Policy(_Model):
     rules: Rules = Rules()
     # Long-term retention of the archive: set, a scheduled purge removes rows archived longer ago.
     purge_after_days: int | None = Field(None, ge=1, le=36500)
+    # The scheduled purge deletes only rows a verified export holds (issue: verify before delete);
+    # true lets it delete archive rows without one, for a deployment that keeps no cold copy (logged).
+    purge_without_export: bool = False
     timezone: str = "Indian/Mauritius"
     # The schedule, in the policy's time zone: when the nightly run starts, whether it archives,
     # until which date it only counts (the trial phase), and by when it stops for the night.

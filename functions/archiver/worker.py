@@ -146,7 +146,8 @@ def _purge(archiver: Archiver, deps: Deps) -> dict[str, Any]:
         logger.error("rejected purge event", extra={"error": message})
         return {"status": "rejected", "error": message}
     try:
-        job = purge(deps.db, policy, policy.purge_after_days, trigger="schedule")
+        job = purge(deps.db, policy, policy.purge_after_days, trigger="schedule",
+                    without_export=policy.purge_without_export)
     except AlreadyRunningError as exc:  # tonight's archive run is still going: next week's purge catches up
         logger.warning("purge skipped: a run of the table is active", extra={"existing_job_id": exc.job_id})
         return {"status": "already_running", "job_id": exc.job_id}

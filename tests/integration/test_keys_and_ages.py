@@ -82,7 +82,7 @@ def test_purge_deletes_old_archive_rows_of_a_composite_key_partitioned_table(db,
     db.run("UPDATE ledger_backup SET archived_at = archived_at - interval '800 days' WHERE region = 1")
     old = int(db.scalar("SELECT count(*) FROM ledger_backup WHERE region = 1"))
     assert 0 < old < job.records_archived
-    assert purge(db, pol, 730, batch_size=2).records_archived == old
+    assert purge(db, pol, 730, batch_size=2, without_export=True).records_archived == old
     assert db.scalar("SELECT count(*) FROM ledger_backup") == job.records_archived - old
     assert len(contents(db, "ledger", "ledger_backup")[0]) == len(keys) - job.records_archived
 

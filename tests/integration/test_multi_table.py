@@ -142,7 +142,7 @@ def test_runs_restore_purge_and_stats_of_one_table_never_touch_the_other(db, pol
     db.run("UPDATE nic_cc_customer_backup SET archived_at = now() - interval '800 days'")
     db.run("UPDATE nic_cc_call_log_backup SET archived_at = now() - interval '800 days'")
     aged = both(db)
-    purged = purge(db, calls, 730)
+    purged = purge(db, calls, 730, without_export=True)
     assert purged.records_archived == 7 and count(db, f"{CALLS}_backup") == 0
     assert other_side(both(db), CALLS) == other_side(aged, CALLS)
 
@@ -277,6 +277,11 @@ def test_purge_event_purges_only_its_tables_archive_and_refuses_a_table_without_
     deps = deps_for(db, policies, settings, Clock(datetime(2026, 12, 6, 3, 0, tzinfo=UTC)))
     out = process(parse_archive_event({"action": "purge", "table": CALLS}), deps, Unlimited(), "self")
     assert out["status"] == "done" and out["job"]["kind"] == "purge" and out["job"]["trigger"] == "schedule"
+    assert count(db, f"{CALLS}_backup") == 7  # no verified export holds them: nothing is deleted
+    deps = deps_for(db, with_keys(policies, CALLS, purge_without_export=True), settings,
+                    Clock(datetime(2026, 12, 6, 3, 0, tzinfo=UTC)))
+    out = process(parse_archive_event({"action": "purge", "table": CALLS}), deps, Unlimited(), "self")
+    assert out["status"] == "done" and out["job"]["kind"] == "purge"
     assert count(db, f"{CALLS}_backup") == 4 and count(db, f"{CUSTOMERS}_backup") == 12
     refused = process(parse_archive_event({"action": "purge", "table": CUSTOMERS}), deps, Unlimited(), "self")
     assert refused["status"] == "rejected" and "purge_after_days" in refused["error"]
