@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Annotations, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct, IConstruct
 
 from .config import ArchiverConfig
@@ -35,12 +37,25 @@ class Placement:
     security_group: ec2.ISecurityGroup
 
 
+# Lambda's names for the levels of config.log_level (Python's WARNING is Lambda's WARN).
+APPLICATION_LOG_LEVEL = {"DEBUG": lambda_.ApplicationLogLevel.DEBUG, "INFO": lambda_.ApplicationLogLevel.INFO,
+                         "WARNING": lambda_.ApplicationLogLevel.WARN, "ERROR": lambda_.ApplicationLogLevel.ERROR}
+SYSTEM_LOG_LEVEL = {"DEBUG": lambda_.SystemLogLevel.DEBUG, "INFO": lambda_.SystemLogLevel.INFO,
+                    "WARN": lambda_.SystemLogLevel.WARN}
+TRACING_OFF_NOTE_ID = "archiver:vpc-tracing-off"
+
+
 def base_environment(config: ArchiverConfig) -> dict[str, str]:
     return {
         "POWERTOOLS_SERVICE_NAME": SERVICE,
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         "LOG_LEVEL": config.log_level,
     }
+
+
+def traced(config: ArchiverConfig, placement: Placement | None) -> bool:
+    """Active tracing only where the segments can reach X-Ray: outside the VPC, or a VPC with a way out."""
+    return placement is None or config.vpc_tracing
 
 
 def archiver_function(
@@ -68,6 +83,9 @@ def archiver_function(
     if placement is not None:
         network = {"vpc": placement.vpc, "vpc_subnets": placement.subnets,
                    "security_groups": [placement.security_group]}
+    tracing = traced(config, placement)
+    # Without a route to X-Ray the SDK's segments would be dropped: no tracing, and Powertools' Tracer off.
+    tracer_env = {} if tracing else {"POWERTOOLS_TRACE_DISABLED": "true"}
     function = lambda_.Function(
         scope, id,
         code=code,
@@ -75,14 +93,22 @@ def archiver_function(
         runtime=RUNTIME,
         architecture=ARCHITECTURE,
         description=description,
-        environment={**base_environment(config), **environment},
+        environment={**base_environment(config), **tracer_env, **environment},
         timeout=timeout,
         memory_size=memory_size,
-        tracing=lambda_.Tracing.ACTIVE,
+        tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
+        # JSON lines (Powertools writes them too), filtered by level in Lambda before they are stored.
+        logging_format=lambda_.LoggingFormat.JSON,
+        application_log_level_v2=APPLICATION_LOG_LEVEL[config.log_level],
+        system_log_level_v2=SYSTEM_LOG_LEVEL[config.system_log_level],
         log_group=log_group,
         **network,
         **kwargs,
     )
+    if not tracing:
+        Annotations.of(function).add_info(
+            f"[{TRACING_OFF_NOTE_ID}] tracing is off for this VPC function: its VPC has no route to X-Ray "
+            "(set xray_endpoint=true to add an X-Ray interface endpoint and trace it)")
     Validations.of(function).acknowledge(*FUNCTION_ACKNOWLEDGMENTS)
     return function
 
@@ -93,3 +119,9 @@ def acknowledge_version_invoke(on: IConstruct, function: lambda_.IFunction, reas
     logical_id = stack.resolve(stack.get_logical_id(function.node.default_child))  # type: ignore[arg-type]
     Validations.of(on).acknowledge(
         Acknowledgment(id=f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]", reason=reason))
+
+
+def imported_secret(scope: Construct, id: str, arn: str, config: ArchiverConfig) -> secretsmanager.ISecret:
+    """A secret of the account; with secrets_kms_key_arn, reading it also grants kms:Decrypt on that key."""
+    key = kms.Key.from_key_arn(scope, f"{id}Key", config.secrets_kms_key_arn) if config.secrets_kms_key_arn else None
+    return secretsmanager.Secret.from_secret_attributes(scope, id, secret_complete_arn=arn, encryption_key=key)
