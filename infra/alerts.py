@@ -12,7 +12,7 @@ from constructs import Construct
 
 from .config import ArchiverConfig
 from .constants import HANDLER_SLACK
-from .function import archiver_function, imported_secret
+from .function import archiver_function, grant_imported_secret_read, imported_secret
 
 
 class Alerts(Construct):
@@ -42,7 +42,7 @@ class Alerts(Construct):
 
         self.slack_function: lambda_.Function | None = None
         if config.slack_webhook_secret_arn:
-            webhook = imported_secret(self, "SlackWebhook", config.slack_webhook_secret_arn, config)
+            webhook = imported_secret(self, "SlackWebhook", config.slack_webhook_secret_arn)
             # Outside the VPC: it needs the internet (Slack) and no database.
             self.slack_function = archiver_function(
                 self, "SlackFunction",
@@ -51,7 +51,7 @@ class Alerts(Construct):
                 environment={"ARCHIVER_SLACK_WEBHOOK_SECRET_ARN": config.slack_webhook_secret_arn},
                 timeout=Duration.seconds(30),
             )
-            webhook.grant_read(self.slack_function)
+            grant_imported_secret_read(webhook, self.slack_function, config)
             self.topic.add_subscription(subscriptions.LambdaSubscription(self.slack_function))
 
     def grant_publish(self, function: lambda_.IFunction) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Acknowledgment, Annotations, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Annotations, Aws, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_kms as kms
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -121,7 +121,18 @@ def acknowledge_version_invoke(on: IConstruct, function: lambda_.IFunction, reas
         Acknowledgment(id=f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]", reason=reason))
 
 
-def imported_secret(scope: Construct, id: str, arn: str, config: ArchiverConfig) -> secretsmanager.ISecret:
-    """A secret of the account; with secrets_kms_key_arn, reading it also grants kms:Decrypt on that key."""
-    key = kms.Key.from_key_arn(scope, f"{id}Key", config.secrets_kms_key_arn) if config.secrets_kms_key_arn else None
-    return secretsmanager.Secret.from_secret_attributes(scope, id, secret_complete_arn=arn, encryption_key=key)
+def imported_secret(scope: Construct, id: str, arn: str) -> secretsmanager.ISecret:
+    """A secret the deployer created (database credentials, Slack webhook)."""
+    return secretsmanager.Secret.from_secret_complete_arn(scope, id, arn)
+
+
+def grant_imported_secret_read(secret: secretsmanager.ISecret, grantee: iam.IGrantable,
+                               config: ArchiverConfig) -> None:
+    """Read an imported secret; under secrets_kms_key_arn, also decrypt with that key, through Secrets Manager only."""
+    secret.grant_read(grantee)
+    if config.secrets_kms_key_arn:
+        grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
+            actions=["kms:Decrypt"],
+            resources=[config.secrets_kms_key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}},
+        ))

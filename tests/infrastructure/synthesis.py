@@ -21,6 +21,7 @@ EXAMPLE_POLICIES = "examples/policies.toml"
 SLACK_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:archiver/slack-XyZ123"
 DB_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:archiver/db-AbCdEf"
 DB_SECURITY_GROUP = "sg-0123456789abcdef0"
+SECRETS_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 SUBNETS = ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"]
 
 # The other deployment shape: an existing database, every option the default leaves off turned on.
@@ -36,6 +37,7 @@ EXISTING_DATABASE: dict[str, Any] = {
     "api_auth": "api_key",
     "alert_email": "ops@example.com",
     "slack_webhook_secret_arn": SLACK_SECRET_ARN,
+    "secrets_kms_key_arn": SECRETS_KEY_ARN,
     "schedule_enabled": "false",
     "related_mode": "move",
     "batch_size": "500",
