@@ -36,6 +36,22 @@ class ConfigError(ValueError):
     """The CDK context holds a value the deployment cannot use."""
 
 
+def iana_zone(value: str) -> str:
+    """``value`` if it names an IANA time zone, else ValueError saying so."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone (e.g. Indian/Mauritius, Europe/Paris)") from None
+    return value
+
+
+def hhmm(value: str) -> str:
+    """``value`` if it is a 24-hour HH:MM time, else ValueError saying so."""
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ValueError(f"{value!r} is not a 24-hour HH:MM time (e.g. 02:00)")
+    return value
+
+
 class ArchiverConfig(BaseModel):
     """Everything the stack can be told; each field is one context key of the same name."""
 
@@ -175,18 +191,12 @@ class ArchiverConfig(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Indian/Mauritius, Europe/Paris)") from None
-        return value
+        return iana_zone(value)
 
     @field_validator("schedule_time")
     @classmethod
     def _time(cls, value: str) -> str:
-        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
-            raise ValueError(f"{value!r} is not a 24-hour HH:MM time (e.g. 02:00)")
-        return value
+        return hhmm(value)
 
     @field_validator("slack_webhook_secret_arn", "db_secret_arn")
     @classmethod

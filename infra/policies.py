@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import tomllib
-import zoneinfo
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from archiver import config as core_config
 from archiver.exceptions import ArchiverError
 
-from .config import ArchiverConfig, ConfigError
+from .config import ArchiverConfig, ConfigError, hhmm, iana_zone
 
 POLICIES_ENV = "ARCHIVER_POLICIES"
 # Lambda allows 4 KB for all of a function's variables; the rest need about 500 bytes.
@@ -34,13 +32,6 @@ DEFAULT_TIMEZONE: str = core_config.Policy.model_fields["timezone"].default
 # Context keys that describe the single policy; with a policy document they belong in its entries.
 SINGLE_POLICY_KEYS = ("timezone", "schedule_time", "retention_days", "batch_size", "related_mode", "schema_name",
                       "live_table", "archive_table", "log_table")
-_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
-
-
-def _hhmm(value: str | None) -> str | None:
-    if value is not None and not _HHMM.fullmatch(value):
-        raise ValueError(f"{value!r} is not a 24-hour HH:MM time (e.g. 02:00)")
-    return value
 
 
 class ScheduledPolicy(BaseModel):
@@ -61,16 +52,12 @@ class ScheduledPolicy(BaseModel):
     @field_validator("schedule_time", "run_until")
     @classmethod
     def _time(cls, value: str | None) -> str | None:
-        return _hhmm(value)
+        return None if value is None else hhmm(value)
 
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Indian/Mauritius, Europe/Paris)") from None
-        return value
+        return iana_zone(value)
 
     @property
     def table(self) -> str | None:

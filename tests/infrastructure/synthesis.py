@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ DB_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:archiver/d
 DB_SECURITY_GROUP = "sg-0123456789abcdef0"
 SECRETS_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 SUBNETS = ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # The other deployment shape: an existing database, every option the default leaves off turned on.
 EXISTING_DATABASE: dict[str, Any] = {
@@ -78,3 +83,7 @@ def synthesize(context: dict[str, Any], outdir: Path, *, bundling: bool = False,
                  template_path=Path(artifact.template_full_path))
 
 
+def run_app(outdir: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`make synth` (python app.py) with context flags, bundling skipped (cdk-nag runs)."""
+    return subprocess.run([sys.executable, "app.py", "-c", "aws:cdk:bundling-stacks=[]", *flags], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "CDK_OUTDIR": str(outdir)})

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +10,14 @@ import pytest
 from infra.code import FETCH_CA_COMMAND, RDS_CA_BUNDLE_URL
 from infra.config import ConfigError, config_from_context
 
-from .synthesis import EXISTING_DATABASE, FIXTURE_CA, SECRETS_KEY_ARN, Synth, synthesize
+from .synthesis import EXISTING_DATABASE, FIXTURE_CA, SECRETS_KEY_ARN, Synth, run_app, synthesize
 from .test_iam import as_list, identity_statements
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _app(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "app.py", "-c", "aws:cdk:bundling-stacks=[]", *flags], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, "CDK_OUTDIR": str(tmp_path)})
-
-
 def test_a_missing_ca_bundle_stops_the_synth_with_the_command_that_fetches_it(tmp_path: Path) -> None:
-    result = _app(tmp_path, "-c", "db_ca_bundle=certs/not-downloaded.pem")
+    result = run_app(tmp_path, "-c", "db_ca_bundle=certs/not-downloaded.pem")
     assert result.returncode == 2
     assert "db_ca_bundle: certs/not-downloaded.pem is missing" in result.stderr
     assert FETCH_CA_COMMAND in result.stderr and RDS_CA_BUNDLE_URL in result.stderr

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,7 @@ from archiver.exceptions import ConfigError as CoreConfigError
 from infra.config import ConfigError, config_from_context
 from infra.policies import MAX_POLICIES_BYTES, POLICIES_ENV, deployment, from_document
 
-from .synthesis import EXAMPLE_POLICIES, FIXTURE_CA, INLINE_POLICIES, Synth
+from .synthesis import EXAMPLE_POLICIES, FIXTURE_CA, INLINE_POLICIES, Synth, run_app
 
 ROOT = Path(__file__).resolve().parents[2]
 DATABASE_HANDLERS = ("handlers.archive.handler", "handlers.status.handler", "handlers.migrate.handler")
@@ -141,16 +138,8 @@ def test_an_unreadable_policy_file_is_named(tmp_path: Path, text: str, suffix: s
         deployment(config_from_context({"policy_file": str(tmp_path / "missing.toml")}), ROOT)
 
 
-def _app(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    """`make synth` (python app.py) with context flags; bundling is skipped, cdk-nag runs."""
-    return subprocess.run(
-        [sys.executable, "app.py", "-c", "aws:cdk:bundling-stacks=[]", *flags],
-        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "CDK_OUTDIR": str(tmp_path)},
-    )
-
-
 def test_make_synth_with_the_example_policy_file(tmp_path: Path) -> None:
-    result = _app(tmp_path, "-c", f"policy_file={EXAMPLE_POLICIES}", "-c", f"db_ca_bundle={FIXTURE_CA}")
+    result = run_app(tmp_path, "-c", f"policy_file={EXAMPLE_POLICIES}", "-c", f"db_ca_bundle={FIXTURE_CA}")
     assert result.returncode == 0, result.stderr[-2000:]
     template = json.loads((tmp_path / "PgArchiver.template.json").read_text())
     described = sorted(r["Properties"]["Description"] for r in template["Resources"].values()
@@ -161,7 +150,7 @@ def test_make_synth_with_the_example_policy_file(tmp_path: Path) -> None:
 
 def test_synth_stops_on_a_bad_policy_with_one_clear_line(tmp_path: Path) -> None:
     bad = json.dumps([{"live_table": "nic_cc_customer", "mode": "sometimes"}])
-    result = _app(tmp_path, "-c", f"policies={bad}", "-c", f"db_ca_bundle={FIXTURE_CA}")
+    result = run_app(tmp_path, "-c", f"policies={bad}", "-c", f"db_ca_bundle={FIXTURE_CA}")
     assert result.returncode == 2
     assert "policies[0] (nic_cc_customer): mode:" in result.stderr
     assert "Traceback" not in result.stderr
