@@ -13,7 +13,7 @@ from constructs import Construct
 
 from .alerts import Alerts
 from .archive_function import ArchiveFunction
-from .code import ca_bundle_problem, code_hash, lambda_code
+from .code import ca_bundle_problem, code_hash, lambda_code, runtime_python
 from .config import ArchiverConfig, ConfigError, config_from_context
 from .database import DatabaseAccess
 from .migration import SchemaMigration
@@ -100,6 +100,11 @@ def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = Non
     problem = ca_bundle_problem(PROJECT_ROOT, Path(config.db_ca_bundle))
     if problem:
         raise ConfigError(problem)
+    if app.node.try_get_context("aws:cdk:bundling-stacks") != []:
+        try:
+            runtime_python()  # the asset's bytecode needs it: say so now, not from inside the bundler
+        except RuntimeError as exc:
+            raise ConfigError(str(exc)) from None
     # Environment-agnostic: synth needs no account, and nothing is looked up.
     stack = ArchiverStack(app, config.stack_name, config=config, policies=policies)
     if nag:

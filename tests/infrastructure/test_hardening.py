@@ -64,3 +64,15 @@ def test_a_bad_secrets_key_is_refused(context: dict[str, Any], message: str) -> 
 
 def test_the_existing_database_fixture_sets_the_key() -> None:
     assert EXISTING_DATABASE["secrets_kms_key_arn"] == SECRETS_KEY_ARN
+
+
+def test_without_the_runtimes_python_a_bundling_synth_stops_clearly(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    from infra import stack as stack_module
+
+    def missing() -> str:
+        raise RuntimeError("the Lambda asset is compiled for CPython 3.12 and none was found: install python3.12")
+
+    monkeypatch.setattr(stack_module, "runtime_python", missing)
+    with pytest.raises(ConfigError, match="compiled for CPython 3.12"):
+        synthesize({}, tmp_path, bundling=True)
