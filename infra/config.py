@@ -25,6 +25,7 @@ LOG_RETENTION = {
     1096: _R.THREE_YEARS, 1827: _R.FIVE_YEARS, 2192: _R.SIX_YEARS, 2557: _R.SEVEN_YEARS,
     2922: _R.EIGHT_YEARS, 3288: _R.NINE_YEARS, 3653: _R.TEN_YEARS,
 }
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]{1,128}$")
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}$")
 _IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 _EXISTING_ONLY = ("db_vpc_id", "db_availability_zones", "db_subnet_ids", "db_security_group_id",
@@ -33,6 +34,22 @@ _EXISTING_ONLY = ("db_vpc_id", "db_availability_zones", "db_subnet_ids", "db_sec
 
 class ConfigError(ValueError):
     """The CDK context holds a value the deployment cannot use."""
+
+
+def iana_zone(value: str) -> str:
+    """``value`` if it names an IANA time zone, else ValueError saying so."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone (e.g. Indian/Mauritius, Europe/Paris)") from None
+    return value
+
+
+def hhmm(value: str) -> str:
+    """``value`` if it is a 24-hour HH:MM time, else ValueError saying so."""
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ValueError(f"{value!r} is not a 24-hour HH:MM time (e.g. 02:00)")
+    return value
 
 
 class ArchiverConfig(BaseModel):
@@ -47,6 +64,14 @@ class ArchiverConfig(BaseModel):
                           description="IANA time zone of the nightly schedule and of the archiving cutoff.")
     schedule_enabled: bool = Field(True, description="Run the nightly job (false = manual runs only).")
     schedule_time: str = Field("02:00", description="Local time of the nightly run, HH:MM (24-hour).")
+    # Several tables: a policy document instead of the single-policy keys
+    policy_file: str | None = Field(None, description="Policy document (TOML or JSON, `[[policies]]`), relative "
+                                                      "to the project root: one policy, and one schedule, per "
+                                                      "table.")
+    policies: list[dict[str, Any]] | None = Field(None, description="The same list of policies inline "
+                                                                     "(instead of policy_file).")
+    summary_reports: bool = Field(True, description="Weekly (Monday 08:00) and monthly (1st, 08:00) summary "
+                                                    "through the alert topic.")
     # Alerts
     alert_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
                                     description="E-mail address subscribed to the alert topic.")
@@ -76,6 +101,8 @@ class ArchiverConfig(BaseModel):
     stuck_after_minutes: int | None = Field(None, ge=1, le=10080,
                                             description="A run without progress this long is stuck.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Function log level.")
+    system_log_level: Literal["DEBUG", "INFO", "WARN"] = Field(
+        "WARN", description="Level of the Lambda platform's own log lines (START, END, REPORT are INFO).")
     # Archive function
     archive_function_name: str = Field("archiver-archive", pattern=r"^[A-Za-z0-9_-]{1,64}$",
                                        description="Fixed name of the archive function (its self-invoke "
@@ -120,7 +147,8 @@ class ArchiverConfig(BaseModel):
     # Database
     database: Literal["new", "existing"] = Field(
         "new", description="`new`: create Aurora Serverless v2 PostgreSQL; `existing`: use the db_* keys.")
-    db_min_capacity: float = Field(0.5, ge=0, le=256, description="New database: minimum ACUs.")
+    db_min_capacity: float = Field(0, ge=0, le=256, description="New database: minimum ACUs (0: pauses when "
+                                                                 "idle).")
     db_max_capacity: float = Field(4, ge=1, le=256, description="New database: maximum ACUs.")
     db_deletion_protection: bool = Field(True, description="New database: deletion protection.")
     db_vpc_id: str | None = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$", description="Existing: VPC id.")
@@ -142,6 +170,12 @@ class ArchiverConfig(BaseModel):
     db_user: str | None = Field(None, pattern=_IDENTIFIER, description="Existing with IAM auth: user.")
     db_resource_id: str | None = Field(None, pattern=r"^(cluster|db)-[A-Z0-9]+$",
                                        description="Existing with IAM auth: cluster or instance resource id.")
+    db_ca_bundle: str = Field("certs/rds-global-bundle.pem",
+                              description="CA bundle the functions verify the database's certificate with, "
+                                          "relative to the project root (shipped in the asset).")
+    secrets_kms_key_arn: str | None = Field(None, description="KMS key that encrypts db_secret_arn and "
+                                                              "slack_webhook_secret_arn, when not the default "
+                                                              "aws/secretsmanager key.")
     xray_endpoint: bool = Field(False, description="Also create an X-Ray interface endpoint (for traces "
                                                    "from the VPC functions when the VPC has no other route).")
     create_vpc_endpoints: bool = Field(True, description="Create the interface endpoints the functions "
@@ -182,18 +216,12 @@ class ArchiverConfig(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Indian/Mauritius, Europe/Paris)") from None
-        return value
+        return iana_zone(value)
 
     @field_validator("schedule_time")
     @classmethod
     def _time(cls, value: str) -> str:
-        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
-            raise ValueError(f"{value!r} is not a 24-hour HH:MM time (e.g. 02:00)")
-        return value
+        return hhmm(value)
 
     @field_validator("slack_webhook_secret_arn", "db_secret_arn")
     @classmethod
@@ -202,6 +230,21 @@ class ArchiverConfig(BaseModel):
             raise ValueError("must be the complete ARN of a Secrets Manager secret, ending in its "
                              "6-character suffix (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf)")
         return value
+
+    @field_validator("secrets_kms_key_arn")
+    @classmethod
+    def _kms_key_arn(cls, value: str | None) -> str | None:
+        if value is not None and not _KMS_KEY_ARN.match(value):
+            raise ValueError("must be the ARN of a KMS key (arn:aws:kms:REGION:ACCOUNT:key/KEY-ID)")
+        return value
+
+    @model_validator(mode="after")
+    def _sources(self) -> ArchiverConfig:
+        if self.policy_file is not None and self.policies is not None:
+            raise ValueError("give policy_file or policies, not both")
+        if self.secrets_kms_key_arn and not (self.db_secret_arn or self.slack_webhook_secret_arn):
+            raise ValueError("secrets_kms_key_arn applies to db_secret_arn or slack_webhook_secret_arn: give one")
+        return self
 
     @field_validator("log_retention_days")
     @classmethod
@@ -263,26 +306,39 @@ class ArchiverConfig(BaseModel):
             out.append((name, kind))
         return out
 
+    @property
+    def vpc_tracing(self) -> bool:
+        """Trace segments can leave the VPC: through an X-Ray endpoint, or the existing VPC's own route."""
+        return self.xray_endpoint or not self.create_vpc_endpoints
+
     def policy_environment(self) -> dict[str, str]:
-        """The ARCHIVER_* variables the core reads for its policy and run settings."""
-        values: dict[str, Any] = {
+        """The ARCHIVER_* variables of the single policy (no policy document)."""
+        return _present({
             "ARCHIVER_TIMEZONE": self.timezone,
             "ARCHIVER_RETENTION_DAYS": self.retention_days,
-            "ARCHIVER_MAX_HOPS": self.max_hops,
             "ARCHIVER_BATCH_SIZE": self.batch_size,
-            "ARCHIVER_TARGET_BATCH_MS": self.target_batch_ms,
-            "ARCHIVER_BATCH_PAUSE_MS": self.batch_pause_ms,
-            "ARCHIVER_MAX_REPLICA_LAG": self.max_replica_lag,
             "ARCHIVER_RELATED_MODE": self.related_mode,
             "ARCHIVER_SCHEMA": self.schema_name,
             "ARCHIVER_LIVE_TABLE": self.live_table,
             "ARCHIVER_ARCHIVE_TABLE": self.archive_table,
             "ARCHIVER_LOG_TABLE": self.log_table,
+            "ARCHIVER_PURGE_AFTER_DAYS": self.purge_after_days if self.purge_after_days != 730 else None,
+        })
+
+    def settings_environment(self) -> dict[str, str]:
+        """The ARCHIVER_* variables of the run settings, shared by every policy."""
+        return _present({
+            "ARCHIVER_MAX_HOPS": self.max_hops,
+            "ARCHIVER_TARGET_BATCH_MS": self.target_batch_ms,
+            "ARCHIVER_BATCH_PAUSE_MS": self.batch_pause_ms,
             "ARCHIVER_LEASE_SECONDS": self.lease_seconds,
             "ARCHIVER_STUCK_AFTER_MINUTES": self.stuck_after_minutes,
-            "ARCHIVER_PURGE_AFTER_DAYS": self.purge_after_days if self.purge_after_days != 730 else None,
-        }
-        return {name: str(value) for name, value in values.items() if value is not None}
+            "ARCHIVER_MAX_REPLICA_LAG": self.max_replica_lag,
+        })
+
+
+def _present(values: Mapping[str, Any]) -> dict[str, str]:
+    return {name: str(value) for name, value in values.items() if value is not None}
 
 
 def _is_ours(key: str) -> bool:

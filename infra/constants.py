@@ -54,7 +54,7 @@ NEW_DATABASE_ADMIN = "archiver_admin"
 
 
 class MetricName:
-    """Metrics the core emits (namespace ``Archiver``, dimension ``service=archiver``)."""
+    """Metrics the core emits (namespace ``Archiver``, dimensions ``service=archiver`` and ``table=<live table>``)."""
 
     RECORDS_ARCHIVED = "RecordsArchived"
     RECORDS_ELIGIBLE = "RecordsEligible"

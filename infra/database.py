@@ -18,11 +18,12 @@ from constructs import Construct
 
 from .config import ArchiverConfig
 from .constants import NEW_DATABASE_ADMIN, NEW_DATABASE_NAME, POSTGRES_PORT
-from .function import Placement
+from .function import Placement, grant_imported_secret_read, imported_secret
 
 # What the functions call from inside the VPC: self-invocation and starting runs (Lambda), alerts
 # (SNS), credentials (Secrets Manager). Logs leave through the Lambda service and metrics are
-# embedded in the logs (EMF), so neither needs an endpoint; X-Ray's is optional (xray_endpoint).
+# embedded in the logs (EMF), so neither needs an endpoint; X-Ray's is optional (xray_endpoint):
+# without it (or another way out of the VPC) the VPC functions are not traced.
 ENDPOINT_SERVICES = {
     "Lambda": ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
     "Sns": ec2.InterfaceVpcEndpointAwsService.SNS,
@@ -176,14 +177,16 @@ class DatabaseAccess(Construct):
         self.security_group.connections.allow_to(
             db_security_group, ec2.Port.tcp(config.db_port), "PostgreSQL to the archived database")
         if config.db_secret_arn:
-            self.secret = secretsmanager.Secret.from_secret_complete_arn(self, "Secret", config.db_secret_arn)
+            self.secret = imported_secret(self, "Secret", config.db_secret_arn)
 
     def _endpoint(self, name: str) -> ec2.InterfaceVpcEndpoint | None:
         return next((e for e in self.endpoints if e.node.id == f"{name}Endpoint"), None)
 
     def grant_connect(self, grantee: iam.IGrantable) -> None:
         """Let a function log in: read the credentials secret, or connect with an IAM token."""
-        if self.secret is not None:
+        if self.secret is not None and self._config.database == "existing":
+            grant_imported_secret_read(self.secret, grantee, self._config)
+        elif self.secret is not None:
             self.secret.grant_read(grantee)
         if self._config.db_iam_auth:
             grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,15 @@ from constructs import Construct
 
 from .alerts import Alerts
 from .archive_function import ArchiveFunction
-from .code import code_hash, export_code, lambda_code
+from .code import ca_bundle_problem, code_hash, export_code, lambda_code, runtime_python
 from .cold_archive import ColdArchive
-from .config import ArchiverConfig, config_from_context
+from .config import ArchiverConfig, ConfigError, config_from_context
+from .constants import PYTHON_VERSION
 from .database import DatabaseAccess
 from .migration import SchemaMigration
 from .monitoring import Monitoring
-from .schedule import NightlySchedule
+from .policies import Deployment, deployment
+from .schedule import Schedules
 from .status_api import StatusApi
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -39,22 +42,23 @@ STACK_ACKNOWLEDGMENTS = (
 class ArchiverStack(Stack):
     """Schedule, archive function, status API, alerts, database access, monitoring and migration."""
 
-    def __init__(self, scope: Construct, id: str, *, config: ArchiverConfig, root: Path = PROJECT_ROOT,
-                 **kwargs: Any) -> None:
+    def __init__(self, scope: Construct, id: str, *, config: ArchiverConfig, policies: Deployment,
+                 root: Path = PROJECT_ROOT, **kwargs: Any) -> None:
         super().__init__(scope, id, description="Archives old PostgreSQL rows every night (pg-archiver)", **kwargs)
-        source_hash = code_hash(root)
-        code = lambda_code(root, source_hash)
+        ca_bundle = Path(config.db_ca_bundle)
+        source_hash = code_hash(root, ca_bundle)
+        code = lambda_code(root, source_hash, ca_bundle)
 
         alerts = Alerts(self, "Alerts", config=config, code=code)
         database = DatabaseAccess(self, "Database", config=config)
-        shared = {**config.policy_environment(), **database.environment}
+        shared = {**policies.environment, **database.environment}
 
         status = StatusApi(self, "StatusApi", config=config, code=code, placement=database.placement,
                            environment=shared)
         archive = ArchiveFunction(self, "Archive", config=config, code=code, placement=database.placement,
                                   environment={**shared, "ARCHIVER_ALERT_TOPIC_ARN": alerts.topic.topic_arn,
                                                "ARCHIVER_STATUS_BASE_URL": status.base_url})
-        schedule = NightlySchedule(self, "Schedule", config=config, function=archive.function)
+        schedule = Schedules(self, "Schedule", config=config, policies=policies.policies, function=archive.function)
         migration = SchemaMigration(self, "Migration", config=config, code=code, code_hash=source_hash,
                                     placement=database.placement, environment=shared, database_ready=database)
 
@@ -75,7 +79,8 @@ class ArchiverStack(Stack):
         if alerts.slack_function is not None:
             watched["Slack"] = alerts.slack_function
         self.monitoring = Monitoring(
-            self, "Monitoring", config=config, topic=alerts.topic, archive_function=archive.function,
+            self, "Monitoring", config=config, policies=policies.policies, topic=alerts.topic,
+            archive_function=archive.function,
             queues={"FailedInvocations": archive.failed_invocations,
                     "ScheduleDeadLetters": schedule.dead_letter_queue},
             watched_functions=watched,
@@ -102,8 +107,17 @@ def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = Non
     """The CDK app. Context: cdk.json, then the CLI's (-c), then ``context``; cdk-nag checks at synth."""
     app = App(outdir=outdir, context=cdk_json_context(), post_cli_context=dict(context or {}))
     config = config_from_context(app.node.get_all_context())
+    policies = deployment(config, PROJECT_ROOT)
+    # Half-configured is refused here, not found out by a failed migration and a rollback.
+    problem = ca_bundle_problem(PROJECT_ROOT, Path(config.db_ca_bundle))
+    if problem:
+        raise ConfigError(problem)
+    if app.node.try_get_context("aws:cdk:bundling-stacks") != [] and runtime_python() is None:
+        print(f"warning: no CPython {PYTHON_VERSION} here (python{PYTHON_VERSION} or ARCHIVER_RUNTIME_PYTHON): the"
+              " asset ships without bytecode, and each cold start compiles what it imports (about twice as slow;"
+              " docs/deploy.md, Cold starts)", file=sys.stderr)
     # Environment-agnostic: synth needs no account, and nothing is looked up.
-    stack = ArchiverStack(app, config.stack_name, config=config)
+    stack = ArchiverStack(app, config.stack_name, config=config, policies=policies)
     if nag:
         Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app, stack

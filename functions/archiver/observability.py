@@ -30,8 +30,14 @@ class RunMetrics(Protocol):
 
     def count(self, name: str, value: float = 1) -> None: ...
 
+    def use_table(self, table: str) -> None:
+        """Every figure from now on is the run of ``table`` (one invocation serves one table)."""
+
 
 class NullMetrics:
+    def use_table(self, table: str) -> None:
+        pass
+
     def batch(self, ms: float, moved: int) -> None:
         pass
 
@@ -44,27 +50,42 @@ class NullMetrics:
 
 
 class PowertoolsMetrics:
-    """CloudWatch metrics through Powertools (EMF); flushed by the handler's ``log_metrics``."""
+    """CloudWatch metrics through Powertools (EMF); flushed by the handler's ``log_metrics``.
 
-    def __init__(self, metrics: object) -> None:
+    Every metric carries the dimension ``table`` (the live table of the run) when ``table`` is set,
+    so the alarms and the dashboard can tell the tables of a multi-policy deployment apart.
+    """
+
+    def __init__(self, metrics: object, table: str | None = None) -> None:
         from aws_lambda_powertools.metrics import MetricUnit
 
         self._m = metrics
         self._unit = MetricUnit
+        self.table = table
+
+    def use_table(self, table: str) -> None:
+        self.table = table
+
+    def _add(self, name: str, unit: object, value: float) -> None:
+        m = self._m
+        # Powertools clears dimensions at every flush: set it again for each invocation's metrics.
+        if self.table and m.dimension_set.get("table") != self.table:  # type: ignore[attr-defined]
+            m.add_dimension(name="table", value=self.table)  # type: ignore[attr-defined]
+        m.add_metric(name=name, unit=unit, value=value)  # type: ignore[attr-defined]
 
     def batch(self, ms: float, moved: int) -> None:
-        self._m.add_metric(name="BatchDurationMs", unit=self._unit.Milliseconds, value=ms)  # type: ignore[attr-defined]
+        self._add("BatchDurationMs", self._unit.Milliseconds, ms)
 
     def run(self, *, archived: int, eligible: int, batches: int, duration_ms: float, failed: bool,
             succeeded: bool) -> None:
-        add = self._m.add_metric  # type: ignore[attr-defined]
-        add(name="RecordsArchived", unit=self._unit.Count, value=archived)
-        add(name="RecordsEligible", unit=self._unit.Count, value=eligible)
-        add(name="Batches", unit=self._unit.Count, value=batches)
-        add(name="RunDurationMs", unit=self._unit.Milliseconds, value=duration_ms)
-        add(name="RunFailures", unit=self._unit.Count, value=1 if failed else 0)
+        count = self._unit.Count
+        self._add("RecordsArchived", count, archived)
+        self._add("RecordsEligible", count, eligible)
+        self._add("Batches", count, batches)
+        self._add("RunDurationMs", self._unit.Milliseconds, duration_ms)
+        self._add("RunFailures", count, 1 if failed else 0)
         if succeeded:
-            add(name="SuccessfulRuns", unit=self._unit.Count, value=1)
+            self._add("SuccessfulRuns", count, 1)
 
     def count(self, name: str, value: float = 1) -> None:
-        self._m.add_metric(name=name, unit=self._unit.Count, value=value)  # type: ignore[attr-defined]
+        self._add(name, self._unit.Count, value)

@@ -79,6 +79,7 @@ def process(event: ArchiveEvent, deps: Deps, budget: Budget, function: str) -> d
         logger.error("rejected archive event", extra={"error": str(exc)})
         return {"status": "rejected", "error": str(exc)}
     logger.append_keys(table=policy.live_table)
+    deps.metrics.use_table(policy.live_table)
     archiver = Archiver(deps.db, policy, deps.settings, deps.metrics)
     if isinstance(event, PurgeEvent):
         return _purge(archiver, deps)

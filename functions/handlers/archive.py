@@ -39,7 +39,7 @@ def build_deps() -> Deps:
     db = open_database(env, settings, policy.timezone, aws.fetch_secret, aws.fetch_iam_token)
     sink: alerts.AlertSink = aws.sns_sink(settings.alert_topic_arn) if settings.alert_topic_arn else alerts.LogSink()
     return Deps(db=db, policy=policy, settings=settings, invoker=aws.LambdaInvoker(), alerts=sink,
-                metrics=PowertoolsMetrics(metrics), policies=policies)
+                metrics=PowertoolsMetrics(metrics, table=policy.live_table), policies=policies)
 
 
 def use_deps(deps: Deps | None) -> None:

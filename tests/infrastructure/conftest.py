@@ -14,7 +14,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
 import pytest  # noqa: E402
 
-from .synthesis import EXISTING_DATABASE, Synth, synthesize  # noqa: E402
+from .synthesis import EXAMPLE_POLICIES, EXISTING_DATABASE, INLINE_POLICIES, Synth, synthesize  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +28,19 @@ def existing_db(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return synthesize(EXISTING_DATABASE, tmp_path_factory.mktemp("existing-db"))
 
 
-@pytest.fixture(params=["new_db", "existing_db"])
+@pytest.fixture(scope="session")
+def two_tables(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The example policy file: the customer table and the call log (trial phase, purge)."""
+    return synthesize({"policy_file": EXAMPLE_POLICIES}, tmp_path_factory.mktemp("two-tables"))
+
+
+@pytest.fixture(scope="session")
+def inline_policies(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """Three policies inline in the context: another zone, dry_run mode, one policy off."""
+    return synthesize({"policies": INLINE_POLICIES}, tmp_path_factory.mktemp("inline-policies"))
+
+
+@pytest.fixture(params=["new_db", "existing_db", "two_tables"])
 def any_synth(request: pytest.FixtureRequest) -> Synth:
     """Both deployment shapes, for properties that must hold in each."""
     return request.getfixturevalue(request.param)

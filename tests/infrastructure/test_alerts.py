@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -28,10 +29,21 @@ def test_topic_is_encrypted_with_a_rotated_key(any_synth: Synth) -> None:
     assert any_synth.resources[key_id]["Properties"]["EnableKeyRotation"] is True
 
 
-def test_cloudwatch_may_use_the_key_to_publish_alarms(new_db: Synth) -> None:
+def test_cloudwatch_may_use_the_key_only_for_this_accounts_alarms(new_db: Synth) -> None:
     (key,) = new_db.of_type("AWS::KMS::Key").values()
-    principals = [s["Principal"] for s in key["Properties"]["KeyPolicy"]["Statement"]]
-    assert {"Service": "cloudwatch.amazonaws.com"} in principals
+    (statement,) = [s for s in key["Properties"]["KeyPolicy"]["Statement"]
+                    if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    condition = new_db.stack.resolve(statement["Condition"])
+    assert condition["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    source_arn = condition["ArnLike"]["aws:SourceArn"]["Fn::Join"][1]
+    assert ":cloudwatch:" in source_arn and source_arn[-1] == ":alarm:*"
+
+
+def test_every_service_grant_of_the_key_names_the_source_account(any_synth: Synth) -> None:
+    for key in any_synth.of_type("AWS::KMS::Key").values():
+        for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+            if "Service" in statement["Principal"]:
+                assert "aws:SourceAccount" in statement["Condition"]["StringEquals"], statement
 
 
 def test_topic_refuses_publishing_without_tls(any_synth: Synth) -> None:
@@ -59,22 +71,34 @@ def test_every_alarm_publishes_to_the_topic(any_synth: Synth) -> None:
         assert props["AlarmActions"] == [{"Ref": topic_id(any_synth)}]
 
 
+def per_table(synth: Synth) -> dict[tuple[str, str], dict[str, Any]]:
+    """The alarms on the core's metrics, by (metric, table)."""
+    found = {}
+    for props in alarms(synth).values():
+        if props.get("Namespace") == "Archiver":
+            dimensions = {d["Name"]: d["Value"] for d in props["Dimensions"]}
+            assert set(dimensions) == {"service", "table"} and dimensions["service"] == "archiver"
+            found[(props["MetricName"], dimensions["table"])] = props
+    return found
+
+
 def test_alarms_cover_errors_throttles_dead_letters_stuck_runs_and_hop_limit(new_db: Synth) -> None:
-    names = {key.removeprefix("Monitoring").rstrip("0123456789ABCDEF") for key in alarms(new_db)}
+    names = {key.removeprefix("Monitoring").rstrip("0123456789ABCDEF") for key, props in alarms(new_db).items()
+             if props.get("Namespace") != "Archiver"}
     assert names == {"ArchiveErrors", "ArchiveThrottles", "FailedInvocationsMessages",
-                     "ScheduleDeadLettersMessages", "StatusErrors", "StuckRun", "HopLimitReached",
-                     "NoSuccessfulRun"}
+                     "ScheduleDeadLettersMessages", "StatusErrors"}
     assert alarm(new_db, "ArchiveErrors")["MetricName"] == "Errors"
     assert alarm(new_db, "ArchiveThrottles")["MetricName"] == "Throttles"
-    for prefix, metric in (("StuckRun", "StuckRuns"), ("HopLimitReached", "HopLimitReached")):
-        props = alarm(new_db, prefix)
-        assert (props["Namespace"], props["MetricName"]) == ("Archiver", metric)
-        assert props["Dimensions"] == [{"Name": "service", "Value": "archiver"}]
+    found = per_table(new_db)
+    assert set(found) == {("StuckRuns", "nic_cc_customer"), ("HopLimitReached", "nic_cc_customer"),
+                          ("SuccessfulRuns", "nic_cc_customer")}
+    for metric in ("StuckRuns", "HopLimitReached"):
+        props = found[(metric, "nic_cc_customer")]
         assert (props["ComparisonOperator"], props["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
 
 
 def test_a_night_without_a_successful_run_alarms(new_db: Synth) -> None:
-    props = alarm(new_db, "NoSuccessfulRun")
+    props = per_table(new_db)[("SuccessfulRuns", "nic_cc_customer")]
     assert (props["Namespace"], props["MetricName"], props["Statistic"]) == ("Archiver", "SuccessfulRuns", "Sum")
     assert props["Period"] * props["EvaluationPeriods"] == 26 * 3600
     assert props["DatapointsToAlarm"] == props["EvaluationPeriods"]
@@ -83,10 +107,28 @@ def test_a_night_without_a_successful_run_alarms(new_db: Synth) -> None:
     assert props["TreatMissingData"] == "breaching"
 
 
+def test_every_table_has_its_own_alarms(two_tables: Synth) -> None:
+    found = per_table(two_tables)
+    for table in ("nic_cc_customer", "nic_cc_call_log"):
+        assert ("StuckRuns", table) in found and ("HopLimitReached", table) in found
+    # The call log's trial phase (dry_run_until 2027-01-31) archives nothing: no nightly alarm until a
+    # deploy after that date.
+    trial = dt.date.today() < dt.date(2027, 1, 31)
+    expected = {"nic_cc_customer"} | (set() if trial else {"nic_cc_call_log"})
+    assert {table for metric, table in found if metric == "SuccessfulRuns"} == expected
+
+
+def test_dry_run_and_off_policies_get_no_nightly_alarm(inline_policies: Synth) -> None:
+    found = per_table(inline_policies)
+    assert {table for metric, table in found if metric == "StuckRuns"} == {
+        "nic_cc_customer", "nic_cc_call_log", "nic_cc_follow_up"}
+    nightly = {table for metric, table in found if metric == "SuccessfulRuns"}
+    assert "nic_cc_customer" not in nightly and "nic_cc_follow_up" not in nightly
+
+
 def test_with_the_schedule_off_there_is_no_nightly_alarm_but_slack_is_watched(existing_db: Synth) -> None:
-    names = set(alarms(existing_db))
-    assert not any(name.startswith("MonitoringNoSuccessfulRun") for name in names)
-    assert any(name.startswith("MonitoringSlackErrors") for name in names)
+    assert not [key for key in per_table(existing_db) if key[0] == "SuccessfulRuns"]
+    assert any(name.startswith("MonitoringSlackErrors") for name in alarms(existing_db))
 
 
 def test_dashboard_shows_archived_per_day_durations_and_failures(new_db: Synth) -> None:
@@ -97,5 +139,17 @@ def test_dashboard_shows_archived_per_day_durations_and_failures(new_db: Synth) 
     assert {"Records archived per day", "Run duration (ms)", "Batch duration (ms)", "Failures per day"} <= titles
     archived = next(w["properties"] for w in body["widgets"]
                     if w["properties"].get("title") == "Records archived per day")
-    assert archived["metrics"][0][:4] == ["Archiver", "RecordsArchived", "service", "archiver"]
+    assert archived["metrics"][0][:6] == ["Archiver", "RecordsArchived", "service", "archiver",
+                                          "table", "nic_cc_customer"]
     assert archived["metrics"][0][-1]["period"] == 86400
+
+
+def test_dashboard_draws_a_line_per_table(two_tables: Synth) -> None:
+    (dashboard,) = two_tables.of_type("AWS::CloudWatch::Dashboard").values()
+    body = json.loads("".join(p if isinstance(p, str) else "0" for p in
+                              two_tables.stack.resolve(dashboard["Properties"]["DashboardBody"])["Fn::Join"][1]))
+    archived = next(w["properties"] for w in body["widgets"]
+                    if w["properties"].get("title") == "Records archived per day")
+    lines = {(m[1], m[5]) for m in archived["metrics"]}
+    assert lines == {(metric, table) for metric in ("RecordsArchived", "RecordsEligible")
+                     for table in ("nic_cc_customer", "nic_cc_call_log")}

@@ -9,16 +9,16 @@ import pytest
 
 from infra.constants import PYTHON_VERSION
 
-from .synthesis import synthesize
+from .synthesis import EXAMPLE_POLICIES, FIXTURE_CA, synthesize
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def asset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Synthesises the default stack exactly as `make synth` does (bundling and cdk-nag on)."""
+    """Synthesises the example two-table stack as `make synth` does (bundling and cdk-nag on)."""
     outdir = tmp_path_factory.mktemp("bundled")
-    synth = synthesize({}, outdir, bundling=True, nag=True)
+    synth = synthesize({"policy_file": EXAMPLE_POLICIES}, outdir, bundling=True, nag=True)
     manifest = json.loads((outdir / f"{synth.stack.artifact_id}.assets.json").read_text())
     directories = [outdir / f["source"]["path"] for f in manifest["files"].values()
                    if (outdir / f["source"]["path"] / "handlers").is_dir()]
@@ -34,7 +34,27 @@ def test_asset_holds_the_handlers_and_the_core(asset: Path) -> None:
     source_files = {p.relative_to(ROOT / "functions") for p in (ROOT / "functions" / "archiver").rglob("*")
                     if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
     assert source_files <= {p.relative_to(asset) for p in (asset / "archiver").rglob("*")}
-    assert not list(asset.glob("archiver/**/__pycache__"))
+
+
+@pytest.mark.network
+def test_asset_ships_bytecode_for_the_runtimes_python(asset: Path) -> None:
+    tag = "cpython-" + PYTHON_VERSION.replace(".", "")
+    modules = [p for p in asset.rglob("*.py") if p.parts[len(asset.parts)] in ("archiver", "handlers", "pg8000",
+                                                                                "pydantic", "aws_lambda_powertools")]
+    assert modules
+    for module in modules:
+        compiled = module.parent / "__pycache__" / f"{module.stem}.{tag}.pyc"
+        assert compiled.is_file(), f"{module.relative_to(asset)} has no {tag} bytecode"
+    sample = (asset / "handlers" / "__pycache__" / f"archive.{tag}.pyc").read_bytes()
+    # PEP 552 flags: hash-based and unchecked (1), so Lambda never stats the sources to validate them.
+    assert int.from_bytes(sample[4:8], "little") == 1
+    # Only the runtime's version: bytecode of the build machine's Python would be dead weight.
+    assert {p.name.split(".")[-2] for p in asset.rglob("*.pyc")} == {tag}
+
+
+@pytest.mark.network
+def test_asset_ships_the_ca_bundle_the_functions_verify_with(asset: Path) -> None:
+    assert (asset / "archiver" / "certs" / "rds-global-bundle.pem").read_bytes() == (ROOT / FIXTURE_CA).read_bytes()
 
 
 @pytest.mark.network

@@ -47,14 +47,15 @@ def test_an_empty_value_unsets_an_optional_key() -> None:
 
 
 def test_policy_environment_only_names_what_is_set() -> None:
-    env = config_from_context({"related_mode": "skip", "live_table": "orders"}).policy_environment()
-    assert env == {"ARCHIVER_TIMEZONE": "Indian/Mauritius", "ARCHIVER_RETENTION_DAYS": "60",
-                   "ARCHIVER_MAX_HOPS": "200", "ARCHIVER_RELATED_MODE": "skip", "ARCHIVER_LIVE_TABLE": "orders"}
+    config = config_from_context({"related_mode": "skip", "live_table": "orders"})
+    assert config.policy_environment() == {"ARCHIVER_TIMEZONE": "Indian/Mauritius", "ARCHIVER_RETENTION_DAYS": "60",
+                                           "ARCHIVER_RELATED_MODE": "skip", "ARCHIVER_LIVE_TABLE": "orders"}
+    assert config.settings_environment() == {"ARCHIVER_MAX_HOPS": "200"}
 
 
 def test_batch_pacing_from_context_reaches_the_functions() -> None:
     env = config_from_context({"target_batch_ms": "0", "batch_pause_ms": "50",
-                               "max_replica_lag": "2.5"}).policy_environment()
+                               "max_replica_lag": "2.5"}).settings_environment()
     assert env["ARCHIVER_TARGET_BATCH_MS"] == "0" and env["ARCHIVER_BATCH_PAUSE_MS"] == "50"
     assert load_settings(env).max_replica_lag == 2.5  # the core reads what the stack hands it
 

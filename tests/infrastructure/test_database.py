@@ -35,7 +35,8 @@ def test_new_database_is_encrypted_serverless_v2_postgres(new_db: Synth) -> None
     assert props["StorageEncrypted"] is True
     assert props["EnableIAMDatabaseAuthentication"] is True
     assert props["DeletionProtection"] is True
-    assert props["ServerlessV2ScalingConfiguration"] == {"MinCapacity": 0.5, "MaxCapacity": 4}
+    # Minimum 0: the cluster pauses when idle (the job runs minutes a night) and resumes on connect.
+    assert props["ServerlessV2ScalingConfiguration"] == {"MinCapacity": 0, "MaxCapacity": 4}
     assert cluster["DeletionPolicy"] == "Snapshot"
     (instance,) = new_db.of_type("AWS::RDS::DBInstance").values()
     assert instance["Properties"]["DBInstanceClass"] == "db.serverless"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from .synthesis import DB_SECRET_ARN, SLACK_SECRET_ARN, SUBNETS, Synth
+from aws_cdk.assertions import Annotations, Match
+
+from .synthesis import DB_SECRET_ARN, EXISTING_DATABASE, SLACK_SECRET_ARN, SUBNETS, Synth, synthesize
 
 
 def functions(synth: Synth) -> dict[str, dict[str, Any]]:
@@ -21,10 +24,57 @@ def env(props: dict[str, Any]) -> dict[str, Any]:
     return props["Environment"]["Variables"]
 
 
-def test_every_function_runs_python_312_on_arm64_with_tracing(any_synth: Synth) -> None:
+def test_every_function_runs_python_312_on_arm64(any_synth: Synth) -> None:
     for props in functions(any_synth).values():
         assert props["Runtime"] == "python3.12"
         assert props["Architectures"] == ["arm64"]
+
+
+def test_every_function_logs_json_with_the_system_and_application_levels(any_synth: Synth) -> None:
+    for props in functions(any_synth).values():
+        assert props["LoggingConfig"]["LogFormat"] == "JSON"
+        assert props["LoggingConfig"]["SystemLogLevel"] == "WARN"
+        assert props["LoggingConfig"]["ApplicationLogLevel"] == "INFO"
+        assert env(props)["LOG_LEVEL"] == "INFO"
+
+
+def test_python_warning_level_is_lambdas_warn(tmp_path: Path) -> None:
+    synth = synthesize({"log_level": "WARNING", "system_log_level": "DEBUG"}, tmp_path)
+    props = archive(synth)["LoggingConfig"]
+    assert (props["ApplicationLogLevel"], props["SystemLogLevel"]) == ("WARN", "DEBUG")
+
+
+def test_vpc_functions_are_not_traced_without_a_way_to_x_ray(new_db: Synth) -> None:
+    # A new VPC has no NAT and, by default, no X-Ray endpoint: segments could not leave it.
+    assert not new_db.of_type("AWS::EC2::VPCEndpoint") or not any(
+        "xray" in str(new_db.stack.resolve(e["Properties"]["ServiceName"]))
+        for e in new_db.of_type("AWS::EC2::VPCEndpoint").values())
+    for props in functions(new_db).values():
+        assert "TracingConfig" not in props
+        assert env(props)["POWERTOOLS_TRACE_DISABLED"] == "true"
+    annotations = Annotations.from_stack(new_db.stack)
+    annotations.has_info("/PgArchiver/Archive/Function", Match.string_like_regexp("tracing is off"))
+
+
+def test_functions_outside_the_vpc_are_traced(existing_db: Synth) -> None:
+    slack = functions(existing_db)["handlers.slack.handler"]
+    assert slack["TracingConfig"] == {"Mode": "Active"}
+    assert "POWERTOOLS_TRACE_DISABLED" not in env(slack)
+
+
+def test_with_an_x_ray_endpoint_the_vpc_functions_are_traced(tmp_path: Path) -> None:
+    synth = synthesize({"xray_endpoint": "true"}, tmp_path)
+    endpoints = [str(synth.stack.resolve(e["Properties"]["ServiceName"]))
+                 for e in synth.of_type("AWS::EC2::VPCEndpoint").values()]
+    assert any("xray" in name for name in endpoints)
+    for props in functions(synth).values():
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert "POWERTOOLS_TRACE_DISABLED" not in env(props)
+
+
+def test_an_existing_vpc_with_its_own_route_is_traced(tmp_path: Path) -> None:
+    synth = synthesize({**EXISTING_DATABASE, "create_vpc_endpoints": "false"}, tmp_path)
+    for props in functions(synth).values():
         assert props["TracingConfig"] == {"Mode": "Active"}
 
 

@@ -7,6 +7,7 @@ import json
 import zipfile
 
 import boto3
+import pytest
 
 from archiver import alerts, aws
 
@@ -51,3 +52,42 @@ def test_alert_reaches_sns_subscribers_with_its_structured_attribute(aws_mock):
 def test_secret_is_read_through_the_parameters_utility(aws_mock):
     arn = boto3.client("secretsmanager").create_secret(Name="db", SecretString='{"username": "u"}')["ARN"]
     assert json.loads(aws.fetch_secret(arn)) == {"username": "u"}
+
+
+def test_clients_give_up_quickly_with_standard_retries(aws_mock):
+    for service in ("lambda", "sns", "secretsmanager", "rds"):
+        config = aws.client(service).meta.config
+        assert (config.connect_timeout, config.read_timeout) == (aws.CONNECT_TIMEOUT_S, aws.READ_TIMEOUT_S)
+        assert config.retries == {"mode": "standard", "total_max_attempts": aws.MAX_ATTEMPTS}
+    # Worst case of one call, back-off aside: inside the 10 s a hop keeps in reserve for the hand-over.
+    assert aws.MAX_ATTEMPTS * (aws.CONNECT_TIMEOUT_S + aws.READ_TIMEOUT_S) < 10
+
+
+def test_secrets_are_fetched_with_the_same_client_settings(aws_mock):
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
+    arn = boto3.client("secretsmanager").create_secret(Name="db2", SecretString="s")["ARN"]
+    assert aws.fetch_secret(arn) == "s"
+    assert DEFAULT_PROVIDERS["secrets"].client.meta.config.read_timeout == aws.READ_TIMEOUT_S
+
+
+def test_a_stalled_invoke_times_out_instead_of_hanging(aws_mock):
+    import socket
+    import time
+
+    import botocore.exceptions
+
+    # A listener that accepts and never answers: the read timeout, not botocore's 60 s, ends the call.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+    stalled = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", config=aws.CLIENT_CONFIG)
+    started = time.monotonic()
+    try:
+        with pytest.raises(botocore.exceptions.ReadTimeoutError):
+            stalled.invoke(FunctionName="f", InvocationType="Event", Payload=b"{}")
+    finally:
+        server.close()
+    # Not a speed figure: botocore's default would have waited 60 s per attempt.
+    assert time.monotonic() - started < 30
