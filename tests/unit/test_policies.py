@@ -41,7 +41,7 @@ def test_example_file_holds_the_customer_table_and_the_call_log():
     customer, calls = s.policies
     assert (customer.age_column, customer.retention_days, customer.schedule_time) == ("created_at", 60, "02:00")
     assert (calls.age_column, calls.retention_days, calls.schedule_time) == ("called_at", 90, "02:30")
-    assert calls.dry_run_until == date(2026, 12, 31) and calls.purge_after_days == 730
+    assert calls.dry_run_until == date(2027, 1, 31) and calls.purge_after_days == 730
     assert customer.purge_after_days is None
 
 
