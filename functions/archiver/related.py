@@ -260,16 +260,23 @@ def move_rows_sql(graph: RelatedGraph, table: Table, backup: Table, cols: tuple[
 
 
 def restore_rows_sql(graph: RelatedGraph, table: Table, backup: Table, cols: tuple[str, ...],
-                     in_batch: Callable[[str], str], selected: str) -> str:
-    """Bring back the rows of ``backup`` (alias ``x``, chosen by ``selected``) that reference a row
-    of the restored batch, now live again. Run parents first; a table referencing itself is run
-    until it brings back nothing (each run reaches one level further down its own references)."""
+                     in_batch: Callable[[str], str], selected: Callable[[str], str]) -> str:
+    """Bring back the rows of ``backup`` (chosen by ``selected``, a predicate on an alias) that
+    reference a row of the restored batch, live again, and (the table referencing itself) the
+    archived rows referencing those, to any depth: one statement, whose foreign keys are checked
+    at its end, whatever order the rows reference each other in. Run parents first."""
     names = ", ".join(quote(c) for c in cols)
-    belongs = " OR ".join(
-        f"({column_list('x', r.columns)}) IN (SELECT {column_list('p', r.parent_columns)}"
-        f" FROM {qualified(*r.parent)} p WHERE {moving(graph, r.parent, 'p', in_batch, 1)})"
-        for r in [*graph.into(table), *graph.self_links_of(table)])
-    return (f"WITH m AS (DELETE FROM {qualified(*backup)} x WHERE {selected} AND ({belongs}) RETURNING {names})"
+    y, q, t = "y", "q", qualified(*backup)
+    base = f"{selected(y)} AND " + _from_parents(graph, table, y, in_batch, 1)
+    own = graph.self_links_of(table)
+    if own:
+        step = " OR ".join(f"({matches(y, r.columns, q, r.parent_columns)})" for r in own)
+        chosen = (f"x.ctid IN (WITH RECURSIVE w(t) AS (SELECT {y}.ctid FROM {t} {y} WHERE {base}"
+                  f" UNION SELECT {y}.ctid FROM {t} {y} JOIN {t} {q} ON {step} JOIN w ON {q}.ctid = w.t"
+                  f" WHERE {selected(y)}) SELECT t FROM w)")
+    else:
+        chosen = f"x.ctid IN (SELECT {y}.ctid FROM {t} {y} WHERE {base})"
+    return (f"WITH m AS (DELETE FROM {t} x WHERE {chosen} RETURNING {names})"
             f" INSERT INTO {qualified(*table)} ({names}) OVERRIDING SYSTEM VALUE SELECT {names} FROM m")
 
 

@@ -176,13 +176,12 @@ class Restorer:
         def in_batch(alias: str) -> str:
             return f"{alias}.{pk} = ANY(:ids)"
 
+        def selected(alias: str) -> str:
+            return selection.format(a=alias)
+
         for table, backup, rcols in self._related(graph):
-            sql = restore_rows_sql(graph, table, backup, rcols, in_batch, selection.format(a="x"))
-            while True:
-                self.db.run(sql, ids=keys, **params)
-                result.related_restored += self.db.row_count
-                if not self.db.row_count or not graph.self_links_of(table):
-                    break
+            self.db.run(restore_rows_sql(graph, table, backup, rcols, in_batch, selected), ids=keys, **params)
+            result.related_restored += self.db.row_count
 
     def _related(self, graph: RelatedGraph) -> list[tuple[Table, Table, tuple[str, ...]]]:
         """In move mode, the related tables with an archive, parents first, and the columns to copy back."""

@@ -156,7 +156,9 @@ def test_multi_column_foreign_key_holds_its_customer_in_skip_mode_and_moves_with
 
 
 def policies_and_claims(db, env, claim_action="RESTRICT", deferrable=""):
-    """Customer <- policy (CASCADE) <- claim (``claim_action``), claims answering claims."""
+    """Customer <- policy (CASCADE) <- claim (``claim_action``), claims answering claims: per
+    customer, a claim on the policy, two answers in a chain, and a claim on the policy answering
+    the last answer (it references a row that moved only through the chain)."""
     policy = load_policy({**env, "ARCHIVER_RELATED_MODE": "move"})
     setup(db, policy)
     db.run("CREATE TABLE nic_cc_policy (id serial PRIMARY KEY, number text UNIQUE,"
@@ -170,7 +172,8 @@ def policies_and_claims(db, env, claim_action="RESTRICT", deferrable=""):
         db.run("INSERT INTO nic_cc_policy (number, customer_id) VALUES (:n, :c)", n=f"P-{c}", c=c)
         first = db.scalar("INSERT INTO nic_cc_claim (policy_number) VALUES (:n) RETURNING id", n=f"P-{c}")
         second = db.scalar("INSERT INTO nic_cc_claim (answers) VALUES (:f) RETURNING id", f=first)
-        db.run("INSERT INTO nic_cc_claim (answers) VALUES (:s)", s=second)
+        third = db.scalar("INSERT INTO nic_cc_claim (answers) VALUES (:s) RETURNING id", s=second)
+        db.run("INSERT INTO nic_cc_claim (policy_number, answers) VALUES (:n, :t)", n=f"P-{c}", t=third)
     return policy, old, young
 
 
@@ -182,11 +185,11 @@ def test_grandchildren_move_with_their_customer_and_restore_parents_first(db, en
     dry = run(db, policy, settings, dry_run=True)
     job = run(db, policy, settings)
     assert dry.eligible == job.records_archived == 1
-    assert count(db, "nic_cc_policy_backup") == 1 and count(db, "nic_cc_claim_backup") == 3
-    assert count(db, "nic_cc_claim") == 3 and count(db, "nic_cc_policy", "customer_id = :y", y=young) == 1
-    assert count(db, "nic_cc_claim_backup", "archive_job_id = CAST(:j AS uuid)", j=job.id) == 3
+    assert count(db, "nic_cc_policy_backup") == 1 and count(db, "nic_cc_claim_backup") == 4
+    assert count(db, "nic_cc_claim") == 4 and count(db, "nic_cc_policy", "customer_id = :y", y=young) == 1
+    assert count(db, "nic_cc_claim_backup", "archive_job_id = CAST(:j AS uuid)", j=job.id) == 4
     _, result = Restorer(db, policy).restore(job_id=job.id)
-    assert result.restored == 1 and result.related_restored == 4
+    assert result.restored == 1 and result.related_restored == 5
     assert {t: rows(db, t) for t in tables} == before
 
 
@@ -208,7 +211,7 @@ def test_move_mode_is_refused_before_anything_moves_when_the_live_table_referenc
            " CONSTRAINT customer_main_policy_fk REFERENCES nic_cc_policy (id)")
     with pytest.raises(SchemaError, match="customer_main_policy_fk"):
         run(db, policy, settings)
-    assert count(db, "nic_cc_customer_backup") == 0 and count(db, "nic_cc_claim") == 6
+    assert count(db, "nic_cc_customer_backup") == 0 and count(db, "nic_cc_claim") == 8
 
 
 def test_move_mode_is_refused_naming_a_constraint_of_a_cycle_between_related_tables(db, env, settings):
