@@ -193,17 +193,6 @@ def test_grandchildren_move_with_their_customer_and_restore_parents_first(db, en
     assert {t: rows(db, t) for t in tables} == before
 
 
-def test_deferrable_child_keeps_its_customer_in_skip_mode(db, policy, settings):
-    setup(db, policy)
-    db.run("CREATE TABLE nic_cc_note (id serial PRIMARY KEY, customer_id bigint REFERENCES nic_cc_customer (id)"
-           " ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED)")
-    held, free = add_customers(db, policy, [90, 90])
-    db.run("INSERT INTO nic_cc_note (customer_id) VALUES (:c)", c=held)
-    job = run(db, policy, settings)
-    assert job.records_archived == 1 and count(db, "nic_cc_note") == 1
-    assert set(rows(db, "nic_cc_customer")) == {held}
-
-
 def test_move_mode_is_refused_before_anything_moves_when_the_live_table_references_a_related_table(
         db, env, settings):
     policy, old, _ = policies_and_claims(db, env)

@@ -84,20 +84,26 @@ def schemas(draw: st.DrawFn) -> Schema:
                   bool(related) and draw(st.integers(0, 9)) == 0, draw(st.sampled_from(["skip", "move", "keep"])))
 
 
+def _reference(rows: int) -> st.SearchStrategy[int | None]:
+    """An index into ``rows`` rows, or None (no reference) about a third of the time."""
+    return st.integers(-max(1, rows // 2), rows - 1).map(lambda i: i if i >= 0 else None)
+
+
 @st.composite
 def datasets(draw: st.DrawFn, schema: Schema) -> Data:
     n = draw(st.integers(1, 7))
     old = st.integers(RETENTION_DAYS + 1, RETENTION_DAYS + 60)
     young = st.integers(0, RETENTION_DAYS - 1)
-    live = tuple(LiveRow(draw(old | young), draw(st.sampled_from(["Life", "Motor"])),
-                         draw(st.none() | st.integers(0, n - 1)) if schema.self_link else None) for _ in range(n))
+    age = st.sampled_from([True, True, False]).flatmap(lambda is_old: old if is_old else young)
+    live = tuple(LiveRow(draw(age), draw(st.sampled_from(["Life", "Motor"])),
+                         draw(_reference(n)) if schema.self_link else None) for _ in range(n))
     sizes = {LIVE: n}
     related = []
     for i, table in enumerate(schema.related):
         m = draw(st.integers(0, 5))
         parent_rows = sizes[table.link.parent]
-        rows = tuple(RelatedRow(draw(st.none() | st.integers(0, parent_rows - 1)) if parent_rows else None,
-                                draw(st.none() | st.integers(0, j - 1)) if table.self_action and j else None)
+        rows = tuple(RelatedRow(draw(_reference(parent_rows)) if parent_rows else None,
+                                draw(_reference(j)) if table.self_action and j else None)
                      for j in range(m))
         related.append(rows)
         sizes[i] = m
