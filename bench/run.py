@@ -52,11 +52,11 @@ QUICK_BELOW = 200_000  # rows: a smoke run, with a shorter traffic baseline
 
 
 def related_moved(db: Database, policy: Policy) -> int:
-    from archiver.related import related_tables
+    from archiver.related import related_graph
     from archiver.schema import related_archive_name
 
-    return sum(int(db.scalar(f"SELECT count(*) FROM {qualified(r.schema, related_archive_name(policy, r.table))}"))
-               for r in related_tables(db, policy))
+    return sum(int(db.scalar(f"SELECT count(*) FROM {qualified(schema, related_archive_name(policy, table))}"))
+               for schema, table in related_graph(db, policy).tables)
 
 
 @dataclass(frozen=True)
