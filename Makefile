@@ -54,9 +54,10 @@ test-infra: $(VENV)/.dev-installed
 test-e2e: $(VENV)/.dev-installed $(VENV)/.browser-installed
 	$(BIN)/pytest -q tests/e2e
 
-# The quick chaos subset runs in `make test`; this is the whole fault-injection suite (about 10 minutes).
+# The quick chaos subset runs in `make test`; this is the whole fault-injection suite (about 10 minutes),
+# with the long property-based campaigns of tests/property.
 chaos: $(VENV)/.dev-installed
-	$(BIN)/pytest -q tests/chaos -m chaos
+	$(BIN)/pytest -q tests/chaos tests/property -m chaos
 
 test-chaos: $(VENV)/.dev-installed
 	$(BIN)/pytest -q tests/chaos -m "chaos and not slow"

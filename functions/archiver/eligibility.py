@@ -13,7 +13,7 @@ from typing import Any
 from .config import Policy
 from .db import Database
 from .identifiers import qualified, quote
-from .related import Related
+from .related import RelatedGraph, not_referenced, not_referenced_by_itself
 from .schema import TableShape
 
 
@@ -64,10 +64,22 @@ def _age_bound(age_type: str) -> str:
 
 
 class Eligibility:
-    """The eligibility predicate for alias ``l`` of the live table, with its bound parameters."""
+    """The eligibility predicate for alias ``l`` of the live table, with its bound parameters.
 
-    def __init__(self, policy: Policy, shape: TableShape, related: list[Related], cutoffs: Cutoffs) -> None:
-        self.params: dict[str, Any] = {"c_upper": cutoffs.upper}
+    Related rows (``related``): in ``skip`` mode a row referenced by a row of another table stays.
+    In every mode a row referenced by another live row (the table's references to itself) stays,
+    and so does a row referenced by a row this run has archived (``job_id``): that keeps the
+    dry-run count equal to what the run archives. Without it, a run that archives B, which
+    references A, would find A unreferenced later in the same run and archive it too, while the
+    dry run (which saw B live) did not count A. A computed fixpoint (A eligible because all its
+    referrers are) would archive chains in one night, but needs A's referrers, which the keyset
+    walk may meet after A, moved in A's batch: more code on the hot path for a rare shape.
+    Here a chain of references leaves one level per run.
+    """
+
+    def __init__(self, policy: Policy, shape: TableShape, related: RelatedGraph, cutoffs: Cutoffs,
+                 job_id: str | None = None) -> None:
+        self.params: dict[str, Any] = {"c_upper": cutoffs.upper, "run_job": job_id}
         age = f"l.{quote(policy.age_column)}"
         bound = _age_bound(shape.age.type)
         parts = [f"{age} < {bound.format(':c_upper')}"]
@@ -79,11 +91,10 @@ class Eligibility:
             self.params["c_default"] = cutoffs.default
             case = f"CASE l.{quote(policy.lob_column)} {' '.join(whens)} ELSE CAST(:c_default AS timestamptz) END"
             parts.append(f"{age} < {bound.format(case)}")
-        if policy.related_mode == "skip" and related:
-            pk = f"l.{quote(shape.pk)}"
-            for r in related:
-                parts.append(f"NOT EXISTS (SELECT 1 FROM {qualified(r.schema, r.table)} r "
-                             f"WHERE r.{quote(r.column)} = {pk})")
+        if policy.related_mode == "skip":
+            parts.extend(not_referenced(r, "l") for r in related.children)
+        archive = qualified(policy.schema_name, policy.archive_table)
+        parts.extend(not_referenced_by_itself(r, "l", archive) for r in related.self_links)
         if policy.rules.enabled:
             parts.extend(self._rules(policy, f"l.{quote(shape.pk)}", cutoffs))
         self.sql = "\n  AND ".join(parts)

@@ -21,7 +21,7 @@ from .exceptions import ColumnsChangedError, HopLimitError, LeaseLostError, Sche
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
 from .observability import NullMetrics, RunMetrics, logger
-from .related import Related, preflight, related_tables
+from .related import RelatedGraph, Table, lock_moving_sql, move_rows_sql, preflight, related_graph
 from .replicas import LagReader, replay_lag_reader, wait_for_replicas
 from .schema import (
     ARCHIVE_META,
@@ -70,17 +70,19 @@ class BatchResult:
 class Statements:
     """The SQL of one policy against the live table's current shape, built once per hop.
 
-    A batch is two statements (move mode: three and one per related table), and no row's key crosses the wire: the lock
-    statement locks the next rows and returns the last one's keyset row (the cursor) as text; the
-    move statement finds the rows between the old cursor and that one again (the ones this
-    transaction holds: SKIP LOCKED), re-checks them under its own, fresh snapshot and moves them.
+    A batch is two statements (move mode: three, and the related tables' lock and move statements),
+    and no row's key crosses the wire: the lock statement locks the next rows and returns the last
+    one's keyset row (the cursor) as text; the move statement finds the rows between the old cursor
+    and that one again (the ones this transaction holds: SKIP LOCKED), re-checks them under its
+    own, fresh snapshot and moves them.
     """
 
-    def __init__(self, policy: Policy, shape: TableShape, related: list[Related], cutoffs: Cutoffs,
-                 related_columns: dict[str, tuple[str, ...]], columns: Columns, jobs: JobStore) -> None:
+    def __init__(self, policy: Policy, shape: TableShape, related: RelatedGraph, cutoffs: Cutoffs,
+                 related_columns: dict[Table, tuple[str, ...]], columns: Columns, jobs: JobStore,
+                 job_id: str | None = None) -> None:
         live = qualified(policy.schema_name, policy.live_table)
         archive = qualified(policy.schema_name, policy.archive_table)
-        self.elig = Eligibility(policy, shape, related, cutoffs)
+        self.elig = Eligibility(policy, shape, related, cutoffs, job_id)
         self.params = {**self.elig.params, "sig_rels": columns.tables}
         self.signature = columns.signature
         self.key_width = len(shape.key)
@@ -139,19 +141,19 @@ class Statements:
                     f" ORDER BY {walk} LIMIT :m FOR UPDATE OF l SKIP LOCKED)")
 
         self.move_related: list[str] = []
-        if policy.related_mode == "move" and related:
-            if len(shape.key) > 1:
-                raise SchemaError(f"related mode 'move' needs a single-column key on {policy.live_table};"
-                                  f" its key is ({', '.join(shape.key_names)})")
+        if policy.related_mode == "move" and related.tables:
+            # The batch's keys, any width: the re-check's text arrays, one per key column.
             keys = shape.key_arrays("k")
-            for r in related:
-                rcols = ", ".join(quote(c) for c in related_columns[r.table])
-                backup = qualified(r.schema, related_archive_name(policy, r.table))
-                self.move_related.append(
-                    f"WITH m AS (DELETE FROM {qualified(r.schema, r.table)} x"
-                    f" WHERE x.{quote(r.column)} IN ({keys}) RETURNING {rcols})"
-                    f" INSERT INTO {backup} ({rcols}, archived_at, archive_job_id)"
-                    f" SELECT {rcols}, now(), CAST(:job AS uuid) FROM m")
+
+            def in_batch(alias: str) -> str:
+                return f"({shape.key_list(alias)}) IN ({keys})"
+
+            # Top down, lock the rows others hang from; then move, deepest table first.
+            self.move_related += [lock_moving_sql(related, t, in_batch) for t in related.tables
+                                  if related.has_children(t)]
+            self.move_related += [
+                move_rows_sql(related, t, (t[0], related_archive_name(policy, t[1])), related_columns[t], in_batch)
+                for t in reversed(related.tables)]
         insert = (f" i AS (INSERT INTO {archive} ({cols}, {', '.join(quote(c) for c in ARCHIVE_META)})"
                   f" SELECT {cols}, now(), :by, :reason, CAST(:job AS uuid) FROM m RETURNING 1)")
         self.recheck: tuple[str, ...] = ()  # move mode: (first batch, after the cursor)
@@ -176,14 +178,15 @@ class Statements:
                 f" m AS (DELETE FROM {live} x WHERE {pick('r')} RETURNING {cols}),"
                 f"{insert}, u AS ({jobs.record_from('i', 'h')}) SELECT * FROM u"
                 for where in ("true", after))
-        # When eligibility reads nothing but the live row (no rule, no related table it depends on),
-        # the lock's own re-check (FOR UPDATE re-evaluates the row's conditions on its latest version)
-        # is all the re-check there is to do, and no foreign key points at the table: the whole batch
-        # is one statement. Its DELETE and job-row update wait for the signature, read once the rows
+        # When eligibility reads nothing but the live row (no rule, no related table it depends on, no
+        # reference of the table to itself: that reads other live rows and the archive), the lock's own
+        # re-check (FOR UPDATE re-evaluates the row's conditions on its latest version) is all the
+        # re-check there is to do, and no foreign key points at the table: the whole batch is one
+        # statement. Its DELETE and job-row update wait for the signature, read once the rows
         # are locked (``n`` scans ``b`` to the end first); a mismatch moves nothing and the client
         # rolls back. Returns the lock's findings (batch_*) and the job row, NULL unless it counted.
         self.single: tuple[str, ...] = ()
-        if not policy.rules.enabled and not (policy.related_mode in ("skip", "move") and related):
+        if only_the_row(policy, related):
             go = "(SELECT ours AND NOT cancel FROM j) AND (SELECT same FROM s)"
             self.single = tuple(
                 f"WITH {jobs.lease_gate}, b AS (SELECT l.tableoid AS t, l.ctid AS c, {walk} FROM {live} l"
@@ -207,6 +210,14 @@ class Statements:
         self.per_batch = tuple(dict.fromkeys(
             self.single or (self.lock_first, self.lock_next, *self.recheck, self.move_first, self.move_next,
                             *self.move_related)))
+
+
+def only_the_row(policy: Policy, related: RelatedGraph) -> bool:
+    """Eligibility reads nothing but the live row (``Statements.single``): no rule, no reference of
+    the table to itself, and no related table it depends on (``keep`` reads none of them; a foreign
+    key from another table is refused in ``keep`` mode, see ``related.preflight``)."""
+    return (not policy.rules.enabled and not related.self_links
+            and not (policy.related_mode in ("skip", "move") and related.links))
 
 
 MAX_BATCH_SIZE = 10000
@@ -299,8 +310,8 @@ class Archiver:
         self.jobs = JobStore(db, policy)
         self.metrics = metrics or NullMetrics()
         self._shape: TableShape | None = None
-        self._related: list[Related] = []
-        self._related_columns: dict[str, tuple[str, ...]] = {}
+        self._related: RelatedGraph | None = None
+        self._related_columns: dict[Table, tuple[str, ...]] = {}
         self._columns = Columns([], "")
 
     # -- preparation -------------------------------------------------------------------
@@ -311,12 +322,12 @@ class Archiver:
         foreign key would break half-way (SchemaError).
         """
         report = MigrationReport()
-        related = related_tables(self.db, self.policy)
+        related = related_graph(self.db, self.policy)
         # The columns signature is read before the shapes: if a column comes in between, the first
         # batch sees a difference and prepares again, instead of moving rows without it.
         named = [(self.policy.schema_name, self.policy.live_table)]
         if self.policy.related_mode == "move":
-            named += [(r.schema, r.table) for r in related]
+            named += list(related.tables)
         tables = table_oids(self.db, named)
         signature = str(self.db.scalar(COLUMNS_SIGNATURE_SQL, sig_rels=tables))
         sync_archive_table(self.db, self.policy.schema_name, self.policy.live_table,
@@ -325,24 +336,26 @@ class Archiver:
             logger.info("archive table follows live table", extra={"added_columns": report.added_columns})
         shape = live_shape(self.db, self.policy)
         preflight(self.db, self.policy, related)
-        related_columns: dict[str, tuple[str, ...]] = {}
+        related_columns: dict[Table, tuple[str, ...]] = {}
         if self.policy.related_mode == "move":
             from .schema import RELATED_META
-            for r in related:
-                sync_archive_table(self.db, r.schema, r.table, related_archive_name(self.policy, r.table),
+            for schema, table in related.tables:
+                sync_archive_table(self.db, schema, table, related_archive_name(self.policy, table),
                                    RELATED_META, report)
-                related_columns[r.table] = tuple(c.name for c in columns(self.db, r.schema, r.table))
+                related_columns[(schema, table)] = tuple(c.name for c in columns(self.db, schema, table))
         # Only a complete preparation counts: if the connection dies half-way, the retry
         # prepares again instead of building batches without the related tables.
         self._shape, self._related, self._related_columns = shape, related, related_columns
         self._columns = Columns(tables, signature)
 
-    def statements(self, cutoffs: Cutoffs) -> Statements:
-        if self._shape is None:
+    def statements(self, cutoffs: Cutoffs, job_id: str | None = None) -> Statements:
+        """The run's statements; ``job_id`` is the run whose archived rows still hold back the rows
+        they reference (see ``Eligibility``)."""
+        if self._shape is None or self._related is None:
             self.prepare()
-        assert self._shape is not None
+        assert self._shape is not None and self._related is not None
         stmts = Statements(self.policy, self._shape, self._related, cutoffs, self._related_columns, self._columns,
-                           self.jobs)
+                           self.jobs, job_id)
         self.db.prepare(*stmts.per_batch)
         return stmts
 
@@ -394,7 +407,7 @@ class Archiver:
         try:
             if job.cancel_requested:
                 return HopOutcome("done", self.jobs.finish(job.id, owner, "cancelled", "cancelled on request"))
-            stmts = self.statements(Cutoffs.from_json(job.options["cutoffs"]))
+            stmts = self.statements(Cutoffs.from_json(job.options["cutoffs"]), job.id)
             if job.dry_run:
                 return HopOutcome("done", self._dry_run(job, owner, stmts))
             if job.eligible is None:
@@ -434,7 +447,7 @@ class Archiver:
                                       " with nothing moved since the last committed batch") from None
                 logger.info("columns changed during the run: building the statements again")
                 self.prepare()
-                stmts = self.statements(Cutoffs.from_json(job.options["cutoffs"]))
+                stmts = self.statements(Cutoffs.from_json(job.options["cutoffs"]), job.id)
                 continue
             reprepared = 0
             if result is None:  # cancelled

@@ -32,7 +32,7 @@ from .export import (
 )
 from .identifiers import qualified, quote
 from .jobs import JobStore
-from .related import related_tables
+from .related import column_list, related_graph
 from .schema import live_shape, related_archive_name, table_exists
 
 ERASURE_SUFFIX = "_erasures"
@@ -91,14 +91,23 @@ def erase(db: Database, policy: Policy, key: str, *, table: str | None = None, d
         raise
     result = EraseResult(key_hash(policy, text), dry_run)
     pk = quote(shape.pk)
-    targets = [(qualified(r.schema, t), quote(r.column), label) for r in related_tables(db, policy)
-               for t, label in ((r.table, r.table), (related_archive_name(policy, r.table), "archived " + r.table))
-               if table_exists(db, r.schema, t)]
-    targets += [(qualified(policy.schema_name, policy.live_table), pk, "live"),
-                (qualified(policy.schema_name, policy.archive_table), pk, "archive")]
-    for tbl, col, label in targets:
-        result.removed[label] = int(db.scalar(f"SELECT count(*) FROM {tbl} WHERE {col} = CAST(:k AS "
-                                              f"{shape.pk_type})", k=text))
+    live = qualified(policy.schema_name, policy.live_table)
+    archive = qualified(policy.schema_name, policy.archive_table)
+    # Rows of the tables that reference the record (on its key, or another unique key of it), live or
+    # archived, go before the record itself: the foreign keys hold at every step.
+    targets: list[tuple[str, str, str]] = []
+    for link in related_graph(db, policy).children:
+        owner = (f"({column_list('x', link.columns)}) IN (SELECT {column_list('p', link.parent_columns)} FROM {{src}} p"
+                 f" WHERE p.{pk} = CAST(:k AS {shape.pk_type}))")
+        backup = related_archive_name(policy, link.table)
+        for t, label in ((link.table, link.table), (backup, "archived " + link.table)):
+            if table_exists(db, link.schema, t):
+                sources = " OR ".join(owner.format(src=src) for src in (live, archive))
+                targets.append((qualified(link.schema, t), f"({sources})", label))
+    key_match = f"x.{pk} = CAST(:k AS {shape.pk_type})"
+    targets += [(live, key_match, "live"), (archive, key_match, "archive")]
+    for tbl, where, label in targets:
+        result.removed[label] = int(db.scalar(f"SELECT count(*) FROM {tbl} x WHERE {where}", k=text))
     files = _exported_files(db, policy, text, shape.pk_type)
     result.files = [f for _, _, f in files]
     if dry_run:
@@ -112,8 +121,8 @@ def erase(db: Database, policy: Policy, key: str, *, table: str | None = None, d
         for export_id, dest in sorted({(e, d) for e, d, _ in files}):
             _rewrite(db, policy, storage_for(dest), export_id, text, [f for e, _, f in files if e == export_id])
         with db.transaction():
-            for tbl, col, _ in targets:
-                db.run(f"DELETE FROM {tbl} WHERE {col} = CAST(:k AS {shape.pk_type})", k=text)
+            for tbl, where, _ in targets:
+                db.run(f"DELETE FROM {tbl} x WHERE {where}", k=text)
             if table_exists(db, policy.schema_name, ledger_name(policy)):
                 db.run(f"DELETE FROM {qualified(policy.schema_name, ledger_name(policy))}"
                        f" WHERE key = CAST(:k AS {shape.pk_type})", k=text)

@@ -9,7 +9,7 @@ from .config import Policy
 from .db import Database
 from .exceptions import PermissionDeniedError, UndefinedSchemaError, UndefinedTableError
 from .identifiers import qualified, quote
-from .related import related_tables
+from .related import related_graph
 from .schema import related_archive_name
 
 STEPS = ("run", "dry-run", "restore", "purge")
@@ -39,15 +39,23 @@ def needs(db: Database, policy: Policy, step: str) -> list[Need]:
     if step == "purge":
         return [*out, Need(archive, ("SELECT", "DELETE"))]
     out.append(Need(live, ("SELECT",)) if step == "dry-run" else Need(live, ("SELECT", "DELETE"), "UPDATE"))
+    graph = related_graph(db, policy)
     if step == "run":
         out.append(Need(archive, ("SELECT", "INSERT")))
+    elif graph.self_links:  # a row this run archived holds back the rows it references (Eligibility)
+        out.append(Need(archive, ("SELECT",)))
     if policy.related_mode == "keep":
         return out
-    for r in related_tables(db, policy):
-        moved = policy.related_mode == "move" and step == "run"
-        out.append(Need(qualified(r.schema, r.table), ("SELECT", "DELETE") if moved else ("SELECT",)))
+    moved = policy.related_mode == "move" and step == "run"
+    # skip reads the tables referencing the live table; move goes down the whole graph, and locks
+    # (FOR UPDATE) the rows of the tables others reference before it moves any.
+    tables = graph.tables if policy.related_mode == "move" else list(dict.fromkeys(r.child for r in graph.children))
+    for t in tables:
         if moved:
-            out.append(Need(qualified(r.schema, related_archive_name(policy, r.table)), ("SELECT", "INSERT")))
+            out.append(Need(qualified(*t), ("SELECT", "DELETE"), "UPDATE" if graph.has_children(t) else None))
+            out.append(Need(qualified(t[0], related_archive_name(policy, t[1])), ("SELECT", "INSERT")))
+        else:
+            out.append(Need(qualified(*t), ("SELECT",)))
     return out
 
 

@@ -17,7 +17,7 @@ from .exceptions import ConfigError
 from .export import purge_gate
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
-from .related import Related, related_tables
+from .related import RelatedGraph, Table, missing_referent, related_graph, restore_rows_sql
 from .schema import ARCHIVE_META, RELATED_META, TableShape, columns, live_shape, related_archive_name, table_exists
 
 MAX_REPORTED_CONFLICTS = 100
@@ -72,15 +72,17 @@ class Restorer:
             job = self.jobs.get(job_id)
             if job.kind != "archive" or job.dry_run:
                 raise ConfigError(f"job {job.id} is a {'dry run' if job.dry_run else job.kind} run: nothing to restore")
-            return "a.archive_job_id = CAST(:sel AS uuid)", {"sel": job.id}
+            return "{a}.archive_job_id = CAST(:sel AS uuid)", {"sel": job.id}
         # Only rows this policy's runs archived: an archive another table's runs also write to
         # (shared by mistake, or a related archive in move mode) must not give their rows to this table.
-        return f"a.archived_at >= CAST(:sel AS timestamptz) AND {own_rows(self.jobs, 'a')}", \
+        # A template on the alias ``{a}``: it also picks related archive rows (restore_rows_sql).
+        return "{a}.archived_at >= CAST(:sel AS timestamptz) AND " + own_rows(self.jobs, "{a}"), \
             {"sel": since, "own": self.policy.key}
 
     def restore(self, *, job_id: str | None = None, since: datetime | None = None,
                 dry_run: bool = False) -> tuple[Job, RestoreResult]:
-        where, params = self._selection(job_id, since)
+        selection, params = self._selection(job_id, since)
+        where = selection.format(a="a")
         shape = live_shape(self.db, self.policy)
         run = self.jobs.create(kind="restore", dry_run=dry_run, batch_size=self.batch_size, trigger="manual",
                                options={"job": job_id, "since": since.isoformat() if since else None})
@@ -91,13 +93,13 @@ class Restorer:
             if dry_run:
                 self._count(where, params, shape, result)
             else:
-                self._move_back(where, params, shape, result, run.id)
+                self._move_back(selection, params, shape, result, run.id)
         except Exception as exc:
             self.jobs.fail(run.id, owner, describe_error(exc))
             raise
         state = "succeeded" if not result.conflict_count else "partial"
         msg = (f"{'would restore' if dry_run else 'restored'} {result.restored} rows; "
-               f"{result.conflict_count} already live (left in the archive)")
+               f"{result.conflict_count} left in the archive (already live, or referencing a row that is not)")
         self.db.run(f"UPDATE {self.jobs.log} SET records_archived = :r, records_failed = :c, eligible = :e"
                     " WHERE job_id = CAST(:j AS uuid)", r=result.restored, c=result.conflict_count,
                     e=result.restored + result.conflict_count, j=run.id)
@@ -114,13 +116,17 @@ class Restorer:
             f"SELECT {shape.key_list('a')} FROM {self.archive} a WHERE {where} AND {live_again}"
             f" ORDER BY {shape.key_list('a')} LIMIT {MAX_REPORTED_CONFLICTS}", **params)]
 
-    def _move_back(self, where: str, params: dict[str, Any], shape: TableShape, result: RestoreResult,
+    def _move_back(self, selection: str, params: dict[str, Any], shape: TableShape, result: RestoreResult,
                    run_id: str) -> None:
-        schema = self.policy.schema_name
-        cols = ", ".join(quote(c) for c in _insert_columns(self.db, schema, self.policy.live_table,
-                                                             self.policy.archive_table, ARCHIVE_META))
-        related = self._related()
+        """Restore batch after batch in key order. A row referencing (through the live table's
+        references to itself) a row not live yet waits, and comes back once that row has: the
+        hold rule archives a referencing row before the row it references, so a walk in key order
+        meets them in any order. A row whose referenced row never comes back stays archived,
+        reported with the conflicts."""
+        where = selection.format(a="a")
+        graph = related_graph(self.db, self.policy)
         touched_jobs: set[str] = set()
+        waiting: list[tuple[Any, Any]] = []  # (key as text, key as reported)
         cursor: Any = None
         # The archive has just grown by whole runs that autovacuum may not have analyzed yet: on
         # statistics that think a run holds a few hundred rows, every batch read and sorted all of
@@ -134,7 +140,8 @@ class Restorer:
         as_text = ", ".join(f"CAST(a.{quote(c.name)} AS text)" for c in shape.key)
         cur = ", ".join(f"CAST((CAST(:cur AS text[]))[{i}] AS {c.type})" for i, c in enumerate(shape.key, 1))
         batch = (f"SELECT ARRAY[{as_text}], a.archive_job_id,"
-                 f" EXISTS (SELECT 1 FROM {self.live} l WHERE {shape.key_equal('l', 'a')}), {keys}"
+                 f" EXISTS (SELECT 1 FROM {self.live} l WHERE {shape.key_equal('l', 'a')}),"
+                 f" {missing_referent(graph, 'a')}, {keys}"
                  f" FROM {self.archive} a WHERE {where}{{after}} ORDER BY {keys} LIMIT :n FOR UPDATE OF a")
         first, after_cursor = batch.format(after=""), batch.format(after=f" AND ({keys}) > ({cur})")
         while True:
@@ -146,27 +153,25 @@ class Restorer:
                 if not rows:
                     break
                 cursor = rows[-1][0]
-                ok = [r[0] for r in rows if not r[2]]
-                clashes = [_key(r[3:]) for r in rows if r[2]]
+                ok = [r[0] for r in rows if not r[2] and not r[3]]
+                waiting += [(r[0], _key(r[4:])) for r in rows if not r[2] and r[3]]
+                self._conflicts(result, [_key(r[4:]) for r in rows if r[2]])
                 touched_jobs.update(str(r[1]) for r in rows if r[1] is not None)
-                result.conflict_count += len(clashes)
-                result.conflicts.extend(clashes[: MAX_REPORTED_CONFLICTS - len(result.conflicts)])
-                if ok:
-                    ids = TableShape.key_params("k", ok, width)
-                    self.db.run(
-                        f"WITH m AS (DELETE FROM {self.archive} a WHERE ({keys}) IN ({shape.key_arrays('k')})"
-                        f" RETURNING {cols}) INSERT INTO {self.live} ({cols}) OVERRIDING SYSTEM VALUE"
-                        f" SELECT {cols} FROM m", **ids)
-                    result.restored += self.db.row_count
-                    for r, rcols in related:
-                        self.db.run(
-                            f"WITH m AS (DELETE FROM {qualified(r.schema, related_archive_name(self.policy, r.table))}"
-                            f" x WHERE x.{quote(r.column)} IN ({shape.key_arrays('k')}) RETURNING {rcols})"
-                            f" INSERT INTO {qualified(r.schema, r.table)} ({rcols}) OVERRIDING SYSTEM VALUE"
-                            f" SELECT {rcols} FROM m", **ids)
-                        result.related_restored += self.db.row_count
+                self._restore_rows(ok, graph, selection, params, shape, result)
                 self.db.run(f"UPDATE {self.jobs.log} SET batches = batches + 1, heartbeat_at = now(),"
                             " lease_expires_at = now() + interval '1 hour' WHERE job_id = CAST(:j AS uuid)", j=run_id)
+        while waiting:
+            with self.db.transaction():
+                ready = [r[0] for r in self.db.run(
+                    f"SELECT ARRAY[{as_text}] FROM {self.archive} a WHERE ({keys}) IN ({shape.key_arrays('k')})"
+                    f" AND NOT {missing_referent(graph, 'a')} ORDER BY {keys} FOR UPDATE OF a",
+                    **TableShape.key_params("k", [k for k, _ in waiting], width))]
+                self._restore_rows(ready, graph, selection, params, shape, result)
+            if not ready:
+                break
+            back = {tuple(k) for k in ready}
+            waiting = [w for w in waiting if tuple(w[0]) not in back]
+        self._conflicts(result, [shown for _, shown in waiting])
         # A run is rolled back once none of its rows remain in the archive.
         remaining = {str(r[0]) for r in self.db.run(
             f"SELECT DISTINCT archive_job_id FROM {self.archive} WHERE archive_job_id = ANY(CAST(:j AS uuid[]))",
@@ -175,16 +180,46 @@ class Restorer:
         self.jobs.mark_rolled_back(done)
         result.rolled_back_jobs = done
 
-    def _related(self) -> list[tuple[Related, str]]:
+    @staticmethod
+    def _conflicts(result: RestoreResult, keys: list[Any]) -> None:
+        result.conflict_count += len(keys)
+        result.conflicts.extend(keys[: max(0, MAX_REPORTED_CONFLICTS - len(result.conflicts))])
+
+    def _restore_rows(self, keys: list[Any], graph: RelatedGraph, selection: str, params: dict[str, Any],
+                      shape: TableShape, result: RestoreResult) -> None:
+        """Bring back archived live rows ``keys`` (as text, one list per row; one statement: references
+        between them hold at its end) and, in move mode, their related rows, parents before children."""
+        if not keys:
+            return
+        cols = ", ".join(quote(c) for c in _insert_columns(self.db, self.policy.schema_name, self.policy.live_table,
+                                                             self.policy.archive_table, ARCHIVE_META))
+        ids = TableShape.key_params("k", keys, len(shape.key))
+        batch = shape.key_arrays("k")
+        self.db.run(f"WITH m AS (DELETE FROM {self.archive} a WHERE ({shape.key_list('a')}) IN ({batch})"
+                    f" RETURNING {cols}) INSERT INTO {self.live} ({cols}) OVERRIDING SYSTEM VALUE"
+                    f" SELECT {cols} FROM m", **ids)
+        result.restored += self.db.row_count
+
+        def in_batch(alias: str) -> str:
+            return f"({shape.key_list(alias)}) IN ({batch})"
+
+        def selected(alias: str) -> str:
+            return selection.format(a=alias)
+
+        for table, backup, rcols in self._related(graph):
+            self.db.run(restore_rows_sql(graph, table, backup, rcols, in_batch, selected), **ids, **params)
+            result.related_restored += self.db.row_count
+
+    def _related(self, graph: RelatedGraph) -> list[tuple[Table, Table, tuple[str, ...]]]:
+        """In move mode, the related tables with an archive, parents first, and the columns to copy back."""
         if self.policy.related_mode != "move":
             return []
         out = []
-        # Parents first on the way back: reverse of the move order.
-        for r in reversed(related_tables(self.db, self.policy)):
-            backup = related_archive_name(self.policy, r.table)
-            if table_exists(self.db, r.schema, backup):
-                cols = _insert_columns(self.db, r.schema, r.table, backup, RELATED_META)
-                out.append((r, ", ".join(quote(c) for c in cols)))
+        for schema, table in graph.tables:
+            backup = related_archive_name(self.policy, table)
+            if table_exists(self.db, schema, backup):
+                out.append(((schema, table), (schema, backup),
+                            tuple(_insert_columns(self.db, schema, table, backup, RELATED_META))))
         return out
 
 
@@ -206,10 +241,10 @@ def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = Fa
     # Related archive rows are not exported: only an explicit --without-export deletes them.
     gate = "true" if without_export else purge_gate(db, policy, "x", quote(shape.pk))
     if policy.related_mode == "move" and without_export:
-        for r in related_tables(db, policy):
-            backup = related_archive_name(policy, r.table)
-            if table_exists(db, r.schema, backup):
-                tables.append((qualified(r.schema, backup), "x.ctid"))
+        for schema, table in related_graph(db, policy).tables:
+            backup = related_archive_name(policy, table)
+            if table_exists(db, schema, backup):
+                tables.append((qualified(schema, backup), "x.ctid"))
     cutoff = db.scalar("SELECT now() - make_interval(days => :d)", d=older_than_days)
     mine = own_rows(jobs, "x")  # rows of this table's runs only, as restore
     total = 0

@@ -79,10 +79,16 @@ class Column:
 
 @dataclass(frozen=True)
 class ForeignKey:
+    """One foreign-key constraint: ``schema.table (columns)`` references ``ref_columns`` of the
+    table it was looked up for (its primary key or any other unique key, in the constraint's order)."""
+
     schema: str
     table: str
     columns: tuple[str, ...]
     on_delete: str  # a=no action, r=restrict, c=cascade, n=set null, d=set default
+    name: str
+    ref_columns: tuple[str, ...]
+    deferrable: bool
 
 
 AGE_TYPES = ("timestamp with time zone", "timestamp without time zone", "date")
@@ -195,14 +201,20 @@ _PARTITIONED_SQL = """
 SELECT c.relkind = 'p' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = :schema AND c.relname = :table"""
 
+# Every foreign key referencing a table, on whichever unique key (confkey names the referenced
+# columns, in the constraint's order). A constraint on a partitioned table is listed once: the
+# copies PostgreSQL keeps on each partition (conparentid <> 0) are left out.
 _FKS_TO_SQL = """
-SELECT cn.nspname AS schema, cc.relname AS table, con.confdeltype AS on_delete,
+SELECT cn.nspname AS schema, cc.relname AS table, con.confdeltype AS on_delete, con.conname AS name,
+       con.condeferrable AS deferrable,
        array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o)
-             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o) AS columns
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o) AS columns,
+       array(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o) AS ref_columns
 FROM pg_constraint con
 JOIN pg_class pc ON pc.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
 JOIN pg_class cc ON cc.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
-WHERE con.contype = 'f' AND pn.nspname = :schema AND pc.relname = :table
+WHERE con.contype = 'f' AND con.conparentid = 0 AND pn.nspname = :schema AND pc.relname = :table
 ORDER BY cc.relname, con.conname"""
 
 # Indexes of a table as arrays of column names in index order (expression columns show as NULL).
@@ -268,7 +280,8 @@ def table_key(db: Database, schema: str, table: str) -> tuple[str, ...]:
 
 
 def foreign_keys_to(db: Database, schema: str, table: str) -> list[ForeignKey]:
-    return [ForeignKey(r["schema"], r["table"], tuple(r["columns"]), r["on_delete"])
+    return [ForeignKey(r["schema"], r["table"], tuple(r["columns"]), r["on_delete"], r["name"],
+                       tuple(r["ref_columns"]), bool(r["deferrable"]))
             for r in db.rows(_FKS_TO_SQL, schema=schema, table=table)]
 
 
@@ -415,7 +428,7 @@ def related_archive_name(policy: Policy, table: str) -> str:
 
 def migrate(db: Database, policy: Policy) -> MigrationReport:
     """Create or update everything the job needs. Idempotent and safe to run concurrently."""
-    from .related import related_tables  # local: related builds on schema
+    from .related import related_graph  # local: related builds on schema
 
     report = MigrationReport()
     with db.lock("migrate:" + policy.key):
@@ -424,9 +437,12 @@ def migrate(db: Database, policy: Policy) -> MigrationReport:
         sync_archive_table(db, policy.schema_name, policy.live_table, policy.archive_table,
                            ARCHIVE_META, report)
         _ensure_index(db, policy.schema_name, policy.live_table, tuple(c.name for c in shape.walk), report)
-        for rel in related_tables(db, policy):
-            _ensure_index(db, rel.schema, rel.table, (rel.column,), report)
-            if policy.related_mode == "move":
-                sync_archive_table(db, rel.schema, rel.table, related_archive_name(policy, rel.table),
-                                   RELATED_META, report)
+        graph = related_graph(db, policy)
+        for link in graph.links:
+            _ensure_index(db, link.schema, link.table, link.columns, report)
+        for link in graph.self_links:  # a run looks up the rows it archived by their reference
+            _ensure_index(db, policy.schema_name, policy.archive_table, link.columns, report)
+        if policy.related_mode == "move":
+            for schema, table in graph.tables:
+                sync_archive_table(db, schema, table, related_archive_name(policy, table), RELATED_META, report)
     return report

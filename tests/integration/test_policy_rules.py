@@ -146,10 +146,11 @@ def test_policy_listed_related_table_without_foreign_key_is_honoured_in_skip_mod
     assert job.records_archived == 1 and count(db, "nic_cc_customer", "id = :a", a=with_note) == 1
 
 
-def test_cascading_foreign_key_never_deletes_related_rows(db, policy, settings):
+@pytest.mark.parametrize("deferrable", ["", "DEFERRABLE INITIALLY DEFERRED"])
+def test_cascading_foreign_key_never_deletes_related_rows(db, policy, settings, deferrable):
     setup(db, policy)
     db.run("CREATE TABLE nic_cc_note (id serial PRIMARY KEY,"
-           " customer_id bigint REFERENCES nic_cc_customer (id) ON DELETE CASCADE)")
+           f" customer_id bigint REFERENCES nic_cc_customer (id) ON DELETE CASCADE {deferrable})")
     c, _ = add_customers(db, policy, [80, 80])
     db.run("INSERT INTO nic_cc_note (customer_id) VALUES (:c)", c=c)
     job = run(db, policy, settings)

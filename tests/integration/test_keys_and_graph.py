@@ -1,0 +1,80 @@
+"""The foreign-key graph on keys of any width: move mode follows a composite key's multi-column
+references, and a table referencing itself never takes the one-statement batch (its eligibility
+reads other live rows and the archive)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from archiver import schema
+from archiver.eligibility import pin_cutoffs
+from archiver.engine import Archiver
+from tests.keyed_tables import assert_live_xor_archived, contents, create, insert, policy_for, restore
+
+NOW = datetime.now(UTC)
+AGES = [NOW - timedelta(days=d, minutes=i) for i, d in enumerate([90, 5, 120, 70, 1, 200, 64, 30])]
+
+
+def lines(db, table: str) -> set[tuple]:
+    return {tuple(r) for r in db.run(f"SELECT region, code, line, part FROM {table}")}
+
+
+def test_move_mode_moves_the_children_of_a_composite_key_by_both_columns_and_restores_them(db, policy, settings):
+    """``orders (region, code)``; ``order_lines`` references it by both columns, ``line_parts`` the
+    lines in turn. Only the children of archived orders move (a child of a young order with the
+    same ``code`` stays), and restore brings every row back."""
+    create(db, "orders", "composite", "timestamptz")
+    keys = insert(db, "orders", "composite", "timestamptz", AGES)
+    db.run("CREATE TABLE order_lines (region int, code text, line int, part text,"
+           " PRIMARY KEY (region, code, line),"
+           " FOREIGN KEY (region, code) REFERENCES orders (region, code) ON DELETE CASCADE)")
+    db.run("CREATE TABLE line_parts (region int, code text, line int, qty int,"
+           " FOREIGN KEY (region, code, line) REFERENCES order_lines ON DELETE RESTRICT)")
+    # a young twin of every order: the same code in another region, which a test of the code alone
+    # (or of each column apart) would take for the old order's
+    db.run("INSERT INTO orders (region, code, created_at, note, amount) SELECT region + 10, code, now(), 'twin', 0"
+           " FROM orders")
+    db.run("INSERT INTO order_lines SELECT region, code, g, 'p' || g FROM orders, generate_series(1, 2) g")
+    db.run("INSERT INTO line_parts SELECT region, code, line, 1 FROM order_lines")
+    pol = policy_for(policy, "orders", policy.timezone, 60).model_copy(update={"related_mode": "move"})
+    schema.migrate(db, pol)
+    assert schema.has_index(db, "public", "order_lines", ("region", "code"))
+    original, _ = contents(db, "orders", "orders_backup")
+    every_line = lines(db, "order_lines")
+    archiver = Archiver(db, pol, settings)
+    assert not archiver.statements(pin_cutoffs(db, pol)).single  # related tables: lock, then move
+    job = archiver.run_hop(archiver.start(batch_size=2).id, owner="w", hop=1).job
+    assert job.state == "succeeded" and job.records_archived == 5
+    kept = assert_live_xor_archived(db, "orders", "orders_backup", original)
+    assert set(kept) == {k for k, a in zip(keys, AGES, strict=True) if a < NOW - timedelta(days=60)}
+    live_orders = {tuple(r) for r in db.run("SELECT region, code FROM orders")}
+    moved, stayed = lines(db, "order_lines_backup"), lines(db, "order_lines")
+    assert moved | stayed == every_line and not moved & stayed
+    assert all((r, c) in live_orders for r, c, _, _ in stayed)
+    assert not any((r, c) in live_orders for r, c, _, _ in moved)
+    assert db.scalar("SELECT count(*) FROM line_parts_backup") == len(moved)
+    restore(db, pol, job)
+    assert contents(db, "orders", "orders_backup") == (original, {})
+    assert lines(db, "order_lines") == every_line and not lines(db, "order_lines_backup")
+    assert db.scalar("SELECT count(*) FROM line_parts") == len(every_line)
+
+
+def referring_customers(db, policy, action: str = "CASCADE"):
+    db.run("CREATE TABLE nic_cc_customer (id bigserial PRIMARY KEY, name text, created_at timestamptz NOT NULL,"
+           f" referred_by bigint REFERENCES nic_cc_customer (id) ON DELETE {action})")
+    db.run("INSERT INTO nic_cc_customer (name, created_at)"
+           " SELECT 'c' || g, now() - interval '90 days' + g * interval '1 minute' FROM generate_series(1, 6) g")
+    schema.migrate(db, policy)
+
+
+def test_a_table_referencing_itself_takes_the_two_statement_batch(db, policy, settings):
+    referring_customers(db, policy)
+    first = db.scalar("SELECT min(id) FROM nic_cc_customer")
+    db.run("INSERT INTO nic_cc_customer (name, created_at, referred_by) VALUES ('young', now(), :r)", r=first)
+    archiver = Archiver(db, policy, settings)
+    assert not archiver.statements(pin_cutoffs(db, policy)).single
+    job = archiver.run_hop(archiver.start(batch_size=4).id, owner="w", hop=1).job
+    assert job.state == "succeeded" and job.records_archived == 5
+    assert db.scalar("SELECT count(*) FROM nic_cc_customer WHERE id = :r OR referred_by = :r", r=first) == 2
+    batch = [s[0] for s in db.run("SELECT statement FROM pg_prepared_statements") if "SKIP LOCKED" in s[0]]
+    assert any("DELETE FROM" not in s for s in batch)  # a lock statement of its own
