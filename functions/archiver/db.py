@@ -190,6 +190,7 @@ class Database:
     # -- connection ------------------------------------------------------------------
     def _connect(self) -> pg8000.native.Connection:
         p = self.params
+        ssl_context = p.ssl_context()  # a configuration error (a missing sslrootcert) before any connection
         sock = None
         try:
             sock = None if p.unix_sock else tcp_socket(p.host or "localhost", p.port, CONNECT_TIMEOUT_S)
@@ -197,7 +198,7 @@ class Database:
                 sock.settimeout(max(CONNECT_TIMEOUT_S, self._statement_timeout_ms / 1000 + CONNECT_TIMEOUT_S))
             conn = pg8000.native.Connection(
                 user=p.user, password=p.password, host=p.host or "localhost", port=p.port,
-                database=p.database, unix_sock=p.unix_sock, ssl_context=p.ssl_context(),
+                database=p.database, unix_sock=p.unix_sock, ssl_context=ssl_context,
                 application_name=p.application_name, timeout=CONNECT_TIMEOUT_S, sock=sock,
             )
         except (pg8000.exceptions.InterfaceError, pg8000.exceptions.DatabaseError, OSError) as exc:
