@@ -78,3 +78,26 @@ def test_a_table_referencing_itself_takes_the_two_statement_batch(db, policy, se
     assert db.scalar("SELECT count(*) FROM nic_cc_customer WHERE id = :r OR referred_by = :r", r=first) == 2
     batch = [s[0] for s in db.run("SELECT statement FROM pg_prepared_statements") if "SKIP LOCKED" in s[0]]
     assert any("DELETE FROM" not in s for s in batch)  # a lock statement of its own
+
+
+def test_a_partitioned_table_referencing_itself_by_two_columns_keeps_referenced_rows(db, policy, settings):
+    """Range-partitioned, key ``(id, created_at)``, a row referencing another by both columns: the
+    referenced old row stays while a young row references it; the rest is archived and restored."""
+    create(db, "events", "identity", "timestamptz", partitioned=True)
+    keys = insert(db, "events", "identity", "timestamptz", AGES)
+    db.run("ALTER TABLE events ADD COLUMN ref_id bigint, ADD COLUMN ref_at timestamptz,"
+           " ADD FOREIGN KEY (ref_id, ref_at) REFERENCES events (id, created_at) ON DELETE CASCADE")
+    oldest = db.run("SELECT id, created_at FROM events ORDER BY created_at LIMIT 1")[0]
+    db.run("UPDATE events SET ref_id = :i, ref_at = :t WHERE created_at = (SELECT max(created_at) FROM events)",
+           i=oldest[0], t=oldest[1])
+    pol = policy_for(policy, "events", policy.timezone, 60)
+    schema.migrate(db, pol)
+    original, _ = contents(db, "events", "events_backup")
+    archiver = Archiver(db, pol, settings)
+    assert not archiver.statements(pin_cutoffs(db, pol)).single
+    job = archiver.run_hop(archiver.start(batch_size=2).id, owner="w", hop=1).job
+    old = {k for k, a in zip(keys, AGES, strict=True) if a < NOW - timedelta(days=60)}
+    kept = assert_live_xor_archived(db, "events", "events_backup", original)
+    assert set(kept) == old - {f"({oldest[0]})"} and job.records_archived == len(old) - 1
+    restore(db, pol, job)
+    assert contents(db, "events", "events_backup") == (original, {})
