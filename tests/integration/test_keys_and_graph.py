@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from archiver import schema
+from archiver import grants, schema
 from archiver.eligibility import pin_cutoffs
 from archiver.engine import Archiver
 from tests.keyed_tables import assert_live_xor_archived, contents, create, insert, policy_for, restore
@@ -101,3 +101,18 @@ def test_a_partitioned_table_referencing_itself_by_two_columns_keeps_referenced_
     assert set(kept) == old - {f"({oldest[0]})"} and job.records_archived == len(old) - 1
     restore(db, pol, job)
     assert contents(db, "events", "events_backup") == (original, {})
+
+
+def test_move_mode_needs_grants_on_every_table_of_the_graph_and_update_where_rows_are_locked(db, policy):
+    db.run("CREATE TABLE nic_cc_customer (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL,"
+           " referred_by bigint REFERENCES nic_cc_customer (id))")
+    db.run("CREATE TABLE notes (customer_id bigint REFERENCES nic_cc_customer, n int UNIQUE)")  # no primary key
+    db.run("CREATE TABLE note_tags (n int REFERENCES notes (n))")
+    pol = policy.model_copy(update={"related_mode": "move"})
+    schema.migrate(db, pol)
+    run = {n.table: n for n in grants.needs(db, pol, "run")}
+    assert run['"public"."notes"'].privileges == ("SELECT", "DELETE") and run['"public"."notes"'].any_column == "UPDATE"
+    assert run['"public"."note_tags"'].any_column is None and '"public"."note_tags_backup"' in run
+    assert db.scalar(grants._KEY_COLUMNS_SQL, t='"public"."notes"') == "customer_id"
+    dry = {n.table: n.privileges for n in grants.needs(db, pol, "dry-run")}
+    assert dry['"public"."nic_cc_customer_backup"'] == ("SELECT",)  # the self-reference's hold
