@@ -14,7 +14,10 @@ from .schema import related_archive_name
 
 STEPS = ("run", "dry-run", "restore", "purge")
 _LOG = ("SELECT", "INSERT", "UPDATE")  # every step is a run in the run log
-_KEY_COLUMNS_SQL = ("SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_index i"
+# The primary key's columns, else (a related table may have none) the first column.
+_KEY_COLUMNS_SQL = ("SELECT COALESCE(string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),"
+                    " (SELECT quote_ident(c.attname) FROM pg_attribute c WHERE c.attrelid = CAST(:t AS regclass)"
+                    " AND c.attnum > 0 AND NOT c.attisdropped ORDER BY c.attnum LIMIT 1)) FROM pg_index i"
                     " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)"
                     " WHERE i.indrelid = CAST(:t AS regclass) AND i.indisprimary")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from archiver import schema
+from archiver import grants, schema
 from archiver.eligibility import pin_cutoffs
 from archiver.engine import Archiver
 from tests.keyed_tables import assert_live_xor_archived, contents, create, insert, policy_for, restore
@@ -78,3 +78,41 @@ def test_a_table_referencing_itself_takes_the_two_statement_batch(db, policy, se
     assert db.scalar("SELECT count(*) FROM nic_cc_customer WHERE id = :r OR referred_by = :r", r=first) == 2
     batch = [s[0] for s in db.run("SELECT statement FROM pg_prepared_statements") if "SKIP LOCKED" in s[0]]
     assert any("DELETE FROM" not in s for s in batch)  # a lock statement of its own
+
+
+def test_a_partitioned_table_referencing_itself_by_two_columns_keeps_referenced_rows(db, policy, settings):
+    """Range-partitioned, key ``(id, created_at)``, a row referencing another by both columns: the
+    referenced old row stays while a young row references it; the rest is archived and restored."""
+    create(db, "events", "identity", "timestamptz", partitioned=True)
+    keys = insert(db, "events", "identity", "timestamptz", AGES)
+    db.run("ALTER TABLE events ADD COLUMN ref_id bigint, ADD COLUMN ref_at timestamptz,"
+           " ADD FOREIGN KEY (ref_id, ref_at) REFERENCES events (id, created_at) ON DELETE CASCADE")
+    oldest = db.run("SELECT id, created_at FROM events ORDER BY created_at LIMIT 1")[0]
+    db.run("UPDATE events SET ref_id = :i, ref_at = :t WHERE created_at = (SELECT max(created_at) FROM events)",
+           i=oldest[0], t=oldest[1])
+    pol = policy_for(policy, "events", policy.timezone, 60)
+    schema.migrate(db, pol)
+    original, _ = contents(db, "events", "events_backup")
+    archiver = Archiver(db, pol, settings)
+    assert not archiver.statements(pin_cutoffs(db, pol)).single
+    job = archiver.run_hop(archiver.start(batch_size=2).id, owner="w", hop=1).job
+    old = {k for k, a in zip(keys, AGES, strict=True) if a < NOW - timedelta(days=60)}
+    kept = assert_live_xor_archived(db, "events", "events_backup", original)
+    assert set(kept) == old - {f"({oldest[0]})"} and job.records_archived == len(old) - 1
+    restore(db, pol, job)
+    assert contents(db, "events", "events_backup") == (original, {})
+
+
+def test_move_mode_needs_grants_on_every_table_of_the_graph_and_update_where_rows_are_locked(db, policy):
+    db.run("CREATE TABLE nic_cc_customer (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL,"
+           " referred_by bigint REFERENCES nic_cc_customer (id))")
+    db.run("CREATE TABLE notes (customer_id bigint REFERENCES nic_cc_customer, n int UNIQUE)")  # no primary key
+    db.run("CREATE TABLE note_tags (n int REFERENCES notes (n))")
+    pol = policy.model_copy(update={"related_mode": "move"})
+    schema.migrate(db, pol)
+    run = {n.table: n for n in grants.needs(db, pol, "run")}
+    assert run['"public"."notes"'].privileges == ("SELECT", "DELETE") and run['"public"."notes"'].any_column == "UPDATE"
+    assert run['"public"."note_tags"'].any_column is None and '"public"."note_tags_backup"' in run
+    assert db.scalar(grants._KEY_COLUMNS_SQL, t='"public"."notes"') == "customer_id"
+    dry = {n.table: n.privileges for n in grants.needs(db, pol, "dry-run")}
+    assert dry['"public"."nic_cc_customer_backup"'] == ("SELECT",)  # the self-reference's hold
