@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 
-from .alerts import SnsSink
+from .sinks import SnsSink
 
 
 @cache

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from . import alerts, demo, embedded, grants, schema
+from . import demo, embedded, grants, schema, slack
 from .config import DEFAULT_PURGE_AFTER_DAYS, Policy, PolicySet, Settings, load_policies, load_settings
 from .connection import open_database
 from .db import Database, check_writable, sqlstate
@@ -197,7 +197,7 @@ def run_policy(args: argparse.Namespace, db: Database, policy: Policy, settings:
     grants.check(db, policy, "dry-run" if args.dry_run else "run")
     progress = Progress(enabled=not args.json)
     deps = Deps(db=db, policy=policy, settings=settings, invoker=LocalInvoker(),
-                alerts=alerts.local_sink(os.environ), on_batch=progress.batch, max_batches=args.max_batches)
+                alerts=slack.local_sink(os.environ), on_batch=progress.batch, max_batches=args.max_batches)
     archiver = Archiver(db, policy, settings)
     if args.job:
         event: dict[str, Any] = {"action": "resume", "job_id": JobStore(db, policy).get(args.job).id}

@@ -4,7 +4,7 @@ request from the status API, the function's own continuation, and the scheduled 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -13,6 +13,20 @@ from .exceptions import ConfigError
 
 class InvalidEventError(ConfigError):
     """The archive function received an event it does not understand."""
+
+
+class Invoker(Protocol):
+    def invoke_async(self, function: str, payload: dict[str, Any]) -> None: ...
+
+
+class LocalInvoker:
+    """Stands in for Lambda's asynchronous self-invocation: events wait in a queue."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[str, dict[str, Any]]] = []
+
+    def invoke_async(self, function: str, payload: dict[str, Any]) -> None:
+        self.queue.append((function, payload))
 
 
 class ScheduleEvent(BaseModel):

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import alerts
+from . import slack
 from .config import Policy, PolicySet, Settings, load_policies, load_settings
 from .connection import open_database
 from .observability import logger
@@ -114,7 +114,7 @@ def local_deps(env: Mapping[str, str], policy: Policy | PolicySet, settings: Set
 
     def archive_deps() -> Deps:
         db = open_database(env, settings, first.timezone)
-        return Deps(db=db, policy=first, settings=settings, invoker=LocalInvoker(), alerts=alerts.local_sink(env),
+        return Deps(db=db, policy=first, settings=settings, invoker=LocalInvoker(), alerts=slack.local_sink(env),
                     policies=policies)
 
     return StatusDeps(db=open_database(env, settings, first.timezone), policy=first, settings=settings,

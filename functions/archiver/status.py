@@ -7,7 +7,7 @@ the run log they read.
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import events, grants
 from .config import Policy, PolicySet, Settings
@@ -18,9 +18,6 @@ from .identifiers import qualified
 from .jobs import Job, JobStore
 from .observability import logger
 from .schema import ACTIVE_SQL, table_exists
-
-if TYPE_CHECKING:  # the worker builds its reports from this module's queries
-    from .worker import Invoker
 
 # Above this planner estimate a count(*) would take seconds of a 29-second API call: report
 # pg_class.reltuples (refreshed by autovacuum's ANALYZE) instead, and say it is an estimate.
@@ -143,7 +140,7 @@ def health(db: Database, policy: Policy | PolicySet) -> dict[str, Any]:
     return out
 
 
-def start_run(db: Database, policy: Policy, settings: Settings, invoker: Invoker, function_name: str,
+def start_run(db: Database, policy: Policy, settings: Settings, invoker: events.Invoker, function_name: str,
               dry_run: bool = False, batch_size: int | None = None) -> Job:
     """Create the run (cutoffs pinned now) and start the archive function asynchronously.
 

@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from archiver import alerts, aws
+from archiver import aws, sinks
 from archiver.config import load_policies, load_settings
 from archiver.connection import open_database
 from archiver.events import InvalidEventError, parse_archive_event
@@ -37,7 +37,7 @@ def build_deps() -> Deps:
     policies, settings = load_policies(env), load_settings(env)
     policy = policies.policies[0]
     db = open_database(env, settings, policy.timezone, aws.fetch_secret, aws.fetch_iam_token)
-    sink: alerts.AlertSink = aws.sns_sink(settings.alert_topic_arn) if settings.alert_topic_arn else alerts.LogSink()
+    sink: sinks.AlertSink = aws.sns_sink(settings.alert_topic_arn) if settings.alert_topic_arn else sinks.LogSink()
     return Deps(db=db, policy=policy, settings=settings, invoker=aws.LambdaInvoker(), alerts=sink,
                 metrics=PowertoolsMetrics(metrics), policies=policies)
 

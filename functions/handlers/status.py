@@ -27,6 +27,7 @@ from archiver import aws, status
 from archiver.config import Policy, PolicySet, Settings, load_policies, load_settings
 from archiver.connection import open_database
 from archiver.db import Database, sqlstate
+from archiver.events import Invoker
 from archiver.exceptions import (
     AlreadyRunningError,
     ArchiverError,
@@ -43,7 +44,6 @@ from archiver.exceptions import (
 )
 from archiver.jobs import Job, JobStore, parse_job_id, policy_of
 from archiver.observability import logger
-from archiver.worker import Invoker
 
 from . import page
 from .status_guard import refusal

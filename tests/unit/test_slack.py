@@ -267,7 +267,7 @@ def test_unreadable_alert_attribute_falls_back_to_the_message():
 
 
 def test_local_alerts_reach_slack_through_the_same_formatting(webhook):
-    from archiver.alerts import local_sink as local_alerts
+    from archiver.slack import local_sink as local_alerts
 
     local_alerts({"SLACK_WEBHOOK_URL": webhook.url}).send(ALERT)
     assert webhook.received == [slack.format_message(ALERT)]
