@@ -18,8 +18,8 @@ import pytest
 from archiver import aws, slack
 from archiver.alerts import Alert
 from archiver.exceptions import ConfigError
-from archiver.runner import FakeContext
 from handlers import slack as slack_handler
+from local.runner import FakeContext
 
 TOKEN = "xoxTESTTOKENc0ffee"
 

@@ -16,13 +16,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from . import demo, embedded, grants, schema, slack
-from .config import DEFAULT_PURGE_AFTER_DAYS, Policy, PolicySet, Settings, load_policies, load_settings
-from .connection import open_database
-from .db import Database, check_writable, sqlstate
-from .engine import Archiver, BatchResult
-from .events import start_event
-from .exceptions import (
+from archiver import grants, schema, slack
+from archiver.config import DEFAULT_PURGE_AFTER_DAYS, Policy, PolicySet, Settings, load_policies, load_settings
+from archiver.connection import open_database
+from archiver.db import Database, check_writable, sqlstate
+from archiver.engine import Archiver, BatchResult
+from archiver.events import start_event
+from archiver.exceptions import (
     AlreadyRunningError,
     ArchiverError,
     ConfigError,
@@ -33,11 +33,13 @@ from .exceptions import (
     SchemaError,
     ServerRefusedError,
 )
-from .identifiers import qualified
-from .jobs import Job, JobStore, policy_of
-from .restore import Restorer, purge
+from archiver.identifiers import qualified
+from archiver.jobs import Job, JobStore, policy_of
+from archiver.restore import Restorer, purge
+from archiver.worker import Deps, LocalInvoker
+
+from . import demo, embedded
 from .runner import drive
-from .worker import Deps, LocalInvoker
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
@@ -327,7 +329,7 @@ def cmd_purge(args: argparse.Namespace, db: Database, policy: Policy) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if "LOG_LEVEL" not in env:  # a terminal user wants the summary, not the JSON log lines
-        from .observability import logger
+        from archiver.observability import logger
         logger.setLevel("WARNING")
     if args.command == "stop-db":
         stopped = embedded.stop_server(embedded.data_dir(env))
@@ -346,7 +348,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .localapi import serve
         serve(args.host, args.port, env, policies)
         return EXIT_OK
-    db = open_database(env, settings, policy.timezone)
+    db = open_database(env, settings, policy.timezone, fallback=embedded.socket_for)
     try:
         if args.command != "status":  # every other command writes, a dry run too (its run log row)
             check_writable(db)
