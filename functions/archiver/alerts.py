@@ -21,6 +21,7 @@ from .sinks import FanoutSink as FanoutSink
 from .sinks import LogSink as LogSink
 from .sinks import RecordingSink as RecordingSink
 from .sinks import SnsSink as SnsSink
+from .states import RunState
 
 
 def status_url(settings: Settings, job_id: str | None) -> str | None:
@@ -86,14 +87,14 @@ def after_run(job: Job, history: list[Job], settings: Settings) -> list[Alert]:
         return []
     out: list[Alert] = []
     url = status_url(settings, job.id)
-    if job.state == "partial":
+    if job.state == RunState.PARTIAL:
         out.append(Alert("partial", job.id, job.state, f"archive run partial: {job.records_failed} rows not archived",
                          _counts(job), url))
-    if job.state == "succeeded" and (job.eligible or 0) > 0 and job.records_archived == 0:
+    if job.state == RunState.SUCCEEDED and (job.eligible or 0) > 0 and job.records_archived == 0:
         out.append(Alert("anomaly", job.id, job.state, f"archived nothing while {job.eligible} rows were eligible",
                          _counts(job), url))
-    past = [h for h in history if h.id != job.id and h.state == "succeeded" and not h.dry_run]
-    if len(past) >= 3 and job.state == "succeeded":
+    past = [h for h in history if h.id != job.id and h.state == RunState.SUCCEEDED and not h.dry_run]
+    if len(past) >= 3 and job.state == RunState.SUCCEEDED:
         factor = settings.anomaly_factor
         med_rows = statistics.median(h.records_archived for h in past)
         med_ms = statistics.median(h.execution_time_ms or 0 for h in past)
@@ -105,6 +106,6 @@ def after_run(job: Job, history: list[Job], settings: Settings) -> list[Alert]:
             out.append(Alert("anomaly", job.id, job.state,
                              f"run took {job.execution_time_ms} ms, over {factor:g}x the recent median of "
                              f"{med_ms:g} ms", _counts(job), url))
-    if settings.success_alerts and job.state == "succeeded" and not out:
+    if settings.success_alerts and job.state == RunState.SUCCEEDED and not out:
         out.append(Alert("success", job.id, job.state, f"archived {job.records_archived} rows", _counts(job), url))
     return out

@@ -18,6 +18,7 @@ from .identifiers import qualified
 from .jobs import Job, JobStore
 from .observability import logger
 from .schema import ACTIVE_SQL, table_exists
+from .states import RunState
 
 # Above this planner estimate a count(*) would take seconds of a 29-second API call: report
 # pg_class.reltuples (refreshed by autovacuum's ANALYZE) instead, and say it is an estimate.
@@ -155,7 +156,7 @@ def start_run(db: Database, policy: Policy, settings: Settings, invoker: events.
     except Exception as exc:  # noqa: BLE001 - any invoke failure leaves a run nobody works on
         reason = type(exc).__name__
         logger.error("could not start the archive function", extra={"job_id": job.id, "error_type": reason})
-        JobStore(db, policy).finish(job.id, None, "failed", error=f"invoke failed: {reason}",
+        JobStore(db, policy).finish(job.id, None, RunState.FAILED, error=f"invoke failed: {reason}",
                                     message="the archive function could not be started")
         raise RunStartError(job.id, reason) from exc
     logger.info("run started", extra={"job_id": job.id, "dry_run": dry_run, "batch_size": batch_size})

@@ -34,6 +34,7 @@ from .exceptions import AlreadyRunningError, DatabaseUnavailableError, HopLimitE
 from .jobs import DuplicateTriggerError, Job, policy_of
 from .observability import NullMetrics, RunMetrics, logger
 from .restore import purge
+from .states import RunState
 
 RECONNECT_ATTEMPTS = 5
 
@@ -289,8 +290,8 @@ def _after_run(archiver: Archiver, deps: Deps, job: Job) -> None:
     metrics = deps.metrics
     if not job.dry_run:
         metrics.run(archived=job.records_archived, eligible=job.eligible or 0, batches=job.batches,
-                    duration_ms=job.execution_time_ms or 0, failed=job.state == "partial",
-                    succeeded=job.state == "succeeded")
+                    duration_ms=job.execution_time_ms or 0, failed=job.state == RunState.PARTIAL,
+                    succeeded=job.state == RunState.SUCCEEDED)
     try:
         history = archiver.jobs.recent(11, kind="archive")
     except DatabaseUnavailableError:

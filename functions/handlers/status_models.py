@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from archiver.states import RunState
+
 MAX_BATCH_SIZE = 10000
 MAX_RUNS_LIMIT = 100
 MAX_STATS_DAYS = 90
@@ -46,7 +48,7 @@ class RunStatus(BaseModel):
     job_id: str
     table: str = Field(description="the live table the run is for")
     kind: str
-    state: Literal["pending", "running", "succeeded", "partial", "failed", "rolled_back", "cancelled"]
+    state: RunState
     status: str
     dry_run: bool
     trigger: str

@@ -36,6 +36,7 @@ from archiver.exceptions import (
 from archiver.identifiers import qualified
 from archiver.jobs import Job, JobStore, policy_of
 from archiver.restore import Restorer, purge
+from archiver.states import RunState
 from archiver.worker import Deps, LocalInvoker
 
 from . import demo, embedded
@@ -174,7 +175,7 @@ class Progress:
 
 # -- commands -------------------------------------------------------------------------------
 def _exit_for(job: dict[str, Any]) -> int:
-    return EXIT_FAILED if job["state"] in ("failed", "partial") else EXIT_OK
+    return EXIT_FAILED if job["state"] in (RunState.FAILED, RunState.PARTIAL) else EXIT_OK
 
 
 def _hop_seconds(args: argparse.Namespace, settings: Settings) -> float:
@@ -228,7 +229,7 @@ def run_policy(args: argparse.Namespace, db: Database, policy: Policy, settings:
     out = JobStore(db, policy).get(job_id).as_dict()
     if failed_error and not out.get("error"):
         out["error"] = failed_error
-    if out["state"] == "running":
+    if out["state"] == RunState.RUNNING:
         out["message"] = f"paused after {out['batches']} batches; resume with: archiver run --job {job_id}"
     return out
 
