@@ -16,9 +16,10 @@ from archiver.events import InvalidEventError, parse_archive_event
 from archiver.observability import PowertoolsMetrics, logger
 from archiver.worker import Deps, process
 
+from .lazy import LazyDeps
+
 tracer = Tracer()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Archiver"))
-_deps: Deps | None = None
 
 
 class ContextBudget:
@@ -42,23 +43,23 @@ def build_deps() -> Deps:
                 metrics=PowertoolsMetrics(metrics), policies=policies)
 
 
-def use_deps(deps: Deps | None) -> None:
-    """Inject dependencies (the local runner and tests); None goes back to building them."""
-    global _deps
-    _deps = deps
+DEPS = LazyDeps(build_deps)
+use_deps = DEPS.use  # the local runner and tests inject theirs
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    global _deps
-    if _deps is None:
-        _deps = build_deps()
+def handle(event: dict[str, Any], context: LambdaContext, deps: Deps) -> dict[str, Any]:
+    """One invocation, without the Lambda decorators: parse the event, call the worker."""
     try:
         parsed = parse_archive_event(event)
     except InvalidEventError as exc:
         # Not retried: a malformed event will not get better by being delivered again.
         logger.error("rejected archive event", extra={"error": str(exc)})
         return {"status": "rejected", "error": str(exc)}
-    return process(parsed, _deps, ContextBudget(context), context.invoked_function_arn)
+    return process(parsed, deps, ContextBudget(context), context.invoked_function_arn)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return handle(event, context, DEPS.get())
