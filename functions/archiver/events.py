@@ -8,11 +8,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .exceptions import ConfigError
-
-
-class InvalidEventError(ConfigError):
-    """The archive function received an event it does not understand."""
+from .config import MAX_BATCH_SIZE
+from .exceptions import InvalidEventError
 
 
 class Invoker(Protocol):
@@ -42,7 +39,7 @@ class StartEvent(BaseModel):
     action: Literal["start"]
     job_id: str
     dry_run: bool = False
-    batch_size: int | None = Field(None, ge=1, le=10000)
+    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH_SIZE)
     table: str | None = None
 
 

@@ -15,16 +15,19 @@ from typing import Any
 
 from .config import Policy, PolicySet
 from .db import Database, sqlstate
-from .exceptions import AlreadyRunningError, InvalidJobIdError, JobNotFoundError, JobStateError, LeaseLostError
+from .exceptions import (
+    AlreadyRunningError,
+    DuplicateTriggerError,
+    InvalidJobIdError,
+    JobNotFoundError,
+    JobStateError,
+    LeaseLostError,
+)
 from .identifiers import qualified, quote
 from .schema import ACTIVE_SQL, LOG_COLUMNS
 from .states import ACTIVE_STATES, RunState
 
 HANDOFF = "handoff"
-
-
-class DuplicateTriggerError(AlreadyRunningError):
-    """The scheduler delivered the same night's trigger again; its run exists already."""
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from archiver.config import MAX_BATCH_SIZE
 from archiver.states import RunState
 
-MAX_BATCH_SIZE = 10000
 MAX_RUNS_LIMIT = 100
 MAX_STATS_DAYS = 90
 # The largest real body is {"dry_run": false, "batch_size": 10000}: a few dozen bytes. Larger or

@@ -17,7 +17,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from archiver import grants, schema, slack
-from archiver.config import DEFAULT_PURGE_AFTER_DAYS, Policy, PolicySet, Settings, load_policies, load_settings
+from archiver.config import (
+    DEFAULT_PURGE_AFTER_DAYS,
+    MAX_BATCH_SIZE,
+    Policy,
+    PolicySet,
+    Settings,
+    load_policies,
+    load_settings,
+)
 from archiver.connection import open_database
 from archiver.db import Database, check_writable, sqlstate
 from archiver.engine import Archiver, BatchResult
@@ -305,8 +313,8 @@ def cmd_restore(args: argparse.Namespace, db: Database, policy: Policy) -> int:
             raise ConfigError(f"--since: not an ISO timestamp: {args.since!r}") from None
         if since.tzinfo is None:
             raise ConfigError("--since needs a time zone, e.g. 2026-11-20T02:00:00+04:00")
-    if args.batch_size is not None and not 1 <= args.batch_size <= 10000:
-        raise ConfigError("--batch-size must be between 1 and 10000")
+    if args.batch_size is not None and not 1 <= args.batch_size <= MAX_BATCH_SIZE:
+        raise ConfigError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}")
     grants.check(db, policy, "restore")
     run, result = Restorer(db, policy, args.batch_size).restore(job_id=args.job, since=since, dry_run=args.dry_run)
     out = {**run.as_dict(), **result.as_dict()}
