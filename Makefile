@@ -63,8 +63,9 @@ test-chaos: $(VENV)/.dev-installed
 	$(BIN)/pytest -q tests/chaos -m "chaos and not slow"
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check functions infra tests bench app.py
-	$(BIN)/mypy functions/archiver
+	$(BIN)/ruff check functions infra tests bench tools app.py
+	$(BIN)/mypy functions/archiver functions/local
+	$(BIN)/python tools/check_imports.py
 
 synth: $(VENV)/.dev-installed
 	$(BIN)/python app.py

@@ -17,10 +17,11 @@ points at the customer table and no trigger fires per deleted customer, as in th
 
 from __future__ import annotations
 
-from archiver import demo, schema
+from archiver import schema
 from archiver.config import Policy
 from archiver.db import Database
 from archiver.identifiers import qualified, quote
+from local import demo
 
 LAYOUTS = ("arrival", "uncorrelated")
 RELATED = "related"

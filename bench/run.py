@@ -139,7 +139,7 @@ def cliff(sweep_out: dict[int, dict[str, Any]]) -> float:
 def process_start_s() -> float:
     """What the CLI's process takes to start (interpreter, imports), the one night's allowance."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import archiver.cli, handlers.archive"], check=True,
+    subprocess.run([sys.executable, "-c", "import local.cli, handlers.archive"], check=True,
                    env={**os.environ, "PYTHONPATH": "functions"})
     return time.perf_counter() - started
 

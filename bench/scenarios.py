@@ -17,9 +17,9 @@ from archiver.engine import Archiver, BatchResult, Statements
 from archiver.events import start_event
 from archiver.identifiers import qualified, quote
 from archiver.jobs import Job
-from archiver.runner import drive
 from archiver.schema import ARCHIVE_META, live_shape
 from archiver.worker import Deps, LocalInvoker
+from local.runner import drive
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from archiver import embedded
 from archiver.db import ConnectionParams, Database, params_from_url
 from archiver.identifiers import quote
+from local import embedded
 
 ROOT = Path(__file__).resolve().parents[1]
 PGDATA = ROOT / ".data" / "bench-pg"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archiver.localapi import build_event, call
+from local.localapi import build_event, call
 
 
 @dataclass

@@ -17,9 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "functions"))
 
-from archiver import embedded  # noqa: E402
 from archiver.config import Policy, Settings, load_policy, load_settings  # noqa: E402
 from archiver.db import ConnectionParams, Database, params_from_url  # noqa: E402
+from local import embedded  # noqa: E402
 
 TEST_PGDATA = ROOT / ".data" / "test-pg"
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import SplitResult
 
-from archiver import demo, schema
+from archiver import schema
 from archiver.config import Policy
 from archiver.db import Database
 from archiver.identifiers import qualified, quote
+from local import demo
 
 ORIGINAL_COLUMNS = ("id", "name", "email", "mobile", "policy_number", "amount_due", "line_of_business",
                     "agent_id", "status", "created_at", "updated_at")

@@ -1,107 +1,27 @@
-"""Alerts: what deserves one (failure, partial run, hop limit, stuck run, anomaly), the weekly and
-monthly report, how they read, and where they go (SNS in AWS; the log and optionally Slack locally).
+"""Alert rules: what deserves an alert (failure, partial run, hop limit, stuck run, anomaly) and the
+weekly and monthly report. What an alert carries and where it goes is ``sinks.py``.
 
 An alert carries the job id, state, counts, timings and the status URL: never customer data.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 from .config import Settings
 from .jobs import Job
-from .observability import logger
 
-KINDS = ("failure", "partial", "hop_limit", "stuck", "anomaly", "success", "report")
-
-
-@dataclass(frozen=True)
-class Alert:
-    kind: str
-    job_id: str | None
-    state: str | None
-    summary: str
-    counts: dict[str, Any] = field(default_factory=dict)
-    status_url: str | None = None
-    details: tuple[str, ...] = ()  # preformatted lines (a report's tables): counts and dates only
-
-    @property
-    def subject(self) -> str:
-        label = {"failure": "FAILED", "partial": "PARTIAL", "hop_limit": "HOP LIMIT", "stuck": "STUCK",
-                 "anomaly": "ANOMALY", "success": "OK", "report": "REPORT"}[self.kind]
-        return f"[archiver] {label}: {self.summary}"[:100]  # SNS subject limit
-
-    @property
-    def body(self) -> str:
-        lines = [self.summary, "", f"job id: {self.job_id or '-'}", f"state: {self.state or '-'}"]
-        lines += [f"{k}: {v}" for k, v in self.counts.items()]
-        if self.details:
-            lines += ["", *self.details]
-        if self.status_url:
-            lines.append(f"status: {self.status_url}")
-        return "\n".join(lines)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Alert:
-        return cls(kind=str(data["kind"]), job_id=data.get("job_id"), state=data.get("state"),
-                   summary=str(data.get("summary", "")), counts=dict(data.get("counts") or {}),
-                   status_url=data.get("status_url"), details=tuple(str(x) for x in data.get("details") or ()))
-
-
-class AlertSink(Protocol):
-    def send(self, alert: Alert) -> None: ...
-
-
-class LogSink:
-    def send(self, alert: Alert) -> None:
-        logger.warning("alert", extra={"alert_kind": alert.kind, "alert_job_id": alert.job_id,
-                                       "alert_subject": alert.subject})
-
-
-class RecordingSink:
-    """Keeps alerts in memory (tests, and the local runner's summary)."""
-
-    def __init__(self) -> None:
-        self.alerts: list[Alert] = []
-
-    def send(self, alert: Alert) -> None:
-        self.alerts.append(alert)
-
-
-class FanoutSink:
-    def __init__(self, sinks: Iterable[AlertSink]) -> None:
-        self.sinks = list(sinks)
-
-    def send(self, alert: Alert) -> None:
-        for sink in self.sinks:
-            try:
-                sink.send(alert)
-            except Exception as exc:  # noqa: BLE001 - one broken channel must not silence the others
-                logger.error("alert channel failed", extra={"channel": type(sink).__name__, "error": str(exc)})
-
-
-class SnsSink:
-    """Publishes to the alert topic; e-mail and the Slack function subscribe to it."""
-
-    def __init__(self, client: Any, topic_arn: str) -> None:
-        self.client = client
-        self.topic_arn = topic_arn
-
-    def send(self, alert: Alert) -> None:
-        self.client.publish(
-            TopicArn=self.topic_arn, Subject=alert.subject,
-            # Readable in an e-mail; the Slack function reads the JSON attribute.
-            Message=alert.body,
-            MessageAttributes={"alert": {"DataType": "String", "StringValue": json.dumps(alert.as_dict())},
-                               "kind": {"DataType": "String", "StringValue": alert.kind}},
-        )
+# Still importable from here: the alert record and the sinks moved to sinks.py.
+from .sinks import KINDS as KINDS
+from .sinks import Alert as Alert
+from .sinks import AlertSink as AlertSink
+from .sinks import FanoutSink as FanoutSink
+from .sinks import LogSink as LogSink
+from .sinks import RecordingSink as RecordingSink
+from .sinks import SnsSink as SnsSink
+from .states import RunState
 
 
 def status_url(settings: Settings, job_id: str | None) -> str | None:
@@ -167,14 +87,14 @@ def after_run(job: Job, history: list[Job], settings: Settings) -> list[Alert]:
         return []
     out: list[Alert] = []
     url = status_url(settings, job.id)
-    if job.state == "partial":
+    if job.state == RunState.PARTIAL:
         out.append(Alert("partial", job.id, job.state, f"archive run partial: {job.records_failed} rows not archived",
                          _counts(job), url))
-    if job.state == "succeeded" and (job.eligible or 0) > 0 and job.records_archived == 0:
+    if job.state == RunState.SUCCEEDED and (job.eligible or 0) > 0 and job.records_archived == 0:
         out.append(Alert("anomaly", job.id, job.state, f"archived nothing while {job.eligible} rows were eligible",
                          _counts(job), url))
-    past = [h for h in history if h.id != job.id and h.state == "succeeded" and not h.dry_run]
-    if len(past) >= 3 and job.state == "succeeded":
+    past = [h for h in history if h.id != job.id and h.state == RunState.SUCCEEDED and not h.dry_run]
+    if len(past) >= 3 and job.state == RunState.SUCCEEDED:
         factor = settings.anomaly_factor
         med_rows = statistics.median(h.records_archived for h in past)
         med_ms = statistics.median(h.execution_time_ms or 0 for h in past)
@@ -186,16 +106,6 @@ def after_run(job: Job, history: list[Job], settings: Settings) -> list[Alert]:
             out.append(Alert("anomaly", job.id, job.state,
                              f"run took {job.execution_time_ms} ms, over {factor:g}x the recent median of "
                              f"{med_ms:g} ms", _counts(job), url))
-    if settings.success_alerts and job.state == "succeeded" and not out:
+    if settings.success_alerts and job.state == RunState.SUCCEEDED and not out:
         out.append(Alert("success", job.id, job.state, f"archived {job.records_archived} rows", _counts(job), url))
     return out
-
-
-def local_sink(env: Mapping[str, str]) -> AlertSink:
-    """Locally alerts go to the log and, with SLACK_WEBHOOK_URL set, to Slack (same formatting)."""
-    sinks: list[AlertSink] = [LogSink()]
-    if env.get("SLACK_WEBHOOK_URL"):
-        from .slack import SlackSink
-
-        sinks.append(SlackSink(env["SLACK_WEBHOOK_URL"]))
-    return FanoutSink(sinks)

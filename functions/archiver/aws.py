@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from .alerts import SnsSink
+from .sinks import SnsSink
 
 # botocore's defaults (60 s connect, 60 s read, legacy retries) would let one stalled call eat the
 # hop's reserve: the hand-over Invoke runs with ARCHIVER_RESERVE_MS (10 s) left. Every call these

@@ -29,6 +29,8 @@ from .exceptions import ConfigError, UnknownTableError
 RelatedMode = Literal["keep", "skip", "move"]
 Mode = Literal["archive", "dry_run", "off"]
 DEFAULT_PURGE_AFTER_DAYS = 730  # `archiver purge` without --older-than, when the policy sets none
+# Rows per batch transaction, at most: a policy, a start request, the CLI flag, the steering.
+MAX_BATCH_SIZE = 10000
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)(:00)?")
 RULE_NAMES = ("no_active_aod", "no_unpaid_installment", "no_upcoming_follow_up", "no_recent_call")
 
@@ -94,7 +96,7 @@ class Policy(_Model):
     retention_by_lob: dict[str, int] = Field(default_factory=dict)
     # Where an adaptive run starts, and the size of a run started with it: a night's few thousand
     # rows move in one or two batches (docs/decisions/default-batch-size.md).
-    batch_size: int = Field(5000, ge=1, le=10000)
+    batch_size: int = Field(5000, ge=1, le=MAX_BATCH_SIZE)
     archived_by: str = Field("system", min_length=1, max_length=100)
     archive_reason: str = Field("60_day_rule", min_length=1, max_length=100)
     related_mode: RelatedMode = "skip"

@@ -1,4 +1,5 @@
-"""Where the database is: DATABASE_URL, the Lambda's secret or IAM token, or the embedded server."""
+"""Where the database is: DATABASE_URL, the Lambda's secret or IAM token, or a fallback the caller passes
+(the local edge passes its embedded server; in Lambda there is none, and no configuration is an error)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from . import embedded
 from .config import Settings
 from .db import ConnectionParams, Database, params_from_url
 from .exceptions import ConfigError
 
 SecretFetcher = Callable[[str], str]
 TokenFetcher = Callable[[str, int, str], str]
+# The local edge's embedded server: the environment in, the server's unix socket out.
+SocketFallback = Callable[[Mapping[str, str]], str]
 
 # Verifies RDS/Aurora servers; shipped in the Lambda asset with the package.
 RDS_CA_BUNDLE = Path(__file__).with_name("certs") / "rds-global-bundle.pem"
@@ -23,8 +25,9 @@ def params_from_env(
     timezone: str = "UTC",
     fetch_secret: SecretFetcher | None = None,
     fetch_token: TokenFetcher | None = None,
+    fallback: SocketFallback | None = None,
 ) -> ConnectionParams:
-    """Resolve connection parameters, in order: DATABASE_URL, ARCHIVER_DB_* (AWS), embedded server."""
+    """Resolve connection parameters, in order: DATABASE_URL, ARCHIVER_DB_* (AWS), ``fallback`` (local)."""
     if env.get("DATABASE_URL"):
         return params_from_url(env["DATABASE_URL"], timezone)
     ssl_mode = env.get("ARCHIVER_DB_SSL", "verify-full")
@@ -55,13 +58,15 @@ def params_from_env(
         return ConnectionParams(user=user, password=password, host=host, port=port,
                                 database=env.get("ARCHIVER_DB_NAME", "postgres"),
                                 ssl_mode=ssl_mode, ca_file=ca_file, timezone=timezone)
-    sock = embedded.ensure_server(embedded.data_dir(dict(env)))
+    if fallback is None:
+        raise ConfigError("no database configured: set DATABASE_URL, ARCHIVER_DB_SECRET_ARN or ARCHIVER_DB_HOST")
+    sock = fallback(env)
     return ConnectionParams(user="postgres", unix_sock=sock, database=env.get("ARCHIVER_DB_NAME", "postgres"),
                             timezone=timezone)
 
 
 def open_database(env: Mapping[str, str], settings: Settings, timezone: str = "UTC",
                   fetch_secret: SecretFetcher | None = None,
-                  fetch_token: TokenFetcher | None = None) -> Database:
-    params = params_from_env(env, timezone, fetch_secret, fetch_token)
+                  fetch_token: TokenFetcher | None = None, fallback: SocketFallback | None = None) -> Database:
+    params = params_from_env(env, timezone, fetch_secret, fetch_token, fallback)
     return Database(params, settings.lock_timeout_ms, settings.statement_timeout_ms, settings.prepared_statements)

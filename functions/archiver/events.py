@@ -4,15 +4,26 @@ request from the status API, the function's own continuation, and the scheduled 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .exceptions import ConfigError
+from .config import MAX_BATCH_SIZE
+from .exceptions import InvalidEventError
 
 
-class InvalidEventError(ConfigError):
-    """The archive function received an event it does not understand."""
+class Invoker(Protocol):
+    def invoke_async(self, function: str, payload: dict[str, Any]) -> None: ...
+
+
+class LocalInvoker:
+    """Stands in for Lambda's asynchronous self-invocation: events wait in a queue."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[str, dict[str, Any]]] = []
+
+    def invoke_async(self, function: str, payload: dict[str, Any]) -> None:
+        self.queue.append((function, payload))
 
 
 class ScheduleEvent(BaseModel):
@@ -28,7 +39,7 @@ class StartEvent(BaseModel):
     action: Literal["start"]
     job_id: str
     dry_run: bool = False
-    batch_size: int | None = Field(None, ge=1, le=10000)
+    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH_SIZE)
     table: str | None = None
 
 

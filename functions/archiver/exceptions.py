@@ -25,6 +25,10 @@ class IdentifierError(ConfigError, ValueError):
     """A table or column name is not acceptable as a PostgreSQL identifier."""
 
 
+class InvalidEventError(ConfigError):
+    """The archive function received an event it does not understand."""
+
+
 class SchemaError(ArchiverError):
     """The database schema cannot support the run (missing table, incompatible archive table)."""
 
@@ -40,6 +44,10 @@ class AlreadyRunningError(ArchiverError):
         super().__init__(f"a run is already active for this policy: job {job_id} ({state})")
         self.job_id = job_id
         self.state = state
+
+
+class DuplicateTriggerError(AlreadyRunningError):
+    """The scheduler delivered the same night's trigger again; its run exists already."""
 
 
 class JobNotFoundError(ArchiverError):

@@ -15,15 +15,19 @@ from typing import Any
 
 from .config import Policy, PolicySet
 from .db import Database, sqlstate
-from .exceptions import AlreadyRunningError, InvalidJobIdError, JobNotFoundError, JobStateError, LeaseLostError
+from .exceptions import (
+    AlreadyRunningError,
+    DuplicateTriggerError,
+    InvalidJobIdError,
+    JobNotFoundError,
+    JobStateError,
+    LeaseLostError,
+)
 from .identifiers import qualified, quote
-from .schema import ACTIVE_SQL, ACTIVE_STATES, LOG_COLUMNS
+from .schema import ACTIVE_SQL, LOG_COLUMNS
+from .states import ACTIVE_STATES, RunState
 
 HANDOFF = "handoff"
-
-
-class DuplicateTriggerError(AlreadyRunningError):
-    """The scheduler delivered the same night's trigger again; its run exists already."""
 
 
 @dataclass(frozen=True)
@@ -276,7 +280,7 @@ class JobStore:
     def fail(self, job_id: str, owner: str | None, error: str) -> Job | None:
         """Failed, or partial when some batches had already committed."""
         current = self.get(job_id)
-        state = "partial" if current.records_archived else "failed"
+        state = RunState.PARTIAL if current.records_archived else RunState.FAILED
         return self.finish(job_id, owner, state, message=f"run {state}", error=error[:2000])
 
     def request_cancel(self, job_id: object) -> Job:
@@ -284,9 +288,9 @@ class JobStore:
         if not job.active:
             raise JobStateError(job.id, job.state, "cancel")
         self.db.run(f"UPDATE {self.log} SET cancel_requested = true WHERE job_id = CAST(:j AS uuid)", j=job.id)
-        if job.state == "pending" and job.lease_owner is None:
+        if job.state == RunState.PENDING and job.lease_owner is None:
             # Nobody works on it yet: end it now, the first hop will find it cancelled.
-            self.finish(job.id, None, "cancelled", message="cancelled before it started")
+            self.finish(job.id, None, RunState.CANCELLED, message="cancelled before it started")
         return self.get(job.id)
 
     def mark_rolled_back(self, job_ids: list[str]) -> int:

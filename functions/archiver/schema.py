@@ -14,6 +14,7 @@ from .config import Policy
 from .db import Database
 from .exceptions import SchemaError
 from .identifiers import qualified, quote
+from .states import ACTIVE_STATES, RunState
 
 # Columns the archive tables carry on top of the live columns.
 ARCHIVE_META = ("archived_at", "archived_by", "archive_reason", "archive_job_id")
@@ -21,8 +22,7 @@ RELATED_META = ("archived_at", "archive_job_id")
 
 # The run log: one row per run (archive, restore, purge, dry run). Defined once; migrate
 # creates the table from it and adds any column an older version of the log lacks.
-STATES = ("pending", "running", "succeeded", "partial", "failed", "rolled_back", "cancelled")
-ACTIVE_STATES = ("pending", "running")
+STATES = tuple(RunState)
 # An active run, in SQL, spelt as the one-active index's predicate so the planner can use it.
 ACTIVE_SQL = "state IN (" + ", ".join(f"'{s}'" for s in ACTIVE_STATES) + ")"
 LOG_COLUMNS: tuple[tuple[str, str], ...] = (

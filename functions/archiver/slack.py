@@ -9,11 +9,11 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from .alerts import Alert
 from .observability import logger
+from .sinks import Alert, AlertSink, FanoutSink, LogSink
 
 _EMOJI = {"failure": ":red_circle:", "partial": ":large_orange_circle:", "hop_limit": ":red_circle:",
           "stuck": ":hourglass:", "anomaly": ":warning:", "success": ":white_check_mark:",
@@ -104,3 +104,11 @@ class SlackSink:
 
     def send(self, alert: Alert) -> None:
         post(self._url, format_message(alert), sender=self._sender)
+
+
+def local_sink(env: Mapping[str, str]) -> AlertSink:
+    """Locally alerts go to the log and, with SLACK_WEBHOOK_URL set, to Slack (same formatting)."""
+    sinks: list[AlertSink] = [LogSink()]
+    if env.get("SLACK_WEBHOOK_URL"):
+        sinks.append(SlackSink(env["SLACK_WEBHOOK_URL"]))
+    return FanoutSink(sinks)

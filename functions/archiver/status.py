@@ -7,7 +7,7 @@ the run log they read.
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import events, grants
 from .config import Policy, PolicySet, Settings
@@ -18,9 +18,7 @@ from .identifiers import qualified
 from .jobs import Job, JobStore
 from .observability import logger
 from .schema import ACTIVE_SQL, table_exists
-
-if TYPE_CHECKING:  # the worker builds its reports from this module's queries
-    from .worker import Invoker
+from .states import RunState
 
 # Above this planner estimate a count(*) would take seconds of a 29-second API call: report
 # pg_class.reltuples (refreshed by autovacuum's ANALYZE) instead, and say it is an estimate.
@@ -143,7 +141,7 @@ def health(db: Database, policy: Policy | PolicySet) -> dict[str, Any]:
     return out
 
 
-def start_run(db: Database, policy: Policy, settings: Settings, invoker: Invoker, function_name: str,
+def start_run(db: Database, policy: Policy, settings: Settings, invoker: events.Invoker, function_name: str,
               dry_run: bool = False, batch_size: int | None = None, max_replica_lag: float | None = None) -> Job:
     """Create the run (cutoffs pinned now) and start the archive function asynchronously.
 
@@ -159,7 +157,7 @@ def start_run(db: Database, policy: Policy, settings: Settings, invoker: Invoker
     except Exception as exc:  # noqa: BLE001 - any invoke failure leaves a run nobody works on
         reason = type(exc).__name__
         logger.error("could not start the archive function", extra={"job_id": job.id, "error_type": reason})
-        JobStore(db, policy).finish(job.id, None, "failed", error=f"invoke failed: {reason}",
+        JobStore(db, policy).finish(job.id, None, RunState.FAILED, error=f"invoke failed: {reason}",
                                     message="the archive function could not be started")
         raise RunStartError(job.id, reason) from exc
     logger.info("run started", extra={"job_id": job.id, "dry_run": dry_run, "batch_size": batch_size})

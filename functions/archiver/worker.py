@@ -12,15 +12,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from . import alerts, reports
+from . import alerts, reports, sinks
 from .config import Policy, PolicySet, Settings
 from .db import Database, describe_error
 from .engine import Archiver, BatchResult, Budget, HopOutcome
 from .events import (
     ArchiveEvent,
     ContinueEvent,
+    Invoker,
     PurgeEvent,
     ReportEvent,
     ResumeEvent,
@@ -28,26 +29,14 @@ from .events import (
     StartEvent,
     continue_event,
 )
+from .events import LocalInvoker as LocalInvoker  # still importable from here (tests, bench)
 from .exceptions import AlreadyRunningError, DatabaseUnavailableError, HopLimitError, RunFailedError, UnknownTableError
 from .jobs import DuplicateTriggerError, Job, policy_of
 from .observability import NullMetrics, RunMetrics, logger
 from .restore import purge
+from .states import RunState
 
 RECONNECT_ATTEMPTS = 5
-
-
-class Invoker(Protocol):
-    def invoke_async(self, function: str, payload: dict[str, Any]) -> None: ...
-
-
-class LocalInvoker:
-    """Stands in for Lambda's asynchronous self-invocation: events wait in a queue."""
-
-    def __init__(self) -> None:
-        self.queue: list[tuple[str, dict[str, Any]]] = []
-
-    def invoke_async(self, function: str, payload: dict[str, Any]) -> None:
-        self.queue.append((function, payload))
 
 
 @dataclass
@@ -56,7 +45,7 @@ class Deps:
     policy: Policy
     settings: Settings
     invoker: Invoker
-    alerts: alerts.AlertSink
+    alerts: sinks.AlertSink
     metrics: RunMetrics = field(default_factory=NullMetrics)
     on_batch: Callable[[Job, BatchResult], None] | None = None
     max_batches: int | None = None  # local bounded runs only
@@ -303,8 +292,8 @@ def _after_run(archiver: Archiver, deps: Deps, job: Job) -> None:
     metrics = deps.metrics
     if not job.dry_run:
         metrics.run(archived=job.records_archived, eligible=job.eligible or 0, batches=job.batches,
-                    duration_ms=job.execution_time_ms or 0, failed=job.state == "partial",
-                    succeeded=job.state == "succeeded")
+                    duration_ms=job.execution_time_ms or 0, failed=job.state == RunState.PARTIAL,
+                    succeeded=job.state == RunState.SUCCEEDED)
     try:
         history = archiver.jobs.recent(11, kind="archive")
     except DatabaseUnavailableError:

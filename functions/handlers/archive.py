@@ -9,16 +9,17 @@ from typing import Any
 from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from archiver import alerts, aws
+from archiver import aws, sinks
 from archiver.config import load_policies, load_settings
 from archiver.connection import open_database
 from archiver.events import InvalidEventError, parse_archive_event
 from archiver.observability import PowertoolsMetrics, logger
 from archiver.worker import Deps, process
 
+from .lazy import LazyDeps
+
 tracer = Tracer()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Archiver"))
-_deps: Deps | None = None
 
 
 class ContextBudget:
@@ -37,28 +38,28 @@ def build_deps() -> Deps:
     policies, settings = load_policies(env), load_settings(env)
     policy = policies.policies[0]
     db = open_database(env, settings, policy.timezone, aws.fetch_secret, aws.fetch_iam_token)
-    sink: alerts.AlertSink = aws.sns_sink(settings.alert_topic_arn) if settings.alert_topic_arn else alerts.LogSink()
+    sink: sinks.AlertSink = aws.sns_sink(settings.alert_topic_arn) if settings.alert_topic_arn else sinks.LogSink()
     return Deps(db=db, policy=policy, settings=settings, invoker=aws.LambdaInvoker(), alerts=sink,
                 metrics=PowertoolsMetrics(metrics, table=policy.live_table), policies=policies)
 
 
-def use_deps(deps: Deps | None) -> None:
-    """Inject dependencies (the local runner and tests); None goes back to building them."""
-    global _deps
-    _deps = deps
+DEPS = LazyDeps(build_deps)
+use_deps = DEPS.use  # the local runner and tests inject theirs
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    global _deps
-    if _deps is None:
-        _deps = build_deps()
+def handle(event: dict[str, Any], context: LambdaContext, deps: Deps) -> dict[str, Any]:
+    """One invocation, without the Lambda decorators: parse the event, call the worker."""
     try:
         parsed = parse_archive_event(event)
     except InvalidEventError as exc:
         # Not retried: a malformed event will not get better by being delivered again.
         logger.error("rejected archive event", extra={"error": str(exc)})
         return {"status": "rejected", "error": str(exc)}
-    return process(parsed, _deps, ContextBudget(context), context.invoked_function_arn)
+    return process(parsed, deps, ContextBudget(context), context.invoked_function_arn)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return handle(event, context, DEPS.get())

@@ -21,6 +21,8 @@ from archiver.db import Database
 from archiver.exceptions import SchemaError
 from archiver.observability import logger
 
+from .lazy import LazyDeps
+
 tracer = Tracer()
 PHYSICAL_ID = "archiver-schema"
 
@@ -32,9 +34,6 @@ class MigrateDeps:
     policies: PolicySet | None = None  # every table's policy; None: ``policy`` alone
 
 
-_deps: MigrateDeps | None = None
-
-
 def build_deps() -> MigrateDeps:
     env = dict(os.environ)
     policies, settings = load_policies(env), load_settings(env)
@@ -43,10 +42,8 @@ def build_deps() -> MigrateDeps:
                        policy=policy, policies=policies)
 
 
-def use_deps(deps: MigrateDeps | None) -> None:
-    """Inject dependencies (tests); None goes back to building them."""
-    global _deps
-    _deps = deps
+DEPS = LazyDeps(build_deps)
+use_deps = DEPS.use  # tests inject theirs
 
 
 def migrate(deps: MigrateDeps) -> dict[str, Any]:
@@ -82,10 +79,7 @@ def _migrate_one(db: Database, policy: Policy) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 @event_source(data_class=CloudFormationCustomResourceEvent)
 def handler(event: CloudFormationCustomResourceEvent, context: LambdaContext) -> dict[str, Any]:
-    global _deps
     logger.info("custom resource event", extra={"request_type": event.request_type})
     if event.request_type == "Delete":
         return {"PhysicalResourceId": event.get("PhysicalResourceId") or PHYSICAL_ID}
-    if _deps is None:
-        _deps = build_deps()
-    return {"PhysicalResourceId": PHYSICAL_ID, "Data": migrate(_deps)}
+    return {"PhysicalResourceId": PHYSICAL_ID, "Data": migrate(DEPS.get())}

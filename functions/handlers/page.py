@@ -17,6 +17,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from archiver.states import ACTIVE_STATES
+
 WEB = Path(__file__).with_name("web")
 PAGE_RUNS = 20  # the history's length, as the script asks GET /runs for it
 CONTENT_TYPE = "text/html; charset=utf-8"
@@ -103,7 +105,7 @@ def render(table: str, runs: Iterable[Mapping[str, Any]] | None, note: str | Non
         rows = "\n".join(history_row(r) for r in runs)
     else:
         rows = f'<tr><td colspan="9">{escape(note or "No runs yet.")}</td></tr>'
-    active = next((r for r in runs if r.get("state") in ("pending", "running")), None)
+    active = next((r for r in runs if r.get("state") in ACTIVE_STATES), None)
     current = (f"Run {escape(str(active['job_id'])[:8])} is {escape(str(active['state']))}."
                if active else "No run is active.")
     return (assets().template

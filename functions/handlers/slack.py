@@ -17,9 +17,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from archiver import aws, slack
-from archiver.alerts import KINDS, Alert
 from archiver.exceptions import ArchiverError, ConfigError
 from archiver.observability import logger
+from archiver.sinks import KINDS, Alert
 
 tracer = Tracer()
 SECRET_ENV = "ARCHIVER_SLACK_WEBHOOK_SECRET_ARN"

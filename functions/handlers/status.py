@@ -27,6 +27,7 @@ from archiver import aws, status
 from archiver.config import Policy, PolicySet, Settings, load_policies, load_settings
 from archiver.connection import open_database
 from archiver.db import Database, sqlstate
+from archiver.events import Invoker
 from archiver.exceptions import (
     AlreadyRunningError,
     ArchiverError,
@@ -43,9 +44,9 @@ from archiver.exceptions import (
 )
 from archiver.jobs import Job, JobStore, parse_job_id, policy_of
 from archiver.observability import logger
-from archiver.worker import Invoker
 
 from . import page
+from .lazy import LazyDeps
 from .status_guard import refusal
 from .status_models import (
     MAX_BODY_BYTES,
@@ -85,9 +86,6 @@ class StatusDeps:
         return self.policies or PolicySet((self.policy,))
 
 
-_deps: StatusDeps | None = None
-
-
 def build_deps() -> StatusDeps:
     """Built once per container: the connection and clients are reused while it stays warm."""
     env = dict(os.environ)
@@ -101,17 +99,9 @@ def build_deps() -> StatusDeps:
                       function_name=function_name, policies=policies)
 
 
-def use_deps(deps: StatusDeps | None) -> None:
-    """Inject dependencies (the local server and tests); None goes back to building them."""
-    global _deps
-    _deps = deps
-
-
-def deps() -> StatusDeps:
-    global _deps
-    if _deps is None:
-        _deps = build_deps()
-    return _deps
+DEPS = LazyDeps(build_deps)
+use_deps = DEPS.use  # the local server and tests inject theirs
+deps = DEPS.get
 
 
 def _store(table: str | None = None) -> JobStore:

@@ -9,7 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MAX_BATCH_SIZE = 10000
+from archiver.config import MAX_BATCH_SIZE
+from archiver.states import RunState
+
 MAX_RUNS_LIMIT = 100
 MAX_STATS_DAYS = 90
 # The largest real body is {"dry_run": false, "batch_size": 10000}: a few dozen bytes. Larger or
@@ -49,7 +51,7 @@ class RunStatus(BaseModel):
     job_id: str
     table: str = Field(description="the live table the run is for")
     kind: str
-    state: Literal["pending", "running", "succeeded", "partial", "failed", "rolled_back", "cancelled"]
+    state: RunState
     status: str
     dry_run: bool
     trigger: str

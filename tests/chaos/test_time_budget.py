@@ -20,8 +20,8 @@ from archiver.db import Database
 from archiver.engine import Archiver
 from archiver.events import start_event
 from archiver.identifiers import qualified
-from archiver.runner import FakeContext
 from handlers import archive
+from local.runner import FakeContext
 
 from .support import ScriptedDatabase, jobs, make_deps, seed, verify
 

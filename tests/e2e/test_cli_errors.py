@@ -14,7 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from archiver import demo, schema
+from archiver import schema
+from local import demo
 from tests.helpers import role_netloc, setup
 
 ARCHIVER = str(Path(sys.executable).parent / "archiver")

@@ -12,7 +12,8 @@ from contextlib import ExitStack
 
 import pytest
 
-from archiver import demo, schema
+from archiver import schema
+from local import demo
 from tests.api_client import http, serve
 
 

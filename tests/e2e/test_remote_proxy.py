@@ -23,7 +23,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from archiver.exceptions import ConfigError
-from archiver.remote import SigningProxy, check_upstream, make_proxy_server, refusal, region_of
+from local.remote import SigningProxy, check_upstream, make_proxy_server, refusal, region_of
 from tests.api_client import ARCHIVER_BIN
 
 KEY, SECRET, TOKEN = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token"

@@ -17,7 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from archiver import demo, schema
+from archiver import schema
+from local import demo
 from tests.api_client import serve
 
 ROOT = Path(__file__).resolve().parents[2]

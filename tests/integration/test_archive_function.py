@@ -13,10 +13,10 @@ from archiver.events import parse_archive_event, start_event
 from archiver.exceptions import RunFailedError
 from archiver.identifiers import qualified
 from archiver.jobs import JobStore
-from archiver.runner import drive
 from archiver.worker import Deps, LocalInvoker, process
 from handlers import archive
 from handlers.archive import ContextBudget
+from local.runner import drive
 from tests.helpers import add_customers, assert_counts_match_archive, count, setup, snapshot
 
 

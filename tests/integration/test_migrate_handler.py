@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from archiver import demo, schema
+from archiver import schema
 from archiver.exceptions import SchemaError
-from archiver.runner import FakeContext
 from handlers import migrate
+from local import demo
+from local.runner import FakeContext
 from tests.helpers import add_customers
 
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
-from archiver import alerts, cli, reports, slack
+from archiver import alerts, reports, slack
 from archiver.config import PolicySet, load_policies, load_policy, load_settings
 from archiver.engine import Archiver, Unlimited
 from archiver.events import parse_archive_event
@@ -21,6 +21,7 @@ from archiver.jobs import JobStore
 from archiver.restore import Restorer, purge
 from archiver.worker import Deps, LocalInvoker, process
 from handlers import status
+from local import cli
 from tests.api_client import request
 from tests.helpers import add_customers, count, setup
 

@@ -1,5 +1,6 @@
-from archiver import demo, schema
+from archiver import schema
 from archiver.engine import Archiver
+from local import demo
 
 
 def test_seeded_rows_are_all_accounted_for_after_a_run(db, policy, settings):

@@ -15,12 +15,13 @@ from dataclasses import replace
 import boto3
 import pytest
 
-from archiver import aws, localapi
+from archiver import aws
 from archiver import status as core
 from archiver.db import Database
 from archiver.engine import Archiver
 from archiver.jobs import JobStore
 from handlers import status
+from local import localapi
 from tests.api_client import request
 from tests.helpers import add_customers, count, setup
 

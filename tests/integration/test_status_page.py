@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from archiver import localapi
 from archiver.engine import Archiver
 from archiver.identifiers import qualified
 from handlers import page, status
+from local import localapi
 from tests.helpers import add_customers, setup
 from tests.integration.test_status_api import RecordingInvoker
 

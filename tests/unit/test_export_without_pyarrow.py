@@ -16,13 +16,13 @@ def run(code: str) -> subprocess.CompletedProcess:
 
 
 def test_the_archive_function_and_the_cli_import_without_pyarrow():
-    proc = run("import handlers.archive, handlers.status, archiver.cli, archiver.export, archiver.erasure;"
+    proc = run("import handlers.archive, handlers.status, local.cli, archiver.export, archiver.erasure;"
                " print('ok')")
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
 def test_the_cli_parses_the_export_commands_without_pyarrow():
-    proc = run("from archiver.cli import build_parser;"
+    proc = run("from local.cli import build_parser;"
                " a = build_parser().parse_args(['export', '--to', '/tmp/x', '--older-than', '730d']);"
                " print(a.command, a.dest)")
     assert proc.returncode == 0 and proc.stdout.split() == ["export", "/tmp/x"], proc.stderr

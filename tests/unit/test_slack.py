@@ -18,8 +18,8 @@ import pytest
 from archiver import aws, slack
 from archiver.alerts import Alert
 from archiver.exceptions import ConfigError
-from archiver.runner import FakeContext
 from handlers import slack as slack_handler
+from local.runner import FakeContext
 
 TOKEN = "xoxTESTTOKENc0ffee"
 
@@ -267,7 +267,7 @@ def test_unreadable_alert_attribute_falls_back_to_the_message():
 
 
 def test_local_alerts_reach_slack_through_the_same_formatting(webhook):
-    from archiver.alerts import local_sink as local_alerts
+    from archiver.slack import local_sink as local_alerts
 
     local_alerts({"SLACK_WEBHOOK_URL": webhook.url}).send(ALERT)
     assert webhook.received == [slack.format_message(ALERT)]

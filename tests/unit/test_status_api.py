@@ -26,10 +26,10 @@ from archiver.exceptions import (
     SchemaError,
     UndefinedTableError,
 )
-from archiver.localapi import build_event
-from archiver.runner import FakeContext
 from handlers import status
 from handlers.status_models import MAX_BODY_BYTES, MAX_BODY_DEPTH
+from local.localapi import build_event
+from local.runner import FakeContext
 from tests.api_client import request
 
 UNKNOWN = "5f0e4c1e-1111-4000-8000-000000000000"

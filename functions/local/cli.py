@@ -16,13 +16,21 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from . import alerts, demo, embedded, grants, schema
-from .config import DEFAULT_PURGE_AFTER_DAYS, Policy, PolicySet, Settings, load_policies, load_settings
-from .connection import open_database
-from .db import Database, check_writable, sqlstate
-from .engine import Archiver, BatchResult
-from .events import start_event
-from .exceptions import (
+from archiver import grants, schema, slack
+from archiver.config import (
+    DEFAULT_PURGE_AFTER_DAYS,
+    MAX_BATCH_SIZE,
+    Policy,
+    PolicySet,
+    Settings,
+    load_policies,
+    load_settings,
+)
+from archiver.connection import open_database
+from archiver.db import Database, check_writable, sqlstate
+from archiver.engine import Archiver, BatchResult
+from archiver.events import start_event
+from archiver.exceptions import (
     AlreadyRunningError,
     ArchiverError,
     ConfigError,
@@ -33,12 +41,15 @@ from .exceptions import (
     SchemaError,
     ServerRefusedError,
 )
+from archiver.identifiers import qualified
+from archiver.jobs import Job, JobStore, policy_of
+from archiver.restore import Restorer, purge
+from archiver.states import RunState
+from archiver.worker import Deps, LocalInvoker
+
+from . import demo, embedded
 from .export_cli import EXPORT_COMMANDS, add_cold_restore_args, add_export_commands, cmd_restore_from
-from .identifiers import qualified
-from .jobs import Job, JobStore, policy_of
-from .restore import Restorer, purge
 from .runner import drive
-from .worker import Deps, LocalInvoker
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
@@ -179,7 +190,7 @@ class Progress:
 
 # -- commands -------------------------------------------------------------------------------
 def _exit_for(job: dict[str, Any]) -> int:
-    return EXIT_FAILED if job["state"] in ("failed", "partial") else EXIT_OK
+    return EXIT_FAILED if job["state"] in (RunState.FAILED, RunState.PARTIAL) else EXIT_OK
 
 
 def _hop_seconds(args: argparse.Namespace, settings: Settings) -> float:
@@ -204,7 +215,7 @@ def run_policy(args: argparse.Namespace, db: Database, policy: Policy, settings:
     grants.check(db, policy, "dry-run" if args.dry_run else "run")
     progress = Progress(enabled=not args.json)
     deps = Deps(db=db, policy=policy, settings=settings, invoker=LocalInvoker(),
-                alerts=alerts.local_sink(os.environ), on_batch=progress.batch, max_batches=args.max_batches)
+                alerts=slack.local_sink(os.environ), on_batch=progress.batch, max_batches=args.max_batches)
     archiver = Archiver(db, policy, settings)
     if args.job:
         event: dict[str, Any] = {"action": "resume", "job_id": JobStore(db, policy).get(args.job).id}
@@ -236,7 +247,7 @@ def run_policy(args: argparse.Namespace, db: Database, policy: Policy, settings:
     out = JobStore(db, policy).get(job_id).as_dict()
     if failed_error and not out.get("error"):
         out["error"] = failed_error
-    if out["state"] == "running":
+    if out["state"] == RunState.RUNNING:
         out["message"] = f"paused after {out['batches']} batches; resume with: archiver run --job {job_id}"
     return out
 
@@ -312,8 +323,8 @@ def cmd_restore(args: argparse.Namespace, db: Database, policy: Policy) -> int:
             raise ConfigError(f"--since: not an ISO timestamp: {args.since!r}") from None
         if since.tzinfo is None:
             raise ConfigError("--since needs a time zone, e.g. 2026-11-20T02:00:00+04:00")
-    if args.batch_size is not None and not 1 <= args.batch_size <= 10000:
-        raise ConfigError("--batch-size must be between 1 and 10000")
+    if args.batch_size is not None and not 1 <= args.batch_size <= MAX_BATCH_SIZE:
+        raise ConfigError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}")
     grants.check(db, policy, "restore")
     if args.from_dest is not None:
         out, human, code = cmd_restore_from(args, db, policy, since)
@@ -341,7 +352,7 @@ def cmd_purge(args: argparse.Namespace, db: Database, policy: Policy) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if "LOG_LEVEL" not in env:  # a terminal user wants the summary, not the JSON log lines
-        from .observability import logger
+        from archiver.observability import logger
         logger.setLevel("WARNING")
     if args.command == "stop-db":
         stopped = embedded.stop_server(embedded.data_dir(env))
@@ -360,7 +371,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .localapi import serve
         serve(args.host, args.port, env, policies)
         return EXIT_OK
-    db = open_database(env, settings, policy.timezone)
+    db = open_database(env, settings, policy.timezone, fallback=embedded.socket_for)
     try:
         return _on_database(args, db, policies, settings)
     finally:

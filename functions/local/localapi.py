@@ -19,12 +19,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import alerts
-from .config import Policy, PolicySet, Settings, load_policies, load_settings
-from .connection import open_database
-from .observability import logger
+from archiver import slack
+from archiver.config import Policy, PolicySet, Settings, load_policies, load_settings
+from archiver.connection import open_database
+from archiver.observability import logger
+from archiver.worker import Deps, LocalInvoker
+
+from . import embedded
 from .runner import LOCAL_FUNCTION_ARN, FakeContext, drive
-from .worker import Deps, LocalInvoker
 
 if TYPE_CHECKING:
     from handlers.status import StatusDeps
@@ -113,11 +115,12 @@ def local_deps(env: Mapping[str, str], policy: Policy | PolicySet, settings: Set
     first = policies.policies[0]
 
     def archive_deps() -> Deps:
-        db = open_database(env, settings, first.timezone)
-        return Deps(db=db, policy=first, settings=settings, invoker=LocalInvoker(), alerts=alerts.local_sink(env),
+        db = open_database(env, settings, first.timezone, fallback=embedded.socket_for)
+        return Deps(db=db, policy=first, settings=settings, invoker=LocalInvoker(), alerts=slack.local_sink(env),
                     policies=policies)
 
-    return StatusDeps(db=open_database(env, settings, first.timezone), policy=first, settings=settings,
+    db = open_database(env, settings, first.timezone, fallback=embedded.socket_for)
+    return StatusDeps(db=db, policy=first, settings=settings,
                       invoker=BackgroundInvoker(archive_deps, settings.hop_seconds),
                       function_name=LOCAL_FUNCTION_ARN, policies=policies)
 

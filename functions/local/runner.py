@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .worker import Deps, LocalInvoker
+from archiver.worker import Deps, LocalInvoker
 
 LOCAL_FUNCTION_ARN = "arn:aws:lambda:local:000000000000:function:archiver-archive-local"
 

@@ -22,9 +22,10 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from .exceptions import ConfigError
+from archiver.exceptions import ConfigError
+from archiver.observability import logger
+
 from .localapi import LOOPBACK, HttpHandler, run_until_interrupted
-from .observability import logger
 
 SERVICE = "execute-api"
 TIMEOUT_SECONDS = 35  # a little over API Gateway's 29-second integration timeout

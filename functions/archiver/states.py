@@ -1,0 +1,37 @@
+"""The run log's states, defined once: the log's CHECK constraint, the job store, the alert rules,
+the status API's response model and the CLI all read them from here.
+
+A run moves through them as this table says; every transition is a guarded UPDATE in the job
+store (``jobs.JobStore``) that applies only while the run is still active.
+
+=============  ======================================================  =================================
+state          reached when                                            from
+=============  ======================================================  =================================
+pending        the run is created (schedule, start request, CLI)       -
+running        a worker claims the lease for a hop                     pending, running (next hop)
+succeeded      every batch committed (or restore/purge done)           running
+partial        the run ended with some batches committed, some not     running
+failed         the run ended with nothing committed                    pending, running
+cancelled      a cancel request was honoured                           pending, running
+rolled_back    a restore put its rows back into the live table         succeeded, partial (archive runs)
+=============  ======================================================  =================================
+
+Active (at most one per policy, by the log's partial unique index): pending and running.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATES = (RunState.PENDING, RunState.RUNNING)
