@@ -264,16 +264,30 @@ def restore_rows_sql(graph: RelatedGraph, table: Table, backup: Table, cols: tup
     """Bring back the rows of ``backup`` (chosen by ``selected``, a predicate on an alias) that
     reference a row of the restored batch, live again, and (the table referencing itself) the
     archived rows referencing those, to any depth: one statement, whose foreign keys are checked
-    at its end, whatever order the rows reference each other in. Run parents first."""
+    at its end, whatever order the rows reference each other in. Run parents first. A row whose
+    foreign key references a row not live (its parent still archived, or in a later batch) stays,
+    and so do the rows referencing it through the table's own references: a later batch takes them."""
     names = ", ".join(quote(c) for c in cols)
     y, q, t = "y", "q", qualified(*backup)
-    base = f"{selected(y)} AND " + _from_parents(graph, table, y, in_batch, 1)
+    # Its foreign keys to other tables reference live rows (parents are restored first).
+    fits = " AND ".join([selected(y)] + [
+        f"NOT ({references_set(y, r.columns)} AND NOT EXISTS (SELECT 1 FROM {qualified(*r.parent)} l"
+        f" WHERE {matches(y, r.columns, 'l', r.parent_columns)}))" for r in graph.into(table) if r.via_fk])
+    base = f"{fits} AND " + _from_parents(graph, table, y, in_batch, 1)
     own = graph.self_links_of(table)
     if own:
         step = " OR ".join(f"({matches(y, r.columns, q, r.parent_columns)})" for r in own)
+        # bad: a walked row referencing, through the table's own references, a row neither live
+        # nor walked, or a bad row.
+        orphan = " OR ".join(
+            f"({references_set(y, r.columns)} AND NOT EXISTS (SELECT 1 FROM {qualified(*table)} l"
+            f" WHERE {matches(y, r.columns, 'l', r.parent_columns)}) AND NOT EXISTS (SELECT 1 FROM {t} z"
+            f" JOIN w v ON z.ctid = v.t WHERE {matches(y, r.columns, 'z', r.parent_columns)}))" for r in own)
         chosen = (f"x.ctid IN (WITH RECURSIVE w(t) AS (SELECT {y}.ctid FROM {t} {y} WHERE {base}"
                   f" UNION SELECT {y}.ctid FROM {t} {y} JOIN {t} {q} ON {step} JOIN w ON {q}.ctid = w.t"
-                  f" WHERE {selected(y)}) SELECT t FROM w)")
+                  f" WHERE {fits}), bad(t) AS (SELECT {y}.ctid FROM {t} {y} JOIN w ON {y}.ctid = w.t WHERE {orphan}"
+                  f" UNION SELECT {y}.ctid FROM {t} {y} JOIN w ON {y}.ctid = w.t JOIN {t} {q} ON {step}"
+                  f" JOIN bad ON {q}.ctid = bad.t) SELECT t FROM w EXCEPT SELECT t FROM bad)")
     else:
         chosen = f"x.ctid IN (SELECT {y}.ctid FROM {t} {y} WHERE {base})"
     return (f"WITH m AS (DELETE FROM {t} x WHERE {chosen} RETURNING {names})"

@@ -172,6 +172,10 @@ class Restorer:
             back = {tuple(k) for k in ready}
             waiting = [w for w in waiting if tuple(w[0]) not in back]
         self._conflicts(result, [shown for _, shown in waiting])
+        # Related rows left archived (a row they reference is not live): counted with the conflicts, keys not listed.
+        for _, backup, _ in self._related(graph):
+            result.conflict_count += int(self.db.scalar(f"SELECT count(*) FROM {qualified(*backup)} a WHERE {where}",
+                                                        **params))
         # A run is rolled back once none of its rows remain in the archive.
         remaining = {str(r[0]) for r in self.db.run(
             f"SELECT DISTINCT archive_job_id FROM {self.archive} WHERE archive_job_id = ANY(CAST(:j AS uuid[]))",

@@ -237,3 +237,47 @@ def test_keep_mode_works_beside_a_reference_of_the_live_table_to_itself(db, env,
            " ('C', now() - interval '90 days', NULL)", a=a)
     job = run(db, policy, settings)
     assert job.records_archived == 1 and count(db, "nic_cc_customer") == 2
+
+
+def notes_answering_notes(db, env):
+    """Customer <- note (CASCADE), notes answering notes: ``a`` on customer ``c1``, ``b`` on ``c2``
+    answering ``a`` (it moves with ``c1``), ``c`` on ``c1`` answering ``d`` on ``c2``."""
+    policy = load_policy({**env, "ARCHIVER_RELATED_MODE": "move"})
+    setup(db, policy)
+    db.run("CREATE TABLE nic_cc_note (id serial PRIMARY KEY, ref bigint REFERENCES nic_cc_customer (id)"
+           " ON DELETE CASCADE, answers integer REFERENCES nic_cc_note (id) ON DELETE CASCADE)")
+    schema.migrate(db, policy)
+    c1, c2 = add_customers(db, policy, [90, 5])
+    a = db.scalar("INSERT INTO nic_cc_note (ref) VALUES (:c) RETURNING id", c=c1)
+    db.run("INSERT INTO nic_cc_note (ref, answers) VALUES (:c, :a)", c=c2, a=a)
+    d = db.scalar("INSERT INTO nic_cc_note (ref) VALUES (:c) RETURNING id", c=c2)
+    db.run("INSERT INTO nic_cc_note (ref, answers) VALUES (:c, :d)", c=c1, d=d)
+    return policy, c1, c2
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_restore_brings_back_a_related_row_reached_through_its_table_s_own_reference_once_its_customer_is_live(
+        db, env, settings, batch_size):
+    policy, c1, c2 = notes_answering_notes(db, env)
+    db.run("UPDATE nic_cc_customer SET created_at = created_at - interval '90 days' WHERE id = :c", c=c2)
+    tables = ("nic_cc_customer", "nic_cc_note")
+    before = {t: rows(db, t) for t in tables}
+    job = run(db, policy, settings, batch_size=1)
+    assert job.records_archived == 2 and count(db, "nic_cc_note_backup") == 4
+    done, result = Restorer(db, policy, batch_size=batch_size).restore(job_id=job.id)
+    assert done.state == "succeeded" and result.restored == 2 and result.related_restored == 4
+    assert {t: rows(db, t) for t in tables} == before
+
+
+def test_restore_leaves_archived_a_related_row_whose_customer_stays_archived(db, env, settings):
+    policy, c1, c2 = notes_answering_notes(db, env)
+    first = run(db, policy, settings)
+    assert first.records_archived == 1 and count(db, "nic_cc_note_backup") == 3  # a, b answering it, c
+    db.run("UPDATE nic_cc_customer SET created_at = created_at - interval '90 days' WHERE id = :c", c=c2)
+    second = run(db, policy, settings)
+    assert second.records_archived == 1 and count(db, "nic_cc_note_backup") == 4
+    done, result = Restorer(db, policy).restore(job_id=first.id)
+    assert done.state == "partial" and result.restored == 1 and result.related_restored == 1
+    assert result.conflict_count == 2 and count(db, "nic_cc_note_backup") == 3  # b, c wait for c2, d
+    everything, _ = live_and_archived(db, "nic_cc_note", "nic_cc_note_backup")
+    assert len(everything) == 4
