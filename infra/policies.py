@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -94,16 +93,11 @@ def _plain(value: Any) -> Any:
 
 
 def read_document(path: Path) -> Any:
-    """The policy file: TOML, or JSON when it ends in .json."""
+    """The policy file, read as the core reads it."""
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"policy_file: cannot read {path}: {exc.strerror}") from None
-    try:
-        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"policy_file: {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: "
-                          f"{exc}") from None
+        return core_config.read_document(path)
+    except ArchiverError as exc:
+        raise ConfigError(f"policy_file: {exc}") from None
 
 
 def entries(document: Any, source: str) -> list[dict[str, Any]]:

@@ -270,7 +270,8 @@ def _parse_rules(text: str) -> dict[str, bool]:
     return {n: True for n in names if n != "none"}
 
 
-def _read_document(path: Path) -> Any:
+def read_document(path: Path) -> Any:
+    """A policy file: TOML, or JSON when it ends in .json (the CDK reads it with this too)."""
     try:
         text = path.read_text()
     except OSError as exc:
@@ -278,7 +279,7 @@ def _read_document(path: Path) -> Any:
     try:
         return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"policy file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from exc
+        raise ConfigError(f"policy file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from exc
 
 
 def _document(env: Mapping[str, str], path: Path | None) -> tuple[str, Any] | None:
@@ -286,7 +287,7 @@ def _document(env: Mapping[str, str], path: Path | None) -> tuple[str, Any] | No
     ARCHIVER_POLICIES (the same document as inline JSON), else none."""
     file_path = path or (Path(env["ARCHIVER_POLICY_FILE"]) if env.get("ARCHIVER_POLICY_FILE") else None)
     if file_path is not None:
-        return f"policy file {file_path}", _read_document(file_path)
+        return f"policy file {file_path}", read_document(file_path)
     if env.get("ARCHIVER_POLICIES"):
         try:
             return "ARCHIVER_POLICIES", json.loads(env["ARCHIVER_POLICIES"])
