@@ -279,7 +279,8 @@ def read_document(path: Path) -> Any:
     try:
         return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"policy file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from exc
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        raise ConfigError(f"policy file {path} is not valid {kind}: {exc}") from exc
 
 
 def _document(env: Mapping[str, str], path: Path | None) -> tuple[str, Any] | None:
