@@ -8,6 +8,7 @@ from urllib.parse import SplitResult
 from archiver import schema
 from archiver.config import Policy
 from archiver.db import Database
+from archiver.engine import Archiver
 from archiver.identifiers import qualified, quote
 from local import demo
 
@@ -76,3 +77,15 @@ def count(db: Database, table: str, where: str = "true", **params: Any) -> int:
 def role_netloc(url: SplitResult, role: str) -> str:
     """The host part of a DATABASE_URL for another role (no password: the test server trusts it)."""
     return f"{role}@{url.hostname or ''}" + (f":{url.port}" if url.port else "")
+
+
+def raced_by_ddl(app: Database, table: str) -> type[Archiver]:
+    """An Archiver whose table gains a column (through ``app``) right after every preparation: its
+    statements never match the table's columns, so every batch must roll back and the run stop."""
+
+    class RacedByDDL(Archiver):
+        def prepare(self) -> None:
+            super().prepare()
+            app.run(f"ALTER TABLE {quote(table)} ADD COLUMN c{app.scalar('SELECT count(*) FROM pg_attribute')} text")
+
+    return RacedByDDL

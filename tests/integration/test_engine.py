@@ -12,7 +12,7 @@ from archiver.eligibility import pin_cutoffs
 from archiver.engine import Archiver
 from archiver.exceptions import AlreadyRunningError, SchemaError
 from archiver.jobs import JobStore
-from tests.helpers import add_customers, assert_counts_match_archive, count, setup, snapshot
+from tests.helpers import add_customers, assert_counts_match_archive, count, raced_by_ddl, setup, snapshot
 
 
 def run_to_end(db, policy, settings, **start):
@@ -234,12 +234,7 @@ def test_columns_changing_under_every_batch_stop_the_run_with_nothing_moved(db, 
     add_customers(db, policy, [70, 71])
     app = connect()
 
-    class RacedByDDL(Archiver):
-        def prepare(self) -> None:  # a column arrives right after every preparation
-            super().prepare()
-            app.run(f"ALTER TABLE nic_cc_customer ADD COLUMN c{count(app, 'pg_attribute')} text")
-
-    archiver = RacedByDDL(db, policy, settings)
+    archiver = raced_by_ddl(app, "nic_cc_customer")(db, policy, settings)
     job = archiver.start(batch_size=1)
     before = snapshot(db)
     with pytest.raises(SchemaError, match="changed under every batch"):

@@ -12,6 +12,7 @@ from archiver import schema
 from archiver.eligibility import pin_cutoffs
 from archiver.engine import Archiver
 from archiver.exceptions import SchemaError
+from tests.helpers import raced_by_ddl
 from tests.keyed_tables import assert_live_xor_archived, contents, create, insert, policy_for
 
 NOW = datetime.now(UTC)
@@ -73,12 +74,7 @@ def test_columns_changing_under_every_one_statement_batch_stop_the_run_with_noth
         db, orders, settings, connect):
     app = connect()
 
-    class RacedByDDL(Archiver):
-        def prepare(self) -> None:  # a column arrives right after every preparation
-            super().prepare()
-            app.run(f"ALTER TABLE orders ADD COLUMN c{app.scalar('SELECT count(*) FROM pg_attribute')} text")
-
-    archiver = RacedByDDL(db, orders, settings)
+    archiver = raced_by_ddl(app, "orders")(db, orders, settings)
     job = archiver.start(batch_size=1)
     before, _ = contents(db, "orders", "orders")
     with pytest.raises(SchemaError, match="changed under every batch"):
