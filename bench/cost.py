@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from archiver.config import Settings
-from archiver.engine import kept_back_ms
+from archiver.steering import kept_back_ms
 
 from .scenarios import JobRun
 

@@ -13,11 +13,12 @@ from archiver import alerts
 from archiver.config import Policy, Settings
 from archiver.db import Database
 from archiver.eligibility import pin_cutoffs
-from archiver.engine import Archiver, BatchResult, Statements
+from archiver.engine import Archiver, BatchResult
 from archiver.events import start_event
 from archiver.identifiers import qualified, quote
 from archiver.jobs import Job
 from archiver.schema import ARCHIVE_META, live_shape
+from archiver.statements import Statements
 from archiver.worker import Deps, LocalInvoker
 from local.runner import drive
 

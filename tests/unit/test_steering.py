@@ -3,7 +3,7 @@ database: the batch times are modelled as a fixed part plus a part per row)."""
 
 from __future__ import annotations
 
-from archiver.engine import Steering, next_batch_size
+from archiver.steering import Steering, next_batch_size
 
 
 def test_next_batch_size_moves_at_most_by_half_or_double():
