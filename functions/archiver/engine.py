@@ -35,7 +35,7 @@ from .schema import (
     sync_archive_table,
     table_oids,
 )
-from .statements import SKIP_ROOM, Columns, Statements
+from .statements import SKIP_ROOM, Columns, Locked, OneStatementBatch, Rechecked, Statements
 from .steering import Steering, hands_over, kept_back_ms
 
 
@@ -272,19 +272,20 @@ class Archiver:
             return self._batch_single(job, owner, stmts, size, started)
         with self.db.transaction():
             if cursor is None:
-                found = self.db.run(stmts.lock_first, n=size, **lease, **stmts.params)[0]
+                rows = self.db.rows(stmts.lock_first, n=size, **lease, **stmts.params)
             else:
-                found = self.db.run(stmts.lock_next, n=size, cur=cursor, **lease, **stmts.params)[0]
-            count, last, signature, ours, cancel = found  # in Statements' order
-            if not ours:
+                rows = self.db.rows(stmts.lock_next, n=size, cur=cursor, **lease, **stmts.params)
+            found = Locked.from_row(rows[0])  # an aggregate: one row, always
+            if not found.ours:
                 raise LeaseLostError(f"job {job.id} is no longer leased to this worker")
-            if cancel:
+            if found.cancel:
                 return None, job
-            if signature != stmts.signature:
+            if found.signature != stmts.signature:
                 raise ColumnsChangedError("columns changed since the statements were built")
-            locked = int(count)
-            record = self.jobs.record_params(job.id, owner, cursor=last, lease_seconds=self.settings.lease_seconds)
-            span = {"last": last, "m": SKIP_ROOM * size, **({"cur": cursor} if cursor is not None else {})}
+            locked = int(found.locked)
+            record = self.jobs.record_params(job.id, owner, cursor=found.last,
+                                             lease_seconds=self.settings.lease_seconds)
+            span = {"last": found.last, "m": SKIP_ROOM * size, **({"cur": cursor} if cursor is not None else {})}
             first = cursor is None
             if not locked:
                 moved, failed, after = 0, 0, self.jobs.record_batch({**record, "failed": 0})
@@ -293,15 +294,15 @@ class Archiver:
                     stmts.move_first if first else stmts.move_next, by=self.policy.archived_by,
                     reason=self.policy.archive_reason, **span, **record, **stmts.params))
             else:
-                *keys, held = self.db.run(stmts.recheck[0 if first else 1], **span, **stmts.params)[0]
-                failed = int(held)
-                if keys[0]:
-                    params = {f"k{i}": values for i, values in enumerate(keys)}  # shape.key_arrays' parameters
+                rows = self.db.rows(stmts.recheck[0 if first else 1], **span, **stmts.params)
+                checked = Rechecked.from_row(rows[0])  # an aggregate: one row, always
+                failed = checked.held
+                if checked.moving:
                     for sql in stmts.move_related:
-                        self.db.run(sql, job=job.id, **params)
+                        self.db.run(sql, job=job.id, **checked.keys)
                     moved, _, after = self.jobs.recorded(job.id, self.db.row(
                         stmts.move_first, by=self.policy.archived_by, reason=self.policy.archive_reason,
-                        failed=failed, **params, **record, **stmts.params))
+                        failed=failed, **checked.keys, **record, **stmts.params))
                 else:
                     moved, after = 0, self.jobs.record_batch({**record, "failed": failed})
         return BatchResult(locked, moved, failed, (time.perf_counter() - started) * 1000), after
@@ -318,16 +319,15 @@ class Archiver:
             else:
                 row = self.db.row(stmts.single[1], cur=cursor, **params)
             assert row is not None  # one row, always (n CROSS JOIN s)
-            locked, same, ours, cancel = (row.pop(k) for k in ("batch_locked", "batch_same", "batch_ours",
-                                                                "batch_cancel"))
-            if not ours:
+            found = OneStatementBatch.take(row)  # the rest of the row is the job row
+            if not found.ours:
                 raise LeaseLostError(f"job {job.id} is no longer leased to this worker")
-            if cancel:
+            if found.cancel:
                 return None, job
-            if not same:
+            if not found.same:
                 raise ColumnsChangedError("columns changed since the statements were built")
             moved, failed, after = self.jobs.recorded(job.id, row if row.get("job_id") else None)
-        return BatchResult(int(locked), moved, failed, (time.perf_counter() - started) * 1000), after
+        return BatchResult(int(found.locked), moved, failed, (time.perf_counter() - started) * 1000), after
 
     def _dry_run(self, job: Job, owner: str, stmts: Statements) -> Job | None:
         count = self.count_eligible(stmts)

@@ -12,6 +12,7 @@ from archiver.eligibility import pin_cutoffs
 from archiver.engine import Archiver
 from archiver.exceptions import AlreadyRunningError, SchemaError
 from archiver.jobs import JobStore
+from archiver.statements import Locked
 from tests.helpers import add_customers, assert_counts_match_archive, count, raced_by_ddl, setup, snapshot
 
 
@@ -157,9 +158,9 @@ def test_the_batch_statement_locks_no_row_unless_the_lease_is_its_own(db, policy
     for owner, cancel, locks in (("intruder", False, 0), ("w1", True, 0), ("w1", False, 5)):
         other.run("UPDATE nic_cc_archive_log SET cancel_requested = :c, lease_owner = 'w1'", c=cancel)
         with db.transaction():  # commits nothing but the locks' release
-            found = db.run(stmts.lock_first, n=5, job=job.id, owner=owner, **stmts.params)[0]
+            found = Locked.from_row(db.rows(stmts.lock_first, n=5, job=job.id, owner=owner, **stmts.params)[0])
             free = other.scalar("SELECT count(*) FROM (SELECT id FROM nic_cc_customer FOR UPDATE SKIP LOCKED) x")
-        assert (found[0], found[3], found[4], 10 - free) == (locks, owner == "w1", cancel, locks), owner
+        assert (found.locked, found.ours, found.cancel, 10 - free) == (locks, owner == "w1", cancel, locks), owner
 
 
 def test_bounded_run_resumes_later_with_the_same_cutoff(db, policy, settings):
