@@ -52,7 +52,7 @@ def statement(db: Database, policy: Policy, settings: Settings, first: bool) -> 
 def run_one_statement(db: Database, policy: Policy, settings: Settings, batch_size: int) -> JobRun:
     """Every eligible row, ``batch_size`` at a time, one statement a batch; the run's time is its
     batches' (as the engine's side of the comparison, ``scenarios.run_batches``)."""
-    job = Archiver(db, policy, settings).start(batch_size=batch_size, trigger="bench-one-statement")
+    job = Archiver(db, policy, settings).start(fixed_batch_size=batch_size, trigger="bench-one-statement")
     first, params = statement(db, policy, settings, first=True)
     following, _ = statement(db, policy, settings, first=False)
     db.prepare(first, following)

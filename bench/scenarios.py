@@ -96,7 +96,7 @@ def run_job(db: Database, policy: Policy, settings: Settings, batch_size: int) -
     """The job as the nightly schedule runs it: start, then hops of the real archive handler.
     ``batch_size`` DEFAULT_RUN starts it without a size, as the schedule and the API do."""
     started = time.perf_counter()
-    job = Archiver(db, policy, settings).start(batch_size=batch_size or None, trigger="bench")
+    job = Archiver(db, policy, settings).start(fixed_batch_size=batch_size or None, trigger="bench")
     batches: list[Batch] = []
 
     def record(_job: Job, result: BatchResult) -> None:
@@ -170,7 +170,7 @@ def run_batches(db: Database, policy: Policy, settings: Settings, batch_size: in
     """The engine's batches at a fixed size, in one hop; the run's time is its batches' (BEGIN to
     COMMIT each), as the one-statement prototype's (bench/onestatement.py)."""
     archiver = Archiver(db, policy, settings)
-    job = archiver.start(batch_size=batch_size, trigger="bench")
+    job = archiver.start(fixed_batch_size=batch_size, trigger="bench")
     batches: list[Batch] = []
 
     def record(_job: Job, result: BatchResult) -> None:

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from aws_cdk import aws_logs as logs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from archiver.config import MAX_BATCH_SIZE
+
 from .constants import POSTGRES_PORT
 
 _R = logs.RetentionDays
@@ -80,7 +82,9 @@ class ArchiverConfig(BaseModel):
                           "subscribes the Slack function to the alert topic.")
     # Archiving policy, handed to the functions as ARCHIVER_* variables (unset = the core's default)
     retention_days: int = Field(60, ge=1, le=36500, description="Archive rows older than this many days.")
-    batch_size: int | None = Field(None, ge=1, le=10000, description="Rows moved per transaction.")
+    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH_SIZE,
+                                   description="Rows per batch where a run's adaptive batch size starts; every batch's "
+                                               "size when target_batch_ms is 0.")
     target_batch_ms: int | None = Field(None, ge=0, le=60000,
                                         description="Time per batch the adaptive batch size aims at; 0 = fixed.")
     batch_pause_ms: int | None = Field(None, ge=0, le=60000,

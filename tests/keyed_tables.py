@@ -111,7 +111,7 @@ def archive(db: Database, policy: Policy, settings: Settings, *, batch_size: int
     archiver = Archiver(db, policy, settings)
     dry = archiver.start(dry_run=True)
     dry = archiver.run_hop(dry.id, owner="dry", hop=1).job
-    job = archiver.start(batch_size=batch_size or policy.batch_size)
+    job = archiver.start(fixed_batch_size=batch_size or policy.batch_size)
     outcome = archiver.run_hop(job.id, owner="w1", hop=1, max_batches=max_batches)
     if outcome.status == "paused":
         outcome = Archiver(db, policy, settings).run_hop(job.id, owner="w2", hop=None)

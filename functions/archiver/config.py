@@ -94,8 +94,9 @@ class Policy(_Model):
     lob_column: str = "line_of_business"
     retention_days: int = Field(60, ge=1, le=36500)
     retention_by_lob: dict[str, int] = Field(default_factory=dict)
-    # Where an adaptive run starts, and the size of a run started with it: a night's few thousand
-    # rows move in one or two batches (docs/decisions/default-batch-size.md).
+    # The starting size of a run's steered batch size (Settings.target_batch_ms), and every batch's size
+    # when the target is 0; not the fixed size a run may be started with (Archiver.start). A night's
+    # few thousand rows move in one or two batches (docs/decisions/default-batch-size.md).
     batch_size: int = Field(5000, ge=1, le=MAX_BATCH_SIZE)
     archived_by: str = Field("system", min_length=1, max_length=100)
     archive_reason: str = Field("60_day_rule", min_length=1, max_length=100)
@@ -212,8 +213,8 @@ class Settings(_Model):
     statement_timeout_ms: int = Field(300000, ge=1000, le=3600000)
     hop_seconds: float = Field(900, gt=0, le=900)
     reserve_ms: int = Field(10000, ge=0, le=600000)
-    # Runs started without an explicit batch size adapt it (from the policy's batch_size, within
-    # 1..10000) so each batch takes about this long; 0 keeps the size fixed. 100 ms: on a stock
+    # Runs started without a fixed batch size steer it (from the policy's batch_size, within
+    # 1..MAX_BATCH_SIZE) so each batch takes about this long; 0 keeps the size fixed. 100 ms: on a stock
     # server over TCP a batch's fixed cost (round trips, commit) is 10-30 ms, and a 10 ms target
     # shrank batches to ~70 rows, 0.09 of the single statement; from ~2000 rows a batch the time per
     # row is flat (docs/decisions/default-batch-size.md). Lower it where the application updates

@@ -141,9 +141,14 @@ class Archiver:
         return int(self.db.scalar(stmts.count, **stmts.params))
 
     # -- starting ----------------------------------------------------------------------
-    def start(self, *, dry_run: bool = False, batch_size: int | None = None, trigger: str = "manual",
+    def start(self, *, dry_run: bool = False, fixed_batch_size: int | None = None, trigger: str = "manual",
               scheduled_for: Any = None, max_replica_lag: float | None = None) -> Job:
-        """Create the run with its cutoffs pinned now. Raises AlreadyRunningError."""
+        """Create the run with its cutoffs pinned now. Raises AlreadyRunningError.
+
+        ``fixed_batch_size`` (``archiver run --batch-size``, ``POST /runs`` ``batch_size``): every batch
+        of the run that size, no steering. Without it the run starts at the policy's ``batch_size`` and
+        steers toward ``target_batch_ms`` (``steering.Steering``); with a target of 0, every batch is the
+        policy's ``batch_size``. The run log's ``batch_size`` holds the fixed or the starting size."""
         self.prepare()
         cutoffs = pin_cutoffs(self.db, self.policy)
         options = {
@@ -151,11 +156,11 @@ class Archiver:
             "retention_by_lob": self.policy.retention_by_lob, "related_mode": self.policy.related_mode,
             "rules": list(self.policy.rules.enabled), "archived_by": self.policy.archived_by,
             "archive_reason": self.policy.archive_reason,
-            "adaptive": batch_size is None and self.settings.target_batch_ms > 0,
+            "adaptive": fixed_batch_size is None and self.settings.target_batch_ms > 0,
             "target_batch_ms": self.settings.target_batch_ms,
             "max_replica_lag": self.settings.max_replica_lag if max_replica_lag is None else max_replica_lag,
         }
-        return self.jobs.create(dry_run=dry_run, batch_size=batch_size or self.policy.batch_size,
+        return self.jobs.create(dry_run=dry_run, batch_size=fixed_batch_size or self.policy.batch_size,
                                 trigger=trigger, scheduled_for=scheduled_for, cutoff=cutoffs.default,
                                 options=options)
 
@@ -198,7 +203,7 @@ class Archiver:
               stop_for: Callable[[], str | None] | None = None) -> HopOutcome:
         outcome = HopOutcome("continue", job)
         slowest = float(job.slowest_batch_ms or 0)
-        size = int(job.batch_size)
+        size = int(job.batch_size)  # the run's fixed size, or where its steering starts ("adaptive")
         target = float(job.options.get("target_batch_ms") or 0) if job.options.get("adaptive") else 0.0
         steering = Steering(target)
         reprepared = 0

@@ -142,23 +142,24 @@ def health(db: Database, policy: Policy | PolicySet) -> dict[str, Any]:
 
 
 def start_run(db: Database, policy: Policy, settings: Settings, invoker: events.Invoker, function_name: str,
-              dry_run: bool = False, batch_size: int | None = None, max_replica_lag: float | None = None) -> Job:
+              dry_run: bool = False, fixed_batch_size: int | None = None, max_replica_lag: float | None = None) -> Job:
     """Create the run (cutoffs pinned now) and start the archive function asynchronously.
 
+    ``fixed_batch_size``: every batch of the run that size, no steering (see ``Archiver.start``).
     Raises AlreadyRunningError when a run is active, RunStartError (after marking the run
     failed) when the function cannot be invoked.
     """
     check_writable(db)  # a standby, a missing grant: refused before a run exists, as by the CLI
     grants.check(db, policy, "dry-run" if dry_run else "run")
-    job = Archiver(db, policy, settings).start(dry_run=dry_run, batch_size=batch_size, trigger="api",
+    job = Archiver(db, policy, settings).start(dry_run=dry_run, fixed_batch_size=fixed_batch_size, trigger="api",
                                                max_replica_lag=max_replica_lag)
     try:
-        invoker.invoke_async(function_name, events.start_event(job.id, dry_run, batch_size, policy.live_table))
+        invoker.invoke_async(function_name, events.start_event(job.id, dry_run, fixed_batch_size, policy.live_table))
     except Exception as exc:  # noqa: BLE001 - any invoke failure leaves a run nobody works on
         reason = type(exc).__name__
         logger.error("could not start the archive function", extra={"job_id": job.id, "error_type": reason})
         JobStore(db, policy).finish(job.id, None, RunState.FAILED, error=f"invoke failed: {reason}",
                                     message="the archive function could not be started")
         raise RunStartError(job.id, reason) from exc
-    logger.info("run started", extra={"job_id": job.id, "dry_run": dry_run, "batch_size": batch_size})
+    logger.info("run started", extra={"job_id": job.id, "dry_run": dry_run, "fixed_batch_size": fixed_batch_size})
     return job

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import Settings
-
-MAX_BATCH_SIZE = 10000
+from .config import MAX_BATCH_SIZE, Settings
 
 
 def kept_back_ms(settings: Settings, slowest_ms: float) -> float:

@@ -153,7 +153,7 @@ def start_run(body: Annotated[StartRunRequest | None, Body()] = None) -> Respons
     policy = d.all_policies.get(request.table)  # 422 naming the tables when unknown, or several and none named
     d.db.ensure_alive()
     job = status.start_run(d.db, policy, d.settings, d.invoker, d.function_name,
-                           dry_run=request.dry_run, batch_size=request.batch_size,
+                           dry_run=request.dry_run, fixed_batch_size=request.batch_size,
                            max_replica_lag=request.max_replica_lag)
     logger.append_keys(job_id=job.id)
     metrics.add_metric(name="RunsStartedByApi", unit=MetricUnit.Count, value=1)

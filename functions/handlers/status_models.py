@@ -28,7 +28,8 @@ class StartRunRequest(BaseModel):
 
     dry_run: bool = Field(False, description="count what would be archived; move nothing")
     batch_size: int | None = Field(None, ge=1, le=MAX_BATCH_SIZE,
-                                   description="rows per batch; default the policy's batch size")
+                                   description="a fixed size for every batch of this run, no steering; default: "
+                                               "start at the policy's batch_size and steer toward target_batch_ms")
     table: str | None = Field(None, min_length=1, max_length=MAX_TABLE_NAME,
                               description="the policy's live table (GET /tables); default the only policy")
     max_replica_lag: float | None = Field(None, ge=0, le=3600,

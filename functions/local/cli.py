@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-related", action="store_true", help="do not create related rows")
     r = cmd("run", "run the archive job (or resume an interrupted one)")
     r.add_argument("--dry-run", action="store_true", help="count what would be archived; move nothing")
-    r.add_argument("--batch-size", type=_positive_int)
+    r.add_argument("--batch-size", type=_positive_int, metavar="ROWS",
+                   help="a fixed size for every batch of this run, no steering (default: start at the policy's"
+                        " batch_size and steer toward ARCHIVER_TARGET_BATCH_MS)")
     r.add_argument("--max-batches", type=_whole_number(1), help="stop after N batches; resume later with --job")
     r.add_argument("--hop-seconds", type=float, help="time budget per hop (default: the Lambda's 900 s)")
     r.add_argument("--max-replica-lag", type=float, metavar="SECONDS",
@@ -118,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--job", help="restore the rows this run archived (with --from: this export's rows)")
     g.add_argument("--since", help="restore rows archived at or after this ISO timestamp")
     rs.add_argument("--dry-run", action="store_true")
-    rs.add_argument("--batch-size", type=_positive_int)
+    rs.add_argument("--batch-size", type=_positive_int, metavar="ROWS",
+                    help="rows restored per batch (default: the policy's batch_size; with --from, 1000)")
     _table_flag(rs, "the table to restore (needed with --since when there are several)")
     add_cold_restore_args(rs)
     pg = cmd("purge", "delete archive rows older than the long-term retention")
@@ -223,7 +226,7 @@ def run_policy(args: argparse.Namespace, db: Database, policy: Policy, settings:
         try:
             if args.max_replica_lag is not None and not 0 <= args.max_replica_lag <= 3600:
                 raise ConfigError("--max-replica-lag must be in [0, 3600] seconds")
-            job = archiver.start(dry_run=args.dry_run, batch_size=args.batch_size, trigger="cli",
+            job = archiver.start(dry_run=args.dry_run, fixed_batch_size=args.batch_size, trigger="cli",
                                  max_replica_lag=args.max_replica_lag)
             event = start_event(job.id, args.dry_run, args.batch_size)
         except AlreadyRunningError as exc:

@@ -72,7 +72,7 @@ def test_continuations_delivered_two_to_five_times_concurrently_and_late_do_no_d
     rng = random.Random(11)
     seed(db, policy, 6000)
     sink = leak_watch.sink()
-    job = Archiver(db, policy, settings).start(batch_size=100)
+    job = Archiver(db, policy, settings).start(fixed_batch_size=100)
     pending = [start_event(job.id, False, None)]
     delivered = stale = 0
     backlog: list[dict] = []  # every event ever emitted, replayed late and out of order
@@ -109,7 +109,7 @@ def test_a_retried_hop_takes_over_only_after_the_dead_workers_lease_expired(
     seed(db, policy, 3000)
     sink = leak_watch.sink()
     archiver = Archiver(db, policy, settings)
-    job = archiver.start(batch_size=100)
+    job = archiver.start(fixed_batch_size=100)
 
     class Died(BaseException):
         """The worker's process vanished after its first batch committed."""

@@ -117,7 +117,7 @@ def _points(db, policy, settings) -> list[int]:
     clock = ManualClock()
     script = Script(None, "clock", clock)
     worker_db = ScriptedDatabase(db, script)
-    job = Archiver(db, policy, settings).start(batch_size=BATCH)
+    job = Archiver(db, policy, settings).start(fixed_batch_size=BATCH)
     chain(start_event(job.id, False, None), make_deps(worker_db, policy, settings, RecordingSink()), clock,
           policy)
     worker_db.close()
@@ -129,7 +129,7 @@ def attack(db, policy, settings, sink, at: int, mode: str) -> tuple[str | None, 
     clock = ManualClock()
     script = Script(at, mode, clock)
     worker_db = ScriptedDatabase(db, script)
-    job = Archiver(db, policy, settings).start(batch_size=BATCH)
+    job = Archiver(db, policy, settings).start(fixed_batch_size=BATCH)
     invocations = chain(start_event(job.id, False, None), make_deps(worker_db, policy, settings, sink), clock,
                         policy)
     worker_db.close()

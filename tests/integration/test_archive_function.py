@@ -56,11 +56,11 @@ def rows(db, policy):
 
 def started(db, policy, settings, **kw):
     job = Archiver(db, policy, settings).start(**kw)
-    return job, start_event(job.id, False, kw.get("batch_size"))
+    return job, start_event(job.id, False, kw.get("fixed_batch_size"))
 
 
 def test_run_needing_several_hops_completes_with_every_row_accounted_for(db, policy, settings, deps, rows):
-    job, event = started(db, policy, settings, batch_size=5)
+    job, event = started(db, policy, settings, fixed_batch_size=5)
     run = drive(event, deps, 900, context_factory=ticking(4))
     final = JobStore(db, policy).get(job.id)
     assert final.state == "succeeded" and final.records_archived == 100
@@ -71,7 +71,7 @@ def test_run_needing_several_hops_completes_with_every_row_accounted_for(db, pol
 
 
 def _first_hop(db, policy, settings, deps):
-    job, event = started(db, policy, settings, batch_size=5)
+    job, event = started(db, policy, settings, fixed_batch_size=5)
     use = archive.use_deps
     use(deps)
     try:
@@ -134,7 +134,7 @@ def test_hop_limit_stops_a_runaway_chain_with_a_clear_error_and_an_alert(db, pol
     from archiver.config import load_settings
 
     deps.settings = load_settings({**env, "ARCHIVER_MAX_HOPS": "2"})
-    job, event = started(db, policy, deps.settings, batch_size=5)
+    job, event = started(db, policy, deps.settings, fixed_batch_size=5)
     with pytest.raises(Exception, match="over the limit of 2"):
         drive(event, deps, 900, context_factory=ticking(2))
     final = JobStore(db, policy).get(job.id)
@@ -157,7 +157,7 @@ class SteadyBudget:
 def test_a_hop_after_one_slow_batch_still_moves_a_batch_when_one_fits(db, policy, settings, deps, rows):
     # An earlier batch took 600 ms: twice that is more than any hop here has (1000 ms), so without
     # the one-batch rule every hop would hand over empty-handed until the hop limit.
-    job, event = started(db, policy, settings, batch_size=5)
+    job, event = started(db, policy, settings, fixed_batch_size=5)
     db.run(f"UPDATE {qualified(policy.schema_name, policy.log_table)} SET slowest_batch_ms = 600"
            " WHERE job_id = CAST(:id AS uuid)",
            id=job.id)
@@ -182,7 +182,7 @@ def test_two_deliveries_of_the_same_nightly_trigger_start_one_run(db, policy, de
 
 def test_nightly_trigger_during_an_active_run_starts_nothing_and_alerts_when_stuck(db, policy, settings, deps,
                                                                                    rows):
-    job, _ = started(db, policy, settings, batch_size=5)
+    job, _ = started(db, policy, settings, fixed_batch_size=5)
     Archiver(db, policy, settings).run_hop(job.id, owner="busy", hop=1, max_batches=1)
     db.run("UPDATE nic_cc_archive_log SET lease_owner = 'busy', lease_expires_at = now() + interval '1 hour'")
     event = {"source": "aws.events", "detail-type": "Scheduled Event", "time": "2026-11-24T22:00:00Z"}
@@ -197,7 +197,7 @@ def test_nightly_trigger_during_an_active_run_starts_nothing_and_alerts_when_stu
 
 
 def test_nightly_trigger_takes_over_an_abandoned_run_and_finishes_it(db, policy, settings, deps, rows):
-    job, _ = started(db, policy, settings, batch_size=5)
+    job, _ = started(db, policy, settings, fixed_batch_size=5)
     Archiver(db, policy, settings).run_hop(job.id, owner="gone", hop=1, max_batches=1)
     event = {"trigger": "schedule", "scheduled_time": "2026-11-24T02:00:00+04:00"}
     out = process(parse_archive_event(event), deps, FOREVER, "self")
@@ -206,7 +206,7 @@ def test_nightly_trigger_takes_over_an_abandoned_run_and_finishes_it(db, policy,
 
 
 def test_failure_marks_the_run_failed_alerts_and_raises(db, policy, settings, deps, rows):
-    job, event = started(db, policy, settings, batch_size=5)
+    job, event = started(db, policy, settings, fixed_batch_size=5)
     db.run("ALTER TABLE nic_cc_customer_backup ADD CONSTRAINT no_rows CHECK (id < 0) NOT VALID")
     archive.use_deps(deps)
     try:
@@ -234,7 +234,7 @@ def test_no_customer_data_reaches_logs_or_alerts(db, policy, settings, deps, log
     setup(db, policy, customers=500)
     pii = [r for row in db.run("SELECT name, email, mobile, policy_number FROM nic_cc_customer LIMIT 50")
            for r in row]
-    job, event = started(db, policy, settings, batch_size=50)
+    job, event = started(db, policy, settings, fixed_batch_size=50)
     deps.settings = settings.model_copy(update={"success_alerts": True})
     drive(event, deps, 900, context_factory=ticking(3))
     db.run("ALTER TABLE nic_cc_customer_backup ADD CONSTRAINT no_rows CHECK (id < 0) NOT VALID")
@@ -254,7 +254,7 @@ class BrokenInvoker:
 
 
 def test_a_hand_over_that_cannot_be_invoked_fails_the_run_with_an_alert(db, policy, settings, deps, rows):
-    job, event = started(db, policy, settings, batch_size=5)
+    job, event = started(db, policy, settings, fixed_batch_size=5)
     deps.invoker = BrokenInvoker()
     with pytest.raises(RunFailedError, match="could not invoke hop 2"):
         process(parse_archive_event(event), deps, ContextBudget(TickingContext(3001)), "self")

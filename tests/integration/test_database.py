@@ -52,7 +52,7 @@ def test_a_run_prepares_the_statements_of_its_batches(db, policy, settings):
     setup(db, policy)
     add_customers(db, policy, [70 + i for i in range(6)])
     archiver = Archiver(db, policy, settings)
-    job = archiver.start(batch_size=2)
+    job = archiver.start(fixed_batch_size=2)
     outcome = archiver.run_hop(job.id, owner="w1", hop=1)
     assert outcome.job.records_archived == 6
     prepared = [r[0] for r in db.run(PREPARED)]

@@ -27,7 +27,7 @@ def run_to_end(db, policy, settings, **start):
 def test_every_row_is_live_or_archived_with_identical_content(db, policy, settings):
     setup(db, policy, customers=3000)
     before = snapshot(db)
-    job = run_to_end(db, policy, settings, batch_size=250)
+    job = run_to_end(db, policy, settings, fixed_batch_size=250)
     after = snapshot(db)
     assert after == before
     assert job.records_archived == count(db, "nic_cc_customer_backup") > 0
@@ -65,7 +65,7 @@ def test_failed_batch_leaves_tables_as_before_it_and_the_run_resumes(db, policy,
     db.run("CREATE TRIGGER boom BEFORE INSERT ON nic_cc_customer_backup FOR EACH ROW EXECUTE FUNCTION boom()")
     before = snapshot(db)
     archiver = Archiver(db, policy, settings)
-    job = archiver.start(batch_size=10)
+    job = archiver.start(fixed_batch_size=10)
     with pytest.raises(Exception, match="injected fault"):
         archiver.run_hop(job.id, owner="w1", hop=1)
     assert snapshot(db) == before
@@ -108,7 +108,7 @@ def test_second_run_meanwhile_is_refused_naming_the_running_job(db, policy, sett
 def test_two_workers_on_one_job_only_one_claims_it(db, policy, settings, connect):
     setup(db, policy)
     add_customers(db, policy, [70 + i for i in range(30)])
-    job = Archiver(db, policy, settings).start(batch_size=5)
+    job = Archiver(db, policy, settings).start(fixed_batch_size=5)
     outcomes = []
 
     def work(name):
@@ -130,7 +130,7 @@ def test_a_worker_whose_lease_is_taken_between_batches_stops_and_the_new_owner_f
     setup(db, policy)
     add_customers(db, policy, [70 + i for i in range(20)])
     archiver = Archiver(db, policy, settings)
-    job = archiver.start(batch_size=5)
+    job = archiver.start(fixed_batch_size=5)
     other = connect()
 
     def take_over(current, result):
@@ -151,7 +151,7 @@ def test_the_batch_statement_locks_no_row_unless_the_lease_is_its_own(db, policy
     setup(db, policy)
     add_customers(db, policy, [70 + i for i in range(10)])
     archiver = Archiver(db, policy, settings)
-    job = archiver.start(batch_size=5)
+    job = archiver.start(fixed_batch_size=5)
     archiver.run_hop(job.id, owner="w1", hop=1, max_batches=0)
     stmts = archiver.statements(pin_cutoffs(db, policy))
     other = connect()
@@ -167,7 +167,7 @@ def test_bounded_run_resumes_later_with_the_same_cutoff(db, policy, settings):
     setup(db, policy)
     add_customers(db, policy, [70 + i for i in range(20)])
     archiver = Archiver(db, policy, settings)
-    job = archiver.start(batch_size=5)
+    job = archiver.start(fixed_batch_size=5)
     paused = archiver.run_hop(job.id, owner="w1", hop=1, max_batches=2)
     assert paused.status == "paused" and paused.job.records_archived == 10 and paused.job.state == "running"
     resumed = archiver.run_hop(job.id, owner="w2", hop=None)
@@ -193,7 +193,7 @@ def test_cancel_stops_after_the_current_batch(db, policy, settings):
     setup(db, policy)
     add_customers(db, policy, [70 + i for i in range(20)])
     archiver = Archiver(db, policy, settings)
-    job = archiver.start(batch_size=5)
+    job = archiver.start(fixed_batch_size=5)
     archiver.run_hop(job.id, owner="w1", hop=1, max_batches=1)
     JobStore(db, policy).request_cancel(job.id)
     outcome = archiver.run_hop(job.id, owner="w1", hop=None)
@@ -216,7 +216,7 @@ def test_column_added_between_two_batches_of_a_run_is_archived_with_its_values(d
     setup(db, policy)
     add_customers(db, policy, [70 + i for i in range(12)])
     archiver = Archiver(db, policy, settings)
-    job = archiver.start(batch_size=4)
+    job = archiver.start(fixed_batch_size=4)
     side = connect()  # the application, on its own connection: alters the table between two batches
 
     def alter_after_first_batch(_job, result):
@@ -236,7 +236,7 @@ def test_columns_changing_under_every_batch_stop_the_run_with_nothing_moved(db, 
     app = connect()
 
     archiver = raced_by_ddl(app, "nic_cc_customer")(db, policy, settings)
-    job = archiver.start(batch_size=1)
+    job = archiver.start(fixed_batch_size=1)
     before = snapshot(db)
     with pytest.raises(SchemaError, match="changed under every batch"):
         archiver.run_hop(job.id, owner="w1", hop=1)
@@ -279,7 +279,7 @@ def test_explicit_batch_size_stays_fixed(db, policy, settings):
     setup(db, policy)
     add_customers(db, policy, [70 + i * 0.001 for i in range(300)])
     archiver = Archiver(db, policy, settings.model_copy(update={"target_batch_ms": 10_000}))
-    job = archiver.start(batch_size=100)
+    job = archiver.start(fixed_batch_size=100)
     assert archiver.run_hop(job.id, owner="w", hop=1).job.batches == 4
 
 
@@ -300,7 +300,7 @@ def test_batch_pause_idles_between_batches_outside_any_transaction(db, policy, s
 
     monkeypatch.setattr(engine, "time", SimpleNamespace(perf_counter=time.perf_counter, sleep=sleep))
     archiver = Archiver(db, policy, settings.model_copy(update={"batch_pause_ms": 200}))
-    job = archiver.start(batch_size=100)
+    job = archiver.start(fixed_batch_size=100)
     done = archiver.run_hop(job.id, owner="w", hop=1).job
 
     assert done.records_archived == 250
@@ -327,7 +327,7 @@ def test_a_row_whose_id_the_archive_already_holds_stays_live_and_counts_as_faile
     db.run("INSERT INTO nic_cc_customer_backup SELECT c.*, now(), 'someone', 'by hand', NULL"
            " FROM nic_cc_customer c WHERE id = :i", i=ids[1])
 
-    job = run_to_end(db, policy, settings, batch_size=2)
+    job = run_to_end(db, policy, settings, fixed_batch_size=2)
 
     assert (job.state, job.records_archived, job.records_failed) == ("partial", 2, 1)
     assert count(db, "nic_cc_customer", "id = :i", i=ids[1]) == 1
@@ -350,7 +350,7 @@ def test_between_batches_the_job_waits_for_a_lagging_standby_outside_any_transac
         return 5.0 if len(readings) == 1 else 0.0
 
     archiver = Archiver(db, policy, settings, replica_lag=lag)
-    job = archiver.start(batch_size=100, max_replica_lag=2)
+    job = archiver.start(fixed_batch_size=100, max_replica_lag=2)
     started = time.perf_counter()
     done = archiver.run_hop(job.id, owner="w", hop=1).job
 
@@ -371,7 +371,7 @@ def test_the_wait_for_standbys_ends_where_the_hop_hands_over(db, policy, setting
             return (self.end - time.perf_counter()) * 1000
 
     archiver = Archiver(db, policy, settings, replica_lag=lambda: 60.0)  # a standby that never catches up
-    job = archiver.start(batch_size=100, max_replica_lag=1)
+    job = archiver.start(fixed_batch_size=100, max_replica_lag=1)
     started = time.perf_counter()
     outcome = archiver.run_hop(job.id, owner="w", hop=1, budget=Seconds(2.0))
     assert outcome.status == "continue" and outcome.batches == 1 and time.perf_counter() - started < 3
@@ -384,7 +384,7 @@ def test_on_a_server_without_standbys_the_job_never_waits(db, policy, settings):
     add_customers(db, policy, [70 + i * 0.001 for i in range(250)])
     assert replay_lag_reader(db)() == 0.0  # the real pg_stat_replication, empty on a single server
     archiver = Archiver(db, policy, settings.model_copy(update={"max_replica_lag": 0.001}))
-    job = archiver.start(batch_size=100)
+    job = archiver.start(fixed_batch_size=100)
     started = time.perf_counter()
     assert archiver.run_hop(job.id, owner="w", hop=1).job.records_archived == 250
     assert job.options["max_replica_lag"] == 0.001 and time.perf_counter() - started < 0.5

@@ -75,7 +75,7 @@ def test_old_rows_referencing_old_rows_leave_one_level_per_run_and_the_dry_run_c
     before, _ = live_and_archived(db, "nic_cc_customer", "nic_cc_customer_backup")
     for expected in ({b}, {a}):
         dry = run(db, policy, settings, dry_run=True)
-        job = run(db, policy, settings, batch_size=1)
+        job = run(db, policy, settings, fixed_batch_size=1)
         assert dry.eligible == job.records_archived == 1
         assert set(rows(db, "nic_cc_customer_backup", f"archive_job_id = '{job.id}'")) == expected
     after, archived = live_and_archived(db, "nic_cc_customer", "nic_cc_customer_backup")
@@ -262,7 +262,7 @@ def test_restore_brings_back_a_related_row_reached_through_its_table_s_own_refer
     db.run("UPDATE nic_cc_customer SET created_at = created_at - interval '90 days' WHERE id = :c", c=c2)
     tables = ("nic_cc_customer", "nic_cc_note")
     before = {t: rows(db, t) for t in tables}
-    job = run(db, policy, settings, batch_size=1)
+    job = run(db, policy, settings, fixed_batch_size=1)
     assert job.records_archived == 2 and count(db, "nic_cc_note_backup") == 4
     done, result = Restorer(db, policy, batch_size=batch_size).restore(job_id=job.id)
     assert done.state == "succeeded" and result.restored == 2 and result.related_restored == 4

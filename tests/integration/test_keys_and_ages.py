@@ -189,7 +189,7 @@ def test_a_related_row_committed_between_lock_and_move_is_seen_by_the_move(
                   " SELECT 'c' || g, now() - interval '90 days' + g * interval '1 minute' FROM generate_series(1, 6) g")
         schema.migrate(other, policy)
         archiver = Archiver(db, policy, settings)
-        job = archiver.run_hop(archiver.start(batch_size=3).id, owner="w", hop=1).job
+        job = archiver.run_hop(archiver.start(fixed_batch_size=3).id, owner="w", hop=1).job
         if mode == "skip":  # the note keeps its row live
             assert job.state == "succeeded" and job.records_archived == 5
             assert other.scalar("SELECT count(*) FROM nic_cc_customer WHERE id = :n", n=noted[0]) == 1

@@ -43,7 +43,7 @@ def test_move_mode_moves_the_children_of_a_composite_key_by_both_columns_and_res
     every_line = lines(db, "order_lines")
     archiver = Archiver(db, pol, settings)
     assert not archiver.statements(pin_cutoffs(db, pol)).single  # related tables: lock, then move
-    job = archiver.run_hop(archiver.start(batch_size=2).id, owner="w", hop=1).job
+    job = archiver.run_hop(archiver.start(fixed_batch_size=2).id, owner="w", hop=1).job
     assert job.state == "succeeded" and job.records_archived == 5
     kept = assert_live_xor_archived(db, "orders", "orders_backup", original)
     assert set(kept) == {k for k, a in zip(keys, AGES, strict=True) if a < NOW - timedelta(days=60)}
@@ -73,7 +73,7 @@ def test_a_table_referencing_itself_takes_the_two_statement_batch(db, policy, se
     db.run("INSERT INTO nic_cc_customer (name, created_at, referred_by) VALUES ('young', now(), :r)", r=first)
     archiver = Archiver(db, policy, settings)
     assert not archiver.statements(pin_cutoffs(db, policy)).single
-    job = archiver.run_hop(archiver.start(batch_size=4).id, owner="w", hop=1).job
+    job = archiver.run_hop(archiver.start(fixed_batch_size=4).id, owner="w", hop=1).job
     assert job.state == "succeeded" and job.records_archived == 5
     assert db.scalar("SELECT count(*) FROM nic_cc_customer WHERE id = :r OR referred_by = :r", r=first) == 2
     batch = [s[0] for s in db.run("SELECT statement FROM pg_prepared_statements") if "SKIP LOCKED" in s[0]]
@@ -95,7 +95,7 @@ def test_a_partitioned_table_referencing_itself_by_two_columns_keeps_referenced_
     original, _ = contents(db, "events", "events_backup")
     archiver = Archiver(db, pol, settings)
     assert not archiver.statements(pin_cutoffs(db, pol)).single
-    job = archiver.run_hop(archiver.start(batch_size=2).id, owner="w", hop=1).job
+    job = archiver.run_hop(archiver.start(fixed_batch_size=2).id, owner="w", hop=1).job
     old = {k for k, a in zip(keys, AGES, strict=True) if a < NOW - timedelta(days=60)}
     kept = assert_live_xor_archived(db, "events", "events_backup", original)
     assert set(kept) == old - {f"({oldest[0]})"} and job.records_archived == len(old) - 1

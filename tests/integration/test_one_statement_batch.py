@@ -30,7 +30,7 @@ def orders(db, policy):
 
 def test_a_batch_is_one_statement_when_eligibility_reads_only_the_live_row(db, orders, settings):
     archiver = Archiver(db, orders, settings)
-    job = archiver.run_hop(archiver.start(batch_size=3).id, owner="w", hop=1).job
+    job = archiver.run_hop(archiver.start(fixed_batch_size=3).id, owner="w", hop=1).job
     assert job.records_archived == 10 and job.batches == 5
     batch = [s for s in (r[0] for r in db.run(PREPARED)) if "SKIP LOCKED" in s]
     assert len(batch) == 2  # first batch, then after the cursor
@@ -39,7 +39,7 @@ def test_a_batch_is_one_statement_when_eligibility_reads_only_the_live_row(db, o
 
 def test_the_one_statement_batch_moves_nothing_unless_the_lease_is_its_own(db, orders, settings, connect):
     archiver = Archiver(db, orders, settings)
-    job = archiver.start(batch_size=5)
+    job = archiver.start(fixed_batch_size=5)
     archiver.run_hop(job.id, owner="w1", hop=1, max_batches=0)
     stmts = archiver.statements(pin_cutoffs(db, orders))
     assert stmts.single
@@ -56,7 +56,7 @@ def test_the_one_statement_batch_moves_nothing_unless_the_lease_is_its_own(db, o
 
 def test_a_column_added_between_two_one_statement_batches_is_archived_with_its_values(db, orders, settings, connect):
     archiver = Archiver(db, orders, settings)
-    job = archiver.start(batch_size=4)
+    job = archiver.start(fixed_batch_size=4)
     side = connect()
 
     def alter_after_first_batch(_job, result):
@@ -75,7 +75,7 @@ def test_columns_changing_under_every_one_statement_batch_stop_the_run_with_noth
     app = connect()
 
     archiver = raced_by_ddl(app, "orders")(db, orders, settings)
-    job = archiver.start(batch_size=1)
+    job = archiver.start(fixed_batch_size=1)
     before, _ = contents(db, "orders", "orders")
     with pytest.raises(SchemaError, match="changed under every batch"):
         archiver.run_hop(job.id, owner="w1", hop=1)
@@ -87,6 +87,6 @@ def test_a_row_whose_key_the_archive_already_holds_stays_live_and_counts_as_fail
     db.run("INSERT INTO orders_backup (region, code, created_at) SELECT region, code, created_at FROM orders"
            " ORDER BY created_at LIMIT 2")
     archiver = Archiver(db, orders, settings)
-    job = archiver.run_hop(archiver.start(batch_size=3).id, owner="w", hop=1).job
+    job = archiver.run_hop(archiver.start(fixed_batch_size=3).id, owner="w", hop=1).job
     assert job.state == "partial" and (job.records_archived, job.records_failed) == (8, 2)
     assert db.scalar("SELECT count(*) FROM orders") == 2

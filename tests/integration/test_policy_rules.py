@@ -110,7 +110,7 @@ def test_move_mode_keeps_a_related_column_added_between_two_batches(db, connect,
     for c in add_customers(db, policy, [80 + i for i in range(6)]):
         db.run("INSERT INTO nic_cc_call_log (customer_id, called_at) VALUES (:c, now())", c=c)
     archiver = Archiver(db, policy, settings)
-    job = archiver.start(batch_size=2)
+    job = archiver.start(fixed_batch_size=2)
     app = connect()
 
     def alter_after_first_batch(_job, result):

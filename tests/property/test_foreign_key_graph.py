@@ -75,7 +75,7 @@ def run_interrupted(db: Database, policy: Policy, run_settings: Settings, connec
     """A run stopped after ``after`` batches (paused, its worker crashed, or its connection cut),
     then finished by another worker."""
     archiver = Archiver(db, policy, run_settings)
-    job = archiver.start(batch_size=batch_size)
+    job = archiver.start(fixed_batch_size=batch_size)
     pid = db.scalar("SELECT pg_backend_pid()")
 
     def stop(_job: Any, _result: Any) -> None:

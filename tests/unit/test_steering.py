@@ -3,6 +3,7 @@ database: the batch times are modelled as a fixed part plus a part per row)."""
 
 from __future__ import annotations
 
+from archiver.config import MAX_BATCH_SIZE
 from archiver.steering import Steering, next_batch_size
 
 
@@ -10,7 +11,7 @@ def test_next_batch_size_moves_at_most_by_half_or_double():
     assert next_batch_size(1000, 10, 25) == 2000
     assert next_batch_size(1000, 20, 25) == 1250
     assert next_batch_size(1000, 400, 25) == 500
-    assert next_batch_size(8000, 1, 25) == 10000
+    assert next_batch_size(MAX_BATCH_SIZE - 1000, 1, 25) == MAX_BATCH_SIZE
     assert next_batch_size(1, 500, 25) == 1
 
 
