@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .catalogue import live_shape, table_exists
 from .cold_storage import ColdStorage, S3Storage, open_storage
 from .config import Policy
 from .db import Database, describe_error, sqlstate
@@ -32,8 +33,8 @@ from .export import (
 )
 from .identifiers import qualified, quote
 from .jobs import JobStore
+from .migration import related_archive_name
 from .related import column_list, related_graph
-from .schema import live_shape, related_archive_name, table_exists
 
 ERASURE_SUFFIX = "_erasures"
 

@@ -24,8 +24,8 @@ from .exceptions import (
     LeaseLostError,
 )
 from .identifiers import qualified, quote
-from .schema import ACTIVE_SQL, LOG_COLUMNS
-from .states import ACTIVE_STATES, RunState
+from .migration import LOG_COLUMNS
+from .states import ACTIVE_SQL, ACTIVE_STATES, RunState
 
 HANDOFF = "handoff"
 
