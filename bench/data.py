@@ -17,7 +17,7 @@ points at the customer table and no trigger fires per deleted customer, as in th
 
 from __future__ import annotations
 
-from archiver import schema
+from archiver import migration
 from archiver.config import Policy
 from archiver.db import Database
 from archiver.identifiers import qualified, quote
@@ -43,5 +43,5 @@ def seed(db: Database, policy: Policy, rows: int, name: str) -> None:
         db.run(f"UPDATE {live} SET {age} = now() - random() * make_interval(days => :d)",
                d=HISTORY_DAYS)
         db.run(f"VACUUM FULL {live}")  # no dead versions left behind by the redraw
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
     db.run("VACUUM ANALYZE")

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import time
 
+from archiver.catalogue import live_shape
 from archiver.config import Policy, Settings
 from archiver.db import Database
 from archiver.eligibility import pin_cutoffs
 from archiver.engine import Archiver
 from archiver.identifiers import qualified, quote
-from archiver.schema import ARCHIVE_META, live_shape
+from archiver.migration import ARCHIVE_META
 
 from .scenarios import Batch, JobRun
 

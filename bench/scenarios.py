@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from archiver import alerts
+from archiver.catalogue import live_shape
 from archiver.config import Policy, Settings
 from archiver.db import Database
 from archiver.eligibility import pin_cutoffs
@@ -17,7 +18,7 @@ from archiver.engine import Archiver, BatchResult
 from archiver.events import start_event
 from archiver.identifiers import qualified, quote
 from archiver.jobs import Job
-from archiver.schema import ARCHIVE_META, live_shape
+from archiver.migration import ARCHIVE_META
 from archiver.statements import Statements
 from archiver.worker import Deps, LocalInvoker
 from local.runner import drive

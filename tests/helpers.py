@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import SplitResult
 
-from archiver import schema
+from archiver import catalogue, migration
 from archiver.config import Policy
 from archiver.db import Database
 from archiver.engine import Archiver
@@ -33,7 +33,7 @@ def setup(db: Database, policy: Policy, customers: int = 0) -> None:
     if customers:
         demo.seed(db, policy, customers)
         keep_clear_of_cutoff(db, policy)
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
 
 
 def keep_clear_of_cutoff(db: Database, policy: Policy) -> None:
@@ -54,7 +54,7 @@ def checksums(db: Database, table: str) -> dict[int, str]:
 def snapshot(db: Database) -> dict[int, str]:
     """Every customer, wherever it is, with a checksum of its original columns."""
     live = checksums(db, "nic_cc_customer")
-    archive = checksums(db, "nic_cc_customer_backup") if schema.table_exists(
+    archive = checksums(db, "nic_cc_customer_backup") if catalogue.table_exists(
         db, "public", "nic_cc_customer_backup") else {}
     both = set(live) & set(archive)
     assert not both, f"{len(both)} rows are both live and archived"

@@ -24,12 +24,6 @@ ALLOWED_LAYERS: dict[str, set[str]] = {
     "handlers": {CORE},
     "local": {CORE, "handlers"},
 }
-# Known cycles, to be removed (issue 23): splitting schema.py into catalogue introspection and
-# migration breaks this one; it waits until the FK-graph work on schema.py and related.py has landed.
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset({
-    frozenset({"archiver.schema", "archiver.related"}),
-})
-
 Graph = Mapping[str, set[str]]
 
 
@@ -127,11 +121,9 @@ def cycles(graph: Graph) -> list[set[str]]:
     return components
 
 
-def cycle_violations(graph: Graph, known: frozenset[frozenset[str]] = KNOWN_CYCLES) -> list[str]:
+def cycle_violations(graph: Graph) -> list[str]:
     found = []
     for component in cycles(graph):
-        if frozenset(component) in known:
-            continue
         edges = sorted(f"{a} -> {b}" for a in component for b in graph.get(a, ()) if b in component)
         found.append(f"import cycle among {', '.join(sorted(component))}: {'; '.join(edges)}")
     return found

@@ -16,6 +16,7 @@ from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
 
+from .catalogue import columns, live_shape
 from .cold_storage import ColdStorage
 from .config import Policy
 from .db import Database, describe_error
@@ -24,8 +25,8 @@ from .exceptions import ConfigError, StorageError, VerificationError
 from .export import ColumnSpec, checksum, column_spec, from_parquet, manifest_key, row_digest
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
+from .migration import ARCHIVE_META
 from .restore import MAX_REPORTED_CONFLICTS, RestoreResult
-from .schema import ARCHIVE_META, columns, live_shape
 
 
 def _json(v: Any) -> Any:

@@ -25,6 +25,7 @@ from .exceptions import (
     DatabaseUnavailableError,
     PermissionDeniedError,
     ReadOnlyError,
+    ServerError,
     ServerRefusedError,
     UndefinedSchemaError,
     UndefinedTableError,
@@ -98,9 +99,16 @@ def params_from_url(url: str, timezone: str = "UTC") -> ConnectionParams:
     )
 
 
+# SQLSTATE classes (a code's first characters) that mean the connection is gone: 08xxx, connection
+# exceptions; 57P01..57P03, admin shutdown, crash shutdown, cannot connect now. The codes the core
+# types are named on their error classes (``exceptions.ServerError``).
+CONNECTION_EXCEPTION = "08"
+SERVER_SHUTDOWN = "57P"
+
+
 def sqlstate(exc: BaseException) -> str | None:
     """The SQLSTATE code of a pg8000 database error (or of the typed error made from it), if any."""
-    if isinstance(exc, ServerRefusedError):
+    if isinstance(exc, ServerError):
         return exc.sqlstate
     if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args and isinstance(exc.args[0], dict):
         return exc.args[0].get("C")
@@ -110,7 +118,7 @@ def sqlstate(exc: BaseException) -> str | None:
 def describe_error(exc: BaseException) -> str:
     """An error message safe for logs and alerts: the server's message, SQLSTATE and constraint,
     never its DETAIL, which can quote a whole row of customer data."""
-    if isinstance(exc, ServerRefusedError):
+    if isinstance(exc, ServerError):
         return str(exc)
     if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args and isinstance(exc.args[0], dict):
         e = exc.args[0]
@@ -120,14 +128,15 @@ def describe_error(exc: BaseException) -> str:
 
 
 # What the operator does about each refusal; the server's message (M) names the object, never a row.
-_REFUSALS: dict[str, tuple[type[ServerRefusedError], str]] = {
-    "42501": (PermissionDeniedError, "the database role lacks a privilege this step needs: grant it as"
-                                     " docs/security.md lists, or run migrate as the tables' owner"),
-    "25006": (ReadOnlyError, "the database is read-only: connect to the primary, not a hot standby, and check"
-                             " default_transaction_read_only"),
-    "42P01": (UndefinedTableError, "run `archiver migrate` first, or check the table names in the policy"),
-    "3F000": (UndefinedSchemaError, "check ARCHIVER_SCHEMA (the policy's schema_name)"),
+_REMEDIES: dict[type[ServerRefusedError], str] = {
+    PermissionDeniedError: "the database role lacks a privilege this step needs: grant it as"
+                           " docs/security.md lists, or run migrate as the tables' owner",
+    ReadOnlyError: "the database is read-only: connect to the primary, not a hot standby, and check"
+                   " default_transaction_read_only",
+    UndefinedTableError: "run `archiver migrate` first, or check the table names in the policy",
+    UndefinedSchemaError: "check ARCHIVER_SCHEMA (the policy's schema_name)",
 }
+_REFUSALS = {cls.sqlstate: (cls, remedy) for cls, remedy in _REMEDIES.items()}
 
 
 def translate(exc: BaseException) -> ServerRefusedError | None:
@@ -139,6 +148,21 @@ def translate(exc: BaseException) -> ServerRefusedError | None:
     cls, remedy = _REFUSALS[code]
     message = exc.args[0].get("M", "refused") if exc.args and isinstance(exc.args[0], dict) else "refused"
     return cls(f"{message} (SQLSTATE {code}): {remedy}")
+
+
+@contextmanager
+def expecting(*errors: type[ServerError]) -> Iterator[None]:
+    """Inside, a server error whose SQLSTATE one of ``errors`` names (its code, or its class's prefix)
+    is raised as that typed error, for the caller to handle; any other error passes unchanged. Only
+    around the statements whose caller handles it: elsewhere such an error is a bug, reported as one."""
+    try:
+        yield
+    except pg8000.exceptions.DatabaseError as exc:
+        code = sqlstate(exc) or ""
+        for cls in errors:
+            if cls.sqlstate and code.startswith(cls.sqlstate):
+                raise cls(describe_error(exc), code) from None
+        raise
 
 
 def check_writable(db: Database) -> None:
@@ -167,8 +191,8 @@ def tcp_socket(host: str, port: int, timeout: float) -> socket.socket:
 
 def _is_connection_error(exc: BaseException) -> bool:
     code = sqlstate(exc) or ""
-    # 57P01..57P03: admin shutdown / crash shutdown / cannot connect now; 08xxx: connection exceptions.
-    return isinstance(exc, pg8000.exceptions.InterfaceError | OSError) or code.startswith(("08", "57P"))
+    return (isinstance(exc, pg8000.exceptions.InterfaceError | OSError)
+            or code.startswith((CONNECTION_EXCEPTION, SERVER_SHUTDOWN)))
 
 
 class Database:

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .catalogue import TableShape
 from .config import Policy
 from .db import Database
 from .identifiers import qualified, quote
 from .related import RelatedGraph, not_referenced, not_referenced_by_itself
-from .schema import TableShape
 
 
 @dataclass(frozen=True)

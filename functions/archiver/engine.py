@@ -15,26 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .catalogue import COLUMNS_SIGNATURE_SQL, TableShape, columns, has_index, live_shape, table_oids
 from .config import Policy, Settings
 from .db import Database
 from .eligibility import Cutoffs, pin_cutoffs
 from .exceptions import ColumnsChangedError, HopLimitError, LeaseLostError, SchemaError
 from .jobs import Job, JobStore
+from .migration import ARCHIVE_META, RELATED_META, MigrationReport, related_archive_name, sync_archive_table
 from .observability import NullMetrics, RunMetrics, logger
 from .related import RelatedGraph, Table, preflight, related_graph
 from .replicas import LagReader, replay_lag_reader, wait_for_replicas
-from .schema import (
-    ARCHIVE_META,
-    COLUMNS_SIGNATURE_SQL,
-    MigrationReport,
-    TableShape,
-    columns,
-    has_index,
-    live_shape,
-    related_archive_name,
-    sync_archive_table,
-    table_oids,
-)
 from .statements import SKIP_ROOM, Columns, Locked, OneStatementBatch, Rechecked, Statements
 from .steering import Steering, hands_over, kept_back_ms
 
@@ -114,7 +104,6 @@ class Archiver:
         preflight(self.db, self.policy, related)
         related_columns: dict[Table, tuple[str, ...]] = {}
         if self.policy.related_mode == "move":
-            from .schema import RELATED_META
             for schema, table in related.tables:
                 sync_archive_table(self.db, schema, table, related_archive_name(self.policy, table),
                                    RELATED_META, report)

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .catalogue import live_shape, table_exists
 from .cold_storage import ColdStorage, S3Storage, open_storage
 from .config import Policy
-from .db import Database, describe_error, sqlstate
-from .exceptions import ConfigError, StorageError
+from .db import Database, describe_error, expecting
+from .exceptions import ConfigError, InvalidValueError, StorageError
 from .export import (
     archive_specs,
     checksum,
@@ -32,8 +33,8 @@ from .export import (
 )
 from .identifiers import qualified, quote
 from .jobs import JobStore
+from .migration import related_archive_name
 from .related import column_list, related_graph
-from .schema import live_shape, related_archive_name, table_exists
 
 ERASURE_SUFFIX = "_erasures"
 
@@ -84,11 +85,10 @@ def erase(db: Database, policy: Policy, key: str, *, table: str | None = None, d
         raise ConfigError(f"--table {table!r}: this policy erases from {policy.live_table} and {policy.archive_table}")
     shape = live_shape(db, policy)
     try:
-        text = str(db.scalar(f"SELECT CAST(CAST(:k AS {shape.pk_type}) AS text)", k=key))
-    except Exception as exc:
-        if (sqlstate(exc) or "").startswith("22"):
-            raise ConfigError(f"--key is not a valid {shape.pk_type}") from None
-        raise
+        with expecting(InvalidValueError):
+            text = str(db.scalar(f"SELECT CAST(CAST(:k AS {shape.pk_type}) AS text)", k=key))
+    except InvalidValueError:
+        raise ConfigError(f"--key is not a valid {shape.pk_type}") from None
     result = EraseResult(key_hash(policy, text), dry_run)
     pk = quote(shape.pk)
     live = qualified(policy.schema_name, policy.live_table)

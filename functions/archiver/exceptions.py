@@ -104,11 +104,37 @@ class RunFailedError(ArchiverError):
         self.job_id = job_id
 
 
-class ServerRefusedError(ArchiverError):
-    """The server refused a statement for a reason the operator must fix, not the data: built from
-    its SQLSTATE in one place (``db.translate``), never from its message text at a call site."""
+class ServerError(ArchiverError):
+    """An error the server reported, typed by its SQLSTATE in one place (``db.py``), never from its
+    message text at a call site. ``sqlstate`` names the code, or the class of codes a prefix stands for
+    (PostgreSQL's errcodes); an instance made from a server error carries the server's exact code. Its
+    text is the server's message, never the DETAIL (which can quote a row)."""
 
     sqlstate = ""
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        if sqlstate:
+            self.sqlstate = sqlstate
+
+
+class UniqueViolationError(ServerError):
+    """SQLSTATE 23505: a row would duplicate a unique key. Raised only where the caller expects it
+    (``db.expecting``): elsewhere it is a bug, reported as the server's error."""
+
+    sqlstate = "23505"
+
+
+class InvalidValueError(ServerError):
+    """SQLSTATE class 22 (data exception): a value does not fit its type. Raised only where the caller
+    expects it (``db.expecting``), e.g. a key given on the command line."""
+
+    sqlstate = "22"
+
+
+class ServerRefusedError(ServerError):
+    """The server refused a statement for a reason the operator must fix, not the data: translated for
+    every statement (``db.translate``)."""
 
 
 class PermissionDeniedError(ServerRefusedError):
@@ -133,6 +159,8 @@ class UndefinedSchemaError(SchemaError, ServerRefusedError):
     """SQLSTATE 3F000: the configured schema does not exist."""
 
     sqlstate = "3F000"
+
+
 class StorageError(ArchiverError):
     """Cold storage (a directory or S3) could not be read or written; the message names the object, not its data."""
 
@@ -144,3 +172,7 @@ class VerificationError(ArchiverError):
         super().__init__(f"export {export_id} failed verification: " + "; ".join(problems[:5]))
         self.export_id = export_id
         self.problems = problems
+
+
+class SlackError(ArchiverError):
+    """The Slack webhook refused an alert or kept failing; the text names the HTTP status, never the URL."""

@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from .alerts import Alert, AlertSink, LogSink
+from .catalogue import Column, columns, live_shape, table_exists
 from .cold_storage import ColdStorage
 from .config import Policy
 from .db import Database, describe_error
@@ -39,7 +40,7 @@ from .exceptions import ConfigError, JobStateError, LeaseLostError, StorageError
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
 from .observability import logger
-from .schema import ACTIVE_STATES, Column, columns, live_shape, table_exists
+from .states import ACTIVE_STATES
 
 FORMAT = "pg-archiver-export/1"
 DEFAULT_ROWS_PER_FILE = 100_000

@@ -9,8 +9,8 @@ from .config import Policy
 from .db import Database
 from .exceptions import PermissionDeniedError, UndefinedSchemaError, UndefinedTableError
 from .identifiers import qualified, quote
+from .migration import related_archive_name
 from .related import related_graph
-from .schema import related_archive_name
 
 STEPS = ("run", "dry-run", "restore", "purge")
 _LOG = ("SELECT", "INSERT", "UPDATE")  # every step is a run in the run log

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from .config import Policy, PolicySet
-from .db import Database, sqlstate
+from .db import Database, expecting
 from .exceptions import (
     AlreadyRunningError,
     DuplicateTriggerError,
@@ -22,10 +22,11 @@ from .exceptions import (
     JobNotFoundError,
     JobStateError,
     LeaseLostError,
+    UniqueViolationError,
 )
 from .identifiers import qualified, quote
-from .schema import ACTIVE_SQL, LOG_COLUMNS
-from .states import ACTIVE_STATES, RunState
+from .migration import LOG_COLUMNS
+from .states import ACTIVE_SQL, ACTIVE_STATES, RunState
 
 HANDOFF = "handoff"
 
@@ -148,16 +149,14 @@ class JobStore:
         """Insert a pending job; the database refuses a second active one for the policy."""
         jid = str(uuid.uuid4())
         try:
-            with self.db.transaction():
+            with self.db.transaction(), expecting(UniqueViolationError):
                 row = self.db.row(
                     f"INSERT INTO {self.log} (job_id, kind, policy_key, state, dry_run, trigger, scheduled_for,"
                     " cutoff, batch_size, options, next_hop) VALUES (CAST(:j AS uuid), :kind, :p, 'pending', :dry,"
                     " :trig, :sched, :cut, :bs, CAST(:opt AS jsonb), 1) RETURNING *",
                     j=jid, kind=kind, p=self.policy.key, dry=dry_run, trig=trigger, sched=scheduled_for,
                     cut=cutoff, bs=batch_size, opt=json.dumps(options or {}))
-        except Exception as exc:
-            if sqlstate(exc) != "23505":
-                raise
+        except UniqueViolationError:
             if scheduled_for is not None:
                 same = self.db.row(f"SELECT * FROM {self.log} WHERE policy_key = :p AND scheduled_for = :s",
                                    p=self.policy.key, s=scheduled_for)

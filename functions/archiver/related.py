@@ -24,11 +24,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .catalogue import columns, foreign_keys_to, live_shape, table_exists
 from .config import Policy
 from .db import Database
 from .exceptions import SchemaError
 from .identifiers import qualified, quote
-from .schema import columns, foreign_keys_to, live_shape, table_exists
 
 _ON_DELETE = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 

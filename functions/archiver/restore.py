@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .catalogue import TableShape, columns, live_shape, table_exists
 from .config import Policy
 from .db import Database, describe_error
 from .exceptions import ConfigError
 from .export import purge_gate
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
+from .migration import ARCHIVE_META, RELATED_META, related_archive_name
 from .related import RelatedGraph, Table, missing_referent, related_graph, restore_rows_sql
-from .schema import ARCHIVE_META, RELATED_META, TableShape, columns, live_shape, related_archive_name, table_exists
 
 MAX_REPORTED_CONFLICTS = 100
 

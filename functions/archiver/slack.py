@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .exceptions import SlackError
 from .observability import logger
 from .sinks import Alert, AlertSink, FanoutSink, LogSink
 
@@ -23,10 +24,6 @@ MAX_DETAIL_BLOCKS = 40  # Slack allows 50 blocks a message
 
 # (url, body, timeout) -> (HTTP status, Retry-After seconds if the server sent one)
 Sender = Callable[[str, bytes, float], tuple[int, float | None]]
-
-
-class SlackError(Exception):
-    pass
 
 
 def format_message(alert: Alert) -> dict[str, Any]:

@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from .catalogue import COLUMNS_SIGNATURE_SQL, TableShape
 from .config import Policy
 from .eligibility import Cutoffs, Eligibility
 from .identifiers import qualified, quote
 from .jobs import JobStore
+from .migration import ARCHIVE_META, related_archive_name
 from .related import RelatedGraph, Table, lock_moving_sql, move_rows_sql
-from .schema import ARCHIVE_META, COLUMNS_SIGNATURE_SQL, TableShape, related_archive_name
 
 SKIP_ROOM = 2  # the move statement's limit, in batch sizes (see BatchSql.found)
 KEYS = "k"  # the re-check's key arrays, the move statements' parameters: k0, k1, ... (TableShape.key_arrays)

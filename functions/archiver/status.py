@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any
 
 from . import events, grants
+from .catalogue import table_exists
 from .config import Policy, PolicySet, Settings
 from .db import Database, check_writable
 from .engine import Archiver
@@ -17,8 +18,7 @@ from .exceptions import DatabaseUnavailableError, RunStartError, SchemaError
 from .identifiers import qualified
 from .jobs import Job, JobStore
 from .observability import logger
-from .schema import ACTIVE_SQL, table_exists
-from .states import RunState
+from .states import ACTIVE_SQL, RunState
 
 # Above this planner estimate a count(*) would take seconds of a 29-second API call: report
 # pg_class.reltuples (refreshed by autovacuum's ANALYZE) instead, and say it is an estimate.

@@ -14,7 +14,7 @@ from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.data_classes import CloudFormationCustomResourceEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from archiver import aws, schema
+from archiver import aws, catalogue, migration
 from archiver.config import Policy, PolicySet, load_policies, load_settings
 from archiver.connection import open_database
 from archiver.db import Database
@@ -61,9 +61,9 @@ def _migrate_one(db: Database, policy: Policy) -> dict[str, Any]:
     """
     db.ensure_alive()
     try:
-        report = schema.migrate(db, policy)
+        report = migration.migrate(db, policy)
     except SchemaError:
-        if schema.table_exists(db, policy.schema_name, policy.live_table):
+        if catalogue.table_exists(db, policy.schema_name, policy.live_table):
             raise
         logger.warning("live table missing: only the run log was migrated",
                        extra={"live_table": policy.key})

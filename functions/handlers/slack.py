@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from archiver import aws, slack
-from archiver.exceptions import ArchiverError, ConfigError
+from archiver.exceptions import ArchiverError, ConfigError, SlackError
 from archiver.observability import logger
 from archiver.sinks import KINDS, Alert
 
@@ -82,7 +82,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         deadline = context.get_remaining_time_in_millis() / 1000 - RESERVE_S
         try:
             slack.post(url, slack.format_message(alert), deadline_s=max(1.0, min(20.0, deadline)))
-        except slack.SlackError as exc:  # its text names the HTTP status only, never the URL
+        except SlackError as exc:  # its text names the HTTP status only, never the URL
             failed += 1
             logger.error("alert not posted to slack", extra={"message_id": record.Sns.MessageId,
                                                              "alert_kind": alert.kind, "error": str(exc)})

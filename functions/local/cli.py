@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from archiver import grants, schema, slack
+from archiver import grants, migration, slack
 from archiver.config import (
     DEFAULT_PURGE_AFTER_DAYS,
     MAX_BATCH_SIZE,
@@ -414,7 +414,7 @@ def _on_database(args: argparse.Namespace, db: Database, policies: PolicySet, se
 
 def cmd_migrate(args: argparse.Namespace, db: Database, policies: PolicySet) -> int:
     chosen = [policies.get(args.table)] if args.table else list(policies.policies)
-    reports = [{"table": p.live_table, **schema.migrate(db, p).as_dict()} for p in chosen]
+    reports = [{"table": p.live_table, **migration.migrate(db, p).as_dict()} for p in chosen]
     if len(reports) == 1:  # one policy: the report as it always was
         report = {k: v for k, v in reports[0].items() if k != "table"}
         _emit(args, report, "\n".join(f"{k}: {', '.join(v) or '-'}" for k, v in report.items()))
@@ -428,14 +428,14 @@ def _seed(args: argparse.Namespace, db: Database, policy: Policy, settings: Sett
     if not 1 <= args.customers <= 50_000_000:
         raise ConfigError("--customers must be between 1 and 50,000,000")
     demo.create_tables(db, policy)
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
     added = 0
     eligible = None
     if args.top_up:
         eligible = Archiver(db, policy, settings).count_eligible()
     if not args.top_up or not eligible:
         added = demo.seed(db, policy, args.customers, related=not args.no_related)
-    schema.migrate(db, policy)  # indexes on the related tables' foreign keys
+    migration.migrate(db, policy)  # indexes on the related tables' foreign keys
     live = db.scalar(f"SELECT count(*) FROM {qualified(policy.schema_name, policy.live_table)}")
     out = {"added": added, "live_rows": int(live), "eligible_before": eligible}
     human = f"added {added} demo customers; {live} rows in {policy.live_table}" if added else \

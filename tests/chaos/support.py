@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from archiver import alerts, schema
+from archiver import alerts, catalogue, migration
 from archiver.config import Policy, Settings
 from archiver.db import Database
 from archiver.identifiers import qualified, quote
@@ -42,13 +42,13 @@ def _row_hash(names: Iterable[str], alias: str) -> str:
 def seed(db: Database, policy: Policy, customers: int, related: bool = True) -> int:
     """Demo customers (and related rows), the job's schema, and the fingerprint of every row."""
     demo.seed(db, policy, customers, related=related)
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
     return fingerprint(db, policy)
 
 
 def fingerprint(db: Database, policy: Policy) -> int:
     """Remember every live row's id and content hash, in the database itself."""
-    shape = schema.live_shape(db, policy)
+    shape = catalogue.live_shape(db, policy)
     live = qualified(policy.schema_name, policy.live_table)
     with db.transaction():
         db.run("SET LOCAL TimeZone = 'UTC'")  # row text of timestamptz depends on the session zone
@@ -78,7 +78,7 @@ class Check:
 
 def verify(db: Database, policy: Policy, changed_ids: Iterable[int] = ()) -> Check:
     """Compare live + archive with the fingerprint; ``changed_ids`` were legitimately updated."""
-    shape = schema.live_shape(db, policy)
+    shape = catalogue.live_shape(db, policy)
     live = qualified(policy.schema_name, policy.live_table)
     archive = qualified(policy.schema_name, policy.archive_table)
     log = qualified(policy.schema_name, policy.log_table)

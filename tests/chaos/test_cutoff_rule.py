@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from archiver import schema
+from archiver import migration
 from archiver.config import load_policy
 from archiver.engine import Archiver
 from local import demo
@@ -33,7 +33,7 @@ ARCHIVED = {"1 microsecond before", "a year before"}
 def _prepare(db, policy) -> None:
     demo.create_tables(db, policy)
     db.run("ALTER TABLE nic_cc_customer ALTER COLUMN created_at DROP NOT NULL")
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
 
 
 def _insert(db, rows: dict[str, datetime | None]) -> None:

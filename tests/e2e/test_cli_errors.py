@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from archiver import schema
+from archiver import catalogue
 from local import demo
 from tests.helpers import role_netloc, setup
 
@@ -60,7 +60,7 @@ def test_run_before_migrate_says_run_migrate_first(env, db, policy):
     demo.seed(db, policy, 50)
     refused(env, "run", code=2, says=("archiver migrate", "nic_cc_archive_log"))
     refused(env, "run", "--dry-run", code=2, says=("archiver migrate",))
-    assert not schema.table_exists(db, "public", "nic_cc_archive_log")
+    assert not catalogue.table_exists(db, "public", "nic_cc_archive_log")
 
 
 def test_a_read_only_database_is_refused_before_anything_starts(env, demo_db, dbname):
@@ -148,7 +148,7 @@ def test_a_restore_that_ends_partial_exits_1(env, demo_db):
     archived = json.loads(cli(env, "run", "--json").stdout)
     assert archived["archived"] > 0
     # One archived customer is live again (re-created by the application): restore leaves it archived.
-    cols = ", ".join(c.name for c in schema.columns(demo_db, "public", "nic_cc_customer"))
+    cols = ", ".join(c.name for c in catalogue.columns(demo_db, "public", "nic_cc_customer"))
     demo_db.run(f"INSERT INTO nic_cc_customer ({cols}) SELECT {cols} FROM nic_cc_customer_backup LIMIT 1")
     proc = cli(env, "restore", "--job", archived["job_id"], "--json")
     assert proc.returncode == 1, proc.stderr

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from archiver import schema
+from archiver import migration
 from local import demo
 from tests.api_client import http, serve
 
@@ -21,7 +21,7 @@ from tests.api_client import http, serve
 def start_server(env, db, policy, tmp_path) -> Iterator:
     """Start ``archiver [args] serve --port 0``; returns its base URL once it listens."""
     demo.seed(db, policy, 3000)
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
     numbers = itertools.count()
     with ExitStack() as stack:
         def start(*args: str) -> str:

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from archiver import schema
+from archiver import migration
 from local import demo
 from tests.api_client import serve
 
@@ -46,7 +46,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def server(env, db, policy, tmp_path) -> Iterator[str]:
     demo.seed(db, policy, 3000)
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
     with ExitStack() as stack:
         yield stack.enter_context(serve({**os.environ, **env, "ARCHIVER_BATCH_PAUSE_MS": PAUSE_MS},
                                         tmp_path / "serve.log"))

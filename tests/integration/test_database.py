@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 from dataclasses import replace
 
+import pg8000.exceptions
 import pytest
 
-from archiver.db import Database
+from archiver.db import Database, expecting, sqlstate
 from archiver.engine import Archiver
+from archiver.exceptions import InvalidValueError, UniqueViolationError
 from tests.helpers import add_customers, setup
 
 PREPARED = "SELECT statement FROM pg_prepared_statements"
@@ -124,3 +126,20 @@ def test_an_unreachable_tcp_server_is_a_clear_error():
         port = s.getsockname()[1]
     with pytest.raises(DatabaseUnavailableError, match="cannot connect"):
         Database(ConnectionParams(user="u", host="127.0.0.1", port=port)).scalar("SELECT 1")
+
+
+def test_an_expected_server_error_is_raised_typed_with_its_code_and_never_the_rows_values(db):
+    db.run("CREATE TABLE contacts (id int PRIMARY KEY, email text)")
+    db.run("INSERT INTO contacts VALUES (1, 'alice@example.com')")
+    with pytest.raises(UniqueViolationError) as err, expecting(UniqueViolationError):
+        db.run("INSERT INTO contacts VALUES (1, 'bob@example.com')")
+    assert sqlstate(err.value) == "23505" and "contacts_pkey" in str(err.value)
+    assert "(id)=(1)" not in str(err.value)  # the DETAIL, which quotes the row, is left out
+
+
+def test_a_data_exception_is_typed_by_its_class_only_where_a_caller_expects_it(db):
+    with pytest.raises(InvalidValueError) as err, expecting(InvalidValueError):
+        db.scalar("SELECT CAST(:v AS integer)", v="twelve")
+    assert sqlstate(err.value) == "22P02"
+    with pytest.raises(pg8000.exceptions.DatabaseError), expecting(UniqueViolationError):
+        db.scalar("SELECT CAST(:v AS integer)", v="twelve")  # not what the caller expects: unchanged

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from archiver import schema
+from archiver import migration
 from archiver.eligibility import pin_cutoffs
 from archiver.engine import Archiver
 from archiver.exceptions import AlreadyRunningError, SchemaError
@@ -255,7 +255,7 @@ def test_archive_table_that_cannot_hold_live_rows_stops_before_moving(db, policy
 
 def test_migrate_is_idempotent_and_creates_the_indexes_the_job_needs(db, policy):
     setup(db, policy)
-    report = schema.migrate(db, policy)
+    report = migration.migrate(db, policy)
     assert report.created == [] and report.indexes == []
     idx = {r[0] for r in db.run("SELECT indexdef FROM pg_indexes WHERE tablename LIKE 'nic_cc_%'")}
     assert any("(created_at, id)" in i and "nic_cc_customer " in i for i in idx)
@@ -315,7 +315,7 @@ def test_dry_run_warns_when_the_batch_query_would_scan_the_whole_table(db, polic
     db.run("DROP INDEX nic_cc_customer_created_at_id_archiver_idx")
     dry = run_to_end(db, policy, settings, dry_run=True).as_dict()
     assert dry["warnings"] and "archiver migrate" in dry["warnings"][0]
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
     db.run("ANALYZE nic_cc_customer")
     assert "archiver migrate" not in " ".join(run_to_end(db, policy, settings, dry_run=True).as_dict()["warnings"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from archiver import schema
+from archiver import catalogue, migration
 from archiver.config import load_policy
 from archiver.engine import Archiver
 from archiver.exceptions import SchemaError
@@ -25,16 +25,16 @@ def run(db, policy, settings, **start):
 
 def rows(db, table, where="true"):
     """Every row of ``table`` by its first column, all columns but the archive's own."""
-    meta = set(schema.ARCHIVE_META)
-    cols = [c.name for c in schema.columns(db, "public", table) if c.name not in meta]
+    meta = set(migration.ARCHIVE_META)
+    cols = [c.name for c in catalogue.columns(db, "public", table) if c.name not in meta]
     return {r[0]: tuple(r) for r in db.run(f"SELECT {', '.join(cols)} FROM {table} WHERE {where}")}
 
 
 def live_and_archived(db, table, archive):
     """``table``'s rows wherever they are (live or archive, never both), and the archived keys."""
     live, gone = rows(db, table), rows(db, archive)
-    archive_cols = {c.name for c in schema.columns(db, "public", archive)}
-    live_cols = [c.name for c in schema.columns(db, "public", table)]
+    archive_cols = {c.name for c in catalogue.columns(db, "public", archive)}
+    live_cols = [c.name for c in catalogue.columns(db, "public", table)]
     assert not set(live) & set(gone), "rows both live and archived"
     if set(live_cols) <= archive_cols:
         gone = {k: tuple(v[: len(live_cols)]) for k, v in gone.items()}
@@ -46,7 +46,7 @@ def customers_referring(db, policy, action, deferrable=""):
     setup(db, policy)
     db.run("ALTER TABLE nic_cc_customer ADD COLUMN referred_by bigint DEFAULT NULL"
            f" REFERENCES nic_cc_customer (id) ON DELETE {action} {deferrable}")
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
 
 
 @pytest.mark.parametrize("action", ACTIONS)
@@ -113,7 +113,7 @@ def customers_with_codes(db, policy, child_ddl):
     setup(db, policy)
     db.run("ALTER TABLE nic_cc_customer ADD COLUMN code text UNIQUE")
     db.run(f"CREATE TABLE nic_cc_contract (id serial PRIMARY KEY, {child_ddl})")
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
 
 
 def test_child_keyed_on_a_unique_text_column_keeps_its_customer_in_skip_mode(db, policy, settings):
@@ -146,7 +146,7 @@ def test_multi_column_foreign_key_holds_its_customer_in_skip_mode_and_moves_with
     assert rows(db, "nic_cc_contract") == contracts
 
     moving = load_policy({**env, "ARCHIVER_RELATED_MODE": "move"})
-    schema.migrate(db, moving)
+    migration.migrate(db, moving)
     job = run(db, moving, settings)
     assert job.records_archived == 1 and count(db, "nic_cc_customer") == 0
     assert set(rows(db, "nic_cc_contract")) == {2}  # its NULL column references nothing: it stays
@@ -166,7 +166,7 @@ def policies_and_claims(db, env, claim_action="RESTRICT", deferrable=""):
     db.run("CREATE TABLE nic_cc_claim (id serial PRIMARY KEY,"
            f" policy_number text REFERENCES nic_cc_policy (number) ON DELETE {claim_action} {deferrable},"
            " answers integer REFERENCES nic_cc_claim (id) ON DELETE CASCADE)")
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
     old, young = add_customers(db, policy, [90, 5])
     for c in (old, young):
         db.run("INSERT INTO nic_cc_policy (number, customer_id) VALUES (:n, :c)", n=f"P-{c}", c=c)
@@ -219,7 +219,7 @@ def test_keep_mode_refusal_names_the_constraint(db, env, settings):
            " created_at timestamptz NOT NULL)")
     db.run("CREATE TABLE nic_cc_contract (id serial PRIMARY KEY, customer_code text CONSTRAINT contract_customer_fk"
            " REFERENCES nic_cc_customer (code) ON DELETE SET NULL)")
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
     db.run("INSERT INTO nic_cc_customer (code, created_at) VALUES ('A', now() - interval '90 days')")
     with pytest.raises(SchemaError, match="contract_customer_fk.*ON DELETE SET NULL"):
         run(db, policy, settings)
@@ -230,7 +230,7 @@ def test_keep_mode_works_beside_a_reference_of_the_live_table_to_itself(db, env,
     policy = load_policy({**env, "ARCHIVER_RELATED_MODE": "keep"})
     db.run("CREATE TABLE nic_cc_customer (id bigserial PRIMARY KEY, name text, line_of_business text,"
            " created_at timestamptz NOT NULL, referred_by bigint REFERENCES nic_cc_customer (id) ON DELETE CASCADE)")
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
     a = db.scalar("INSERT INTO nic_cc_customer (name, created_at) VALUES ('A', now() - interval '90 days')"
                   " RETURNING id")
     db.run("INSERT INTO nic_cc_customer (name, created_at, referred_by) VALUES ('B', now(), :a),"
@@ -246,7 +246,7 @@ def notes_answering_notes(db, env):
     setup(db, policy)
     db.run("CREATE TABLE nic_cc_note (id serial PRIMARY KEY, ref bigint REFERENCES nic_cc_customer (id)"
            " ON DELETE CASCADE, answers integer REFERENCES nic_cc_note (id) ON DELETE CASCADE)")
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
     c1, c2 = add_customers(db, policy, [90, 5])
     a = db.scalar("INSERT INTO nic_cc_note (ref) VALUES (:c) RETURNING id", c=c1)
     db.run("INSERT INTO nic_cc_note (ref, answers) VALUES (:c, :a)", c=c2, a=a)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver import schema
+from archiver import catalogue, migration
 from archiver.config import load_policy
 from archiver.db import Database
 from archiver.engine import Archiver
@@ -53,9 +53,9 @@ def test_composite_primary_key_table_is_archived_and_restored_whole(db, policy, 
     create(db, "orders", "composite", "timestamptz")
     keys = insert(db, "orders", "composite", "timestamptz", OLD_AND_YOUNG)
     pol = policy_for(policy, "orders", policy.timezone, 60)
-    schema.migrate(db, pol)
-    assert schema.table_key(db, "public", "orders_backup") == ("region", "code")  # the archive mirrors the key
-    assert schema.has_index(db, "public", "orders", ("created_at", "region", "code"))
+    migration.migrate(db, pol)
+    assert catalogue.table_key(db, "public", "orders_backup") == ("region", "code")  # the archive mirrors the key
+    assert catalogue.has_index(db, "public", "orders", ("created_at", "region", "code"))
     archive_and_restore(db, pol, settings, "orders", keys, OLD_AND_YOUNG)
 
 
@@ -64,12 +64,12 @@ def test_range_partitioned_table_with_primary_key_on_id_and_created_at(db, polic
     ages = [*OLD_AND_YOUNG, datetime(2026, 6, 30, 23, 59, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC)]
     keys = insert(db, "events", "identity", "timestamptz", ages)
     pol = policy_for(policy, "events", policy.timezone, 60)
-    report = schema.migrate(db, pol)
+    report = migration.migrate(db, pol)
     # The walk's index on the partitioned parent, built partition by partition, and valid.
-    assert schema.has_index(db, "public", "events", ("created_at", "id")) and report.indexes
+    assert catalogue.has_index(db, "public", "events", ("created_at", "id")) and report.indexes
     assert db.scalar("SELECT relkind FROM pg_class WHERE relname = 'events_backup'") == "r"  # a plain archive
-    assert schema.table_key(db, "public", "events_backup") == ("id", "created_at")
-    assert schema.migrate(db, pol).indexes == []  # idempotent
+    assert catalogue.table_key(db, "public", "events_backup") == ("id", "created_at")
+    assert migration.migrate(db, pol).indexes == []  # idempotent
     archive_and_restore(db, pol, settings, "events", keys, ages, batch_size=2)
 
 
@@ -77,7 +77,7 @@ def test_purge_deletes_old_archive_rows_of_a_composite_key_partitioned_table(db,
     create(db, "ledger", "composite", "timestamptz", partitioned=True)
     keys = insert(db, "ledger", "composite", "timestamptz", OLD_AND_YOUNG)
     pol = policy_for(policy, "ledger", policy.timezone, 60)
-    schema.migrate(db, pol)
+    migration.migrate(db, pol)
     _, job = archive(db, pol, settings, batch_size=4)
     db.run("UPDATE ledger_backup SET archived_at = archived_at - interval '800 days' WHERE region = 1")
     old = int(db.scalar("SELECT count(*) FROM ledger_backup WHERE region = 1"))
@@ -91,8 +91,8 @@ def test_table_with_only_a_unique_not_null_key_is_archived_by_it(db, policy, set
     create(db, "tickets", "text", "timestamptz", unique_instead=True)
     keys = insert(db, "tickets", "text", "timestamptz", OLD_AND_YOUNG)
     pol = policy_for(policy, "tickets", policy.timezone, 60)
-    schema.migrate(db, pol)
-    assert schema.table_key(db, "public", "tickets_backup") == ("id",)
+    migration.migrate(db, pol)
+    assert catalogue.table_key(db, "public", "tickets_backup") == ("id",)
     archive_and_restore(db, pol, settings, "tickets", keys, OLD_AND_YOUNG)
 
 
@@ -101,7 +101,7 @@ def test_table_without_a_key_is_refused_saying_why(db, policy, env):
     db.run("CREATE UNIQUE INDEX notes_id ON notes (id)")  # unique, but id may be NULL: not a key
     pol = policy_for(policy, "notes", policy.timezone, 60)
     with pytest.raises(SchemaError, match="no primary key and no unique index on NOT NULL columns"):
-        schema.migrate(db, pol)
+        migration.migrate(db, pol)
     cli_env = {**os.environ, **env, "ARCHIVER_LIVE_TABLE": "notes", "ARCHIVER_ARCHIVE_TABLE": "notes_backup"}
     proc = subprocess.run([str(Path(sys.executable).parent / "archiver"), "migrate"], env=cli_env,
                           capture_output=True, text=True, timeout=120)
@@ -113,7 +113,7 @@ def test_table_without_a_key_is_refused_saying_why(db, policy, env):
 def test_age_column_of_another_type_is_refused(db, policy):
     db.run("CREATE TABLE counters (id bigint PRIMARY KEY, created_at bigint NOT NULL)")
     with pytest.raises(SchemaError, match="must be one of timestamp with time zone"):
-        schema.migrate(db, policy_for(policy, "counters", policy.timezone, 60))
+        migration.migrate(db, policy_for(policy, "counters", policy.timezone, 60))
 
 
 # (zone, the last wall-clock minute before the spring-forward gap, the first of the autumn overlap)
@@ -133,7 +133,7 @@ def test_timestamp_age_column_keeps_every_row_across_the_spring_gap_and_autumn_o
     create(db, "visits", "identity", "timestamp")
     keys = insert(db, "visits", "identity", "timestamp", ages)
     pol = policy_for(policy, "visits", zone, 7, batch_size=1)
-    schema.migrate(db, pol)
+    migration.migrate(db, pol)
     job = archive_and_restore(db, pol, settings, "visits", keys, ages, batch_size=1)
     assert job.records_archived == len(ages)
 
@@ -147,7 +147,7 @@ def test_date_age_column_archives_exactly_the_days_before_the_cutoff(db, policy,
     create(db, "payments", "composite", "date", partitioned=True)
     keys = insert(db, "payments", "composite", "date", ages)
     pol = policy_for(policy, "payments", zone, 60)
-    schema.migrate(db, pol)
+    migration.migrate(db, pol)
     archive_and_restore(db, pol, settings, "payments", keys, ages, batch_size=2)
 
 
@@ -187,7 +187,7 @@ def test_a_related_row_committed_between_lock_and_move_is_seen_by_the_move(
         other.run("CREATE TABLE notes (id serial PRIMARY KEY, customer_id bigint)")
         other.run("INSERT INTO nic_cc_customer (name, created_at)"
                   " SELECT 'c' || g, now() - interval '90 days' + g * interval '1 minute' FROM generate_series(1, 6) g")
-        schema.migrate(other, policy)
+        migration.migrate(other, policy)
         archiver = Archiver(db, policy, settings)
         job = archiver.run_hop(archiver.start(fixed_batch_size=3).id, owner="w", hop=1).job
         if mode == "skip":  # the note keeps its row live

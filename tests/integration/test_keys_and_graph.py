@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from archiver import grants, schema
+from archiver import catalogue, grants, migration
 from archiver.eligibility import pin_cutoffs
 from archiver.engine import Archiver
 from tests.keyed_tables import assert_live_xor_archived, contents, create, insert, policy_for, restore
@@ -37,8 +37,8 @@ def test_move_mode_moves_the_children_of_a_composite_key_by_both_columns_and_res
     db.run("INSERT INTO order_lines SELECT region, code, g, 'p' || g FROM orders, generate_series(1, 2) g")
     db.run("INSERT INTO line_parts SELECT region, code, line, 1 FROM order_lines")
     pol = policy_for(policy, "orders", policy.timezone, 60).model_copy(update={"related_mode": "move"})
-    schema.migrate(db, pol)
-    assert schema.has_index(db, "public", "order_lines", ("region", "code"))
+    migration.migrate(db, pol)
+    assert catalogue.has_index(db, "public", "order_lines", ("region", "code"))
     original, _ = contents(db, "orders", "orders_backup")
     every_line = lines(db, "order_lines")
     archiver = Archiver(db, pol, settings)
@@ -64,7 +64,7 @@ def referring_customers(db, policy, action: str = "CASCADE"):
            f" referred_by bigint REFERENCES nic_cc_customer (id) ON DELETE {action})")
     db.run("INSERT INTO nic_cc_customer (name, created_at)"
            " SELECT 'c' || g, now() - interval '90 days' + g * interval '1 minute' FROM generate_series(1, 6) g")
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
 
 
 def test_a_table_referencing_itself_takes_the_two_statement_batch(db, policy, settings):
@@ -91,7 +91,7 @@ def test_a_partitioned_table_referencing_itself_by_two_columns_keeps_referenced_
     db.run("UPDATE events SET ref_id = :i, ref_at = :t WHERE created_at = (SELECT max(created_at) FROM events)",
            i=oldest[0], t=oldest[1])
     pol = policy_for(policy, "events", policy.timezone, 60)
-    schema.migrate(db, pol)
+    migration.migrate(db, pol)
     original, _ = contents(db, "events", "events_backup")
     archiver = Archiver(db, pol, settings)
     assert not archiver.statements(pin_cutoffs(db, pol)).single
@@ -109,7 +109,7 @@ def test_move_mode_needs_grants_on_every_table_of_the_graph_and_update_where_row
     db.run("CREATE TABLE notes (customer_id bigint REFERENCES nic_cc_customer, n int UNIQUE)")  # no primary key
     db.run("CREATE TABLE note_tags (n int REFERENCES notes (n))")
     pol = policy.model_copy(update={"related_mode": "move"})
-    schema.migrate(db, pol)
+    migration.migrate(db, pol)
     run = {n.table: n for n in grants.needs(db, pol, "run")}
     assert run['"public"."notes"'].privileges == ("SELECT", "DELETE") and run['"public"."notes"'].any_column == "UPDATE"
     assert run['"public"."note_tags"'].any_column is None and '"public"."note_tags_backup"' in run

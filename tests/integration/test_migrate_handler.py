@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from archiver import schema
+from archiver import migration
 from archiver.exceptions import SchemaError
 from handlers import migrate
 from local import demo
@@ -60,7 +60,7 @@ def test_update_is_idempotent(deps, db, policy):
 def test_delete_keeps_the_run_log_and_the_archive(db, policy):
     migrate.use_deps(None)  # Delete needs no database: it must not even connect
     add_customers(db, policy, [90])
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
     result = migrate.handler(cfn_event("Delete", "archiver-schema"), FakeContext(300))
     assert result == {"PhysicalResourceId": "archiver-schema"}
     assert {"nic_cc_archive_log", "nic_cc_customer_backup"} <= tables(db)

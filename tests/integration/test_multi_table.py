@@ -64,8 +64,8 @@ def two_tables(db, policy, policies):
         db.run("INSERT INTO nic_cc_call_log (customer_id, called_at, outcome) VALUES (:c, now() - make_interval("
                "days => :d), 'answered')", c=caller, d=days)
     for p in policies.policies:
-        from archiver import schema
-        schema.migrate(db, p)
+        from archiver import migration
+        migration.migrate(db, p)
     return db
 
 
@@ -97,8 +97,8 @@ def test_two_tables_with_default_names_each_archive_into_their_own_table_and_res
     calls = load_policy({**env, "ARCHIVER_LIVE_TABLE": CALLS, "ARCHIVER_AGE_COLUMN": "called_at",
                          "ARCHIVER_RETENTION_DAYS": "90"})
     assert (calls.archive_table, calls.log_table) == (f"{CALLS}_backup", policy.log_table)
-    from archiver import schema
-    schema.migrate(db, calls)
+    from archiver import migration
+    migration.migrate(db, calls)
     before = both(db)
     since = db.scalar("SELECT now()")
     assert run(db, policy, settings).records_archived == 12

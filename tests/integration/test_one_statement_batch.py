@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from archiver import schema
+from archiver import migration
 from archiver.eligibility import pin_cutoffs
 from archiver.engine import Archiver
 from archiver.exceptions import SchemaError
@@ -24,7 +24,7 @@ def orders(db, policy):
     create(db, "orders", "composite", "timestamptz")
     insert(db, "orders", "composite", "timestamptz", [NOW - timedelta(days=70 + i) for i in range(10)])
     pol = policy_for(policy, "orders", policy.timezone, 60)
-    schema.migrate(db, pol)
+    migration.migrate(db, pol)
     return pol
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from archiver import schema
+from archiver import migration
 from archiver.config import load_policy
 from archiver.engine import Archiver
 from archiver.exceptions import ConfigError, SchemaError
@@ -23,7 +23,7 @@ def customers_with_notes_without_foreign_key(db, policy):
     db.run("CREATE TABLE nic_cc_customer (id bigserial PRIMARY KEY, name text, line_of_business text,"
            " created_at timestamptz NOT NULL)")
     db.run("CREATE TABLE notes (id serial PRIMARY KEY, customer_id bigint)")
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
     ids = [r[0] for r in db.run("INSERT INTO nic_cc_customer (name, created_at) VALUES"
                                 " ('A', now() - interval '90 days'), ('B', now() - interval '90 days') RETURNING id")]
     db.run("INSERT INTO notes (customer_id) VALUES (:c)", c=ids[0])
@@ -168,6 +168,6 @@ def test_reserved_word_table_names_work_when_quoted(db, env, settings):
                           "ARCHIVER_LOG_TABLE": "select"})
     db.run('CREATE TABLE "order" (id bigserial PRIMARY KEY, line_of_business text, created_at timestamptz)')
     db.run("""INSERT INTO "order" (created_at) VALUES (now() - interval '90 days'), (now())""")
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
     job = run(db, policy, settings)
     assert job.records_archived == 1 and db.scalar('SELECT count(*) FROM "user"') == 1

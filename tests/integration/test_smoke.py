@@ -1,11 +1,11 @@
-from archiver import schema
+from archiver import migration
 from archiver.engine import Archiver
 from local import demo
 
 
 def test_seeded_rows_are_all_accounted_for_after_a_run(db, policy, settings):
     demo.seed(db, policy, 2000)
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
     before = db.scalar("SELECT count(*) FROM nic_cc_customer")
     archiver = Archiver(db, policy, settings)
     job = archiver.start()

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from archiver import schema as schema_mod
+from archiver import catalogue, migration
 from archiver.config import Policy, Settings, load_policy
 from archiver.db import Database, DatabaseUnavailableError
 from archiver.engine import Archiver
@@ -51,9 +51,9 @@ def tables_state(db: Database, schema: Schema) -> dict[str, tuple[dict[Any, str]
     out = {}
     for table, archive in [("nic_cc_customer", "nic_cc_customer_backup"),
                            *((f"r{i}", f"r{i}_backup") for i in range(len(schema.related)))]:
-        cols = [c.name for c in schema_mod.columns(db, "public", table)]
+        cols = [c.name for c in catalogue.columns(db, "public", table)]
         live = contents(db, table, cols)
-        gone = contents(db, archive, cols) if schema_mod.table_exists(db, "public", archive) else {}
+        gone = contents(db, archive, cols) if catalogue.table_exists(db, "public", archive) else {}
         out[table] = (live, gone)
     return out
 
@@ -67,7 +67,7 @@ def build(db: Database, policy: Policy, schema: Schema, data: Data) -> None:
     with db.transaction():
         for sql, params in inserts(schema, data):
             db.run(sql, **params)
-    schema_mod.migrate(db, policy)
+    migration.migrate(db, policy)
 
 
 def run_interrupted(db: Database, policy: Policy, run_settings: Settings, connect: Any, how: str, after: int,

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from archiver import schema
+from archiver import migration
 from tests.keyed_tables import (
     AGE_TYPES,
     KEYS,
@@ -101,7 +101,7 @@ def check(db: Any, policy: Any, settings: Any, case: Case) -> None:
         keys = insert(db, table, case.key, case.age_type, ages)
         original, _ = contents(db, table, table)
         pol = policy_for(policy, table, case.zone, case.retention_days, case.batch_size)
-        schema.migrate(db, pol)
+        migration.migrate(db, pol)
         dry, job = archive(db, pol, settings, max_batches=case.killed_after)
         cutoff = datetime.fromisoformat(job.options["cutoffs"]["default"])
         expected = {k for k, a in zip(keys, ages, strict=True) if eligible(a, cutoff, case.zone)}

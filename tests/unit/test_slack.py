@@ -17,7 +17,7 @@ import pytest
 
 from archiver import aws, slack
 from archiver.alerts import Alert
-from archiver.exceptions import ConfigError
+from archiver.exceptions import ConfigError, SlackError
 from handlers import slack as slack_handler
 from local.runner import FakeContext
 
@@ -130,7 +130,7 @@ def test_post_retries_server_errors_with_backoff(webhook):
 
 def test_post_does_not_retry_a_refused_message(webhook):
     webhook.answer(400)
-    with pytest.raises(slack.SlackError, match="HTTP 400") as err:
+    with pytest.raises(SlackError, match="HTTP 400") as err:
         slack.post(webhook.url, {"text": "hi"}, sleep=Clock().sleep)
     assert len(webhook.received) == 1
     assert TOKEN not in str(err.value)
@@ -139,7 +139,7 @@ def test_post_does_not_retry_a_refused_message(webhook):
 def test_post_gives_up_when_its_time_runs_out(webhook, log_lines):
     webhook.answer(*[429] * 10)
     clock = Clock()
-    with pytest.raises(slack.SlackError, match="still failing after 3 attempts: HTTP 429") as err:
+    with pytest.raises(SlackError, match="still failing after 3 attempts: HTTP 429") as err:
         slack.post(webhook.url, {"text": "hi"}, deadline_s=5, sleep=clock.sleep, clock=clock)
     assert TOKEN not in str(err.value) and TOKEN not in log_lines.getvalue()
 
@@ -147,7 +147,7 @@ def test_post_gives_up_when_its_time_runs_out(webhook, log_lines):
 def test_post_to_a_server_that_is_not_there_fails_without_the_url(log_lines):
     url = f"http://127.0.0.1:1/services/T000/B000/{TOKEN}"
     clock = Clock()
-    with pytest.raises(slack.SlackError) as err:
+    with pytest.raises(SlackError) as err:
         slack.post(url, {"text": "hi"}, deadline_s=3, sleep=clock.sleep, clock=clock)
     assert TOKEN not in str(err.value) and TOKEN not in log_lines.getvalue()
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from archiver.catalogue import Column, TableShape
 from archiver.config import Policy
 from archiver.eligibility import Cutoffs
 from archiver.related import Related, RelatedGraph
-from archiver.schema import Column, TableShape
 from archiver.statements import BatchSql, Columns, Locked, OneStatementBatch, Rechecked, Statements
 
 LIVE = ("public", "nic_cc_customer")

@@ -1,0 +1,236 @@
+"""Migration: the idempotent creation and update of everything the job needs.
+
+Creates the run log, the archive table (and related archive tables in ``move`` mode), the
+index the batch query walks, and the indexes missing on child tables' foreign-key columns.
+Brings a drifted archive table up to the live table's columns, or stops with a clear message.
+What it reads of the database comes from ``catalogue.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from .catalogue import (
+    Column,
+    columns,
+    has_index,
+    indexes,
+    is_partition_of,
+    is_partitioned,
+    live_shape,
+    partitions,
+    table_exists,
+    table_key,
+)
+from .config import Policy
+from .db import Database
+from .exceptions import SchemaError
+from .identifiers import qualified, quote
+from .related import related_graph
+from .states import ACTIVE_SQL, RunState
+
+# Columns the archive tables carry on top of the live columns.
+ARCHIVE_META = ("archived_at", "archived_by", "archive_reason", "archive_job_id")
+RELATED_META = ("archived_at", "archive_job_id")
+_META_DDL = {
+    "archived_at": "timestamptz NOT NULL DEFAULT now()",
+    "archived_by": "text NOT NULL DEFAULT 'system'",
+    "archive_reason": "text NOT NULL DEFAULT '60_day_rule'",
+    "archive_job_id": "uuid",
+}
+
+# The run log: one row per run (archive, restore, purge, dry run). Defined once; migrate
+# creates the table from it and adds any column an older version of the log lacks.
+LOG_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "bigserial PRIMARY KEY"),
+    ("job_id", "uuid NOT NULL UNIQUE"),
+    ("kind", "text NOT NULL DEFAULT 'archive'"),
+    ("policy_key", "text NOT NULL"),
+    ("run_date", "timestamptz NOT NULL DEFAULT now()"),
+    ("state", "text NOT NULL DEFAULT 'pending' CHECK (state IN ("
+              + ", ".join(f"'{s}'" for s in RunState) + "))"),
+    # The seeds' status vocabulary ('success', 'partial', 'failed', 'rolled_back'), derived.
+    ("status", "text GENERATED ALWAYS AS (CASE state WHEN 'succeeded' THEN 'success' "
+               "WHEN 'pending' THEN 'running' ELSE state END) STORED"),
+    ("dry_run", "boolean NOT NULL DEFAULT false"),
+    ("trigger", "text NOT NULL DEFAULT 'manual'"),
+    ("scheduled_for", "timestamptz"),
+    ("cutoff", "timestamptz"),
+    ("batch_size", "integer NOT NULL DEFAULT 1000"),
+    ("options", "jsonb NOT NULL DEFAULT '{}'::jsonb"),
+    ("eligible", "bigint"),
+    ("records_archived", "bigint NOT NULL DEFAULT 0"),
+    ("records_failed", "bigint NOT NULL DEFAULT 0"),
+    ("processed", "bigint GENERATED ALWAYS AS (records_archived + records_failed) STORED"),
+    ("percent_complete", "numeric(5,1) GENERATED ALWAYS AS (CASE WHEN state = 'succeeded' THEN 100 "
+                         "WHEN eligible > 0 THEN LEAST(100, round(100.0 * (records_archived + records_failed)"
+                         " / eligible, 1)) ELSE 0 END) STORED"),
+    ("batches", "integer NOT NULL DEFAULT 0"),
+    ("hop", "integer NOT NULL DEFAULT 0"),
+    ("next_hop", "integer"),
+    # The keyset row (age column, key columns) of the last row a run has passed, each value as
+    # text, cast back to its column's type where compared: the comparison is exactly the index order.
+    ("cursor_row", "text[]"),
+    ("lease_owner", "text"),
+    ("lease_expires_at", "timestamptz"),
+    ("heartbeat_at", "timestamptz"),
+    ("cancel_requested", "boolean NOT NULL DEFAULT false"),
+    ("started_at", "timestamptz"),
+    ("finished_at", "timestamptz"),
+    ("execution_time_ms", "bigint"),
+    ("slowest_batch_ms", "integer NOT NULL DEFAULT 0"),
+    ("message", "text"),
+    ("error_message", "text"),
+    ("breakdown", "jsonb"),
+)
+
+
+@dataclass
+class MigrationReport:
+    created: list[str] = field(default_factory=list)
+    added_columns: list[str] = field(default_factory=list)
+    indexes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"created": self.created, "added_columns": self.added_columns,
+                "indexes": self.indexes, "warnings": self.warnings}
+
+
+# -- indexes -------------------------------------------------------------------------------
+def _index_name(table: str, cols: tuple[str, ...], suffix: str = "archiver_idx") -> str:
+    name = f"{table}_{'_'.join(cols)}_{suffix}"
+    if len(name) > 63:  # PostgreSQL truncates silently; keep names unique and stable instead.
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = f"{name[:50]}_{digest}"
+    return name
+
+
+def _ensure_index(db: Database, schema: str, table: str, cols: tuple[str, ...], report: MigrationReport) -> None:
+    """Create an index leading with ``cols`` unless a valid one exists (CONCURRENTLY: no long lock)."""
+    if has_index(db, schema, table, cols):
+        return
+    name = _index_name(table, cols)
+    collist = ", ".join(quote(c) for c in cols)
+    if is_partitioned(db, schema, table):
+        _ensure_partitioned_index(db, schema, table, name, collist)  # not valid yet: completed, not dropped
+    else:
+        for r in indexes(db, schema, table):
+            if r["name"] == name and not r["valid"]:  # left behind by a failed CONCURRENTLY build
+                db.run(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(schema, name)}")
+        db.run(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote(name)} ON {qualified(schema, table)} ({collist})")
+    report.indexes.append(f"{schema}.{name}")
+
+
+def _ensure_partitioned_index(db: Database, schema: str, table: str, name: str, collist: str) -> None:
+    """CREATE INDEX CONCURRENTLY is refused on a partitioned table: create the parent's index ON ONLY
+    (no build, not valid yet), build each partition's index concurrently and attach it; the parent's
+    index becomes valid once every partition has one. Partitions partitioned in turn go the same way."""
+    parent = qualified(schema, table)
+    db.run(f"CREATE INDEX IF NOT EXISTS {quote(name)} ON ONLY {parent} ({collist})")
+    for part in partitions(db, parent):
+        child = _index_name(part["table"], (name,), "part")
+        if part["partitioned"]:
+            _ensure_partitioned_index(db, part["schema"], part["table"], child, collist)
+        else:
+            db.run(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote(child)}"
+                   f" ON {qualified(part['schema'], part['table'])} ({collist})")
+        if not is_partition_of(db, qualified(schema, name), qualified(part["schema"], child)):
+            db.run(f"ALTER INDEX {qualified(schema, name)} ATTACH PARTITION {qualified(part['schema'], child)}")
+
+
+# -- the run log ---------------------------------------------------------------------------
+def _migrate_log(db: Database, policy: Policy, report: MigrationReport) -> None:
+    log, key = qualified(policy.schema_name, policy.log_table), policy.log_table
+    if not table_exists(db, policy.schema_name, policy.log_table):
+        cols = ",\n  ".join(f"{quote(n)} {ddl}" for n, ddl in LOG_COLUMNS)
+        db.run(f"CREATE TABLE {log} (\n  {cols}\n)")
+        report.created.append(f"{policy.schema_name}.{policy.log_table}")
+    else:
+        have = {c.name for c in columns(db, policy.schema_name, policy.log_table)}
+        for name, ddl in LOG_COLUMNS:
+            if name not in have:
+                db.run(f"ALTER TABLE {log} ADD COLUMN {quote(name)} {ddl}")
+                report.added_columns.append(f"{policy.log_table}.{name}")
+    # One active run per policy, enforced by the database itself.
+    db.run(f"CREATE UNIQUE INDEX IF NOT EXISTS {quote(_index_name(key, ('one_active',), 'uq'))} "
+           f"ON {log} (policy_key) WHERE {ACTIVE_SQL}")
+    # One run per scheduled night, however many times the scheduler delivers the trigger.
+    db.run(f"CREATE UNIQUE INDEX IF NOT EXISTS {quote(_index_name(key, ('one_per_schedule',), 'uq'))} "
+           f"ON {log} (policy_key, scheduled_for) WHERE scheduled_for IS NOT NULL")
+    db.run(f"CREATE INDEX IF NOT EXISTS {quote(_index_name(key, ('run_date',)))} ON {log} (run_date DESC)")
+
+
+# -- archive tables ------------------------------------------------------------------------
+def _create_archive_table(db: Database, schema: str, name: str, source: tuple[Column, ...],
+                          pk: list[str], meta_ddl: list[str]) -> None:
+    cols = [f"{quote(c.name)} {c.type}" + (" NOT NULL" if c.name in pk else "") for c in source]
+    cols += meta_ddl
+    if pk:
+        cols.append(f"PRIMARY KEY ({', '.join(quote(p) for p in pk)})")
+    db.run(f"CREATE TABLE {qualified(schema, name)} ({', '.join(cols)})")
+
+
+def sync_archive_table(db: Database, schema: str, source_table: str, archive_table: str,
+                       meta: tuple[str, ...], report: MigrationReport) -> None:
+    """Create ``archive_table`` from ``source_table`` or bring it up to the source's columns.
+
+    Raises SchemaError, before anything moves, when the archive cannot hold the source's rows.
+    """
+    source = columns(db, schema, source_table)
+    if not source:
+        raise SchemaError(f"table {schema}.{source_table} does not exist")
+    meta_ddl = [f"{quote(m)} {_META_DDL[m]}" for m in meta]
+    if not table_exists(db, schema, archive_table):
+        pk = list(table_key(db, schema, source_table))
+        _create_archive_table(db, schema, archive_table, source, pk, meta_ddl)
+        for idx in (("archive_job_id",), ("archived_at",)):
+            _ensure_index(db, schema, archive_table, idx, report)
+        report.created.append(f"{schema}.{archive_table}")
+        return
+    have = {c.name: c for c in columns(db, schema, archive_table)}
+    problems = []
+    for col in source:
+        mine = have.get(col.name)
+        if mine is None:  # schema drift: the live table grew a column; the archive follows
+            db.run(f"ALTER TABLE {qualified(schema, archive_table)} ADD COLUMN {quote(col.name)} {col.type}")
+            report.added_columns.append(f"{archive_table}.{col.name}")
+        elif mine.type != col.type:
+            problems.append(f"column {col.name!r} is {mine.type} in the archive but {col.type} in the live table")
+    for m in meta:
+        if m not in have:
+            db.run(f"ALTER TABLE {qualified(schema, archive_table)} ADD COLUMN {quote(m)} {_META_DDL[m]}")
+            report.added_columns.append(f"{archive_table}.{m}")
+    source_names = {c.name for c in source}
+    for name, col in have.items():
+        if name not in source_names and name not in meta and col.not_null:
+            problems.append(f"archive column {name!r} is NOT NULL but the live table no longer has it")
+    if problems:
+        raise SchemaError(f"archive table {schema}.{archive_table} cannot hold rows of "
+                          f"{schema}.{source_table}: " + "; ".join(problems))
+
+
+def related_archive_name(policy: Policy, table: str) -> str:
+    name = f"{table}{policy.related_archive_suffix}"
+    return name if len(name) <= 63 else _index_name(table, (), "bk")
+
+
+def migrate(db: Database, policy: Policy) -> MigrationReport:
+    """Create or update everything the job needs. Idempotent and safe to run concurrently."""
+    report = MigrationReport()
+    with db.lock("migrate:" + policy.key):
+        _migrate_log(db, policy, report)
+        shape = live_shape(db, policy)
+        sync_archive_table(db, policy.schema_name, policy.live_table, policy.archive_table,
+                           ARCHIVE_META, report)
+        _ensure_index(db, policy.schema_name, policy.live_table, tuple(c.name for c in shape.walk), report)
+        graph = related_graph(db, policy)
+        for link in graph.links:
+            _ensure_index(db, link.schema, link.table, link.columns, report)
+        for link in graph.self_links:  # a run looks up the rows it archived by their reference
+            _ensure_index(db, policy.schema_name, policy.archive_table, link.columns, report)
+        if policy.related_mode == "move":
+            for schema, table in graph.tables:
+                sync_archive_table(db, schema, table, related_archive_name(policy, table), RELATED_META, report)
+    return report
