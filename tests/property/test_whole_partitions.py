@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given
+from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
@@ -45,6 +45,7 @@ from tests.partitioned_tables import (
     seed,
     whole,
 )
+from tests.property.test_keys_and_ages import COMMON
 
 ZONES = ("UTC", "America/New_York", "Europe/London", "Australia/Sydney")
 _names = itertools.count()
@@ -123,9 +124,6 @@ def check(db: Any, policy: Any, settings: Any, case: Layout) -> None:
         assert contents(db, table, f"{table}_backup") == (original, {})
     finally:
         drop(db, table, f"{table}_backup", f"{table}_log")
-
-
-COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 @hsettings(max_examples=10, **COMMON)
