@@ -182,3 +182,30 @@ def test_no_whole_partition_moves_when_another_table_references_the_rows(db, pol
     assert moved_whole(job) == {}
     assert dry.eligible == job.records_archived == sum(eligible(a, cutoff, "UTC") for a in ages) - 1
     assert_live_xor_archived(db, "calls", "calls_backup", original)
+
+
+def test_a_longer_retention_for_one_line_of_business_keeps_its_months_out_of_whole_moves(db, policy, settings):
+    """With ``retention_by_lob`` a month moves whole only when it lies past the earliest cutoff: a month
+    past the default cutoff but not past Life's may hold Life rows still young for Life."""
+    starts, _, _ = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
+    db.run("ALTER TABLE calls ADD COLUMN lob text")
+    db.run("UPDATE calls SET lob = CASE WHEN id % 2 = 0 THEN 'Life' ELSE 'Motor' END")
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3).model_copy(
+        update={"lob_column": "lob", "retention_by_lob": {"Life": 150}})
+    schema.migrate(db, pol)
+    original = contents(db, "calls", "calls")[0]
+    lobs = dict(db.run("SELECT CAST(ROW(id) AS text), lob FROM calls"))
+
+    dry, job = archive(db, pol, settings)
+
+    cutoffs = job.options["cutoffs"]
+    default, life = (datetime.fromisoformat(c) for c in (cutoffs["default"], cutoffs["by_lob"]["Life"]))
+    assert moved_whole(job) and all(whole(hi, life, "UTC") for lo, hi in pairwise(starts)
+                                    if leaf_name("calls", lo) in moved_whole(job))
+    assert any(whole(hi, default, "UTC") and not whole(hi, life, "UTC") for _, hi in pairwise(starts))
+    kept = assert_live_xor_archived(db, "calls", "calls_backup", original)
+    assert dry.eligible == job.records_archived == len(kept)
+    cut = {k: (life if lob == "Life" else default) for k, lob in lobs.items()}
+    archived_ages = dict(db.run("SELECT CAST(ROW(id) AS text), created_at FROM calls_backup"))
+    live_ages = dict(db.run("SELECT CAST(ROW(id) AS text), created_at FROM calls"))
+    assert all(a < cut[k] for k, a in archived_ages.items()) and all(a >= cut[k] for k, a in live_ages.items())
