@@ -41,7 +41,8 @@ GIVES_WAY = {"55P03": "the partition is locked by another session",
              "23505": "the archive already holds a key of the partition",
              "57014": "the move would take longer than the hop allows",
              "0A000": "a foreign key references the partition",
-             "42P01": "the partition is gone"}
+             "42P01": "the partition is gone",
+             "42501": "the role may not lock or truncate the partition"}
 
 # The leaves (with the partition of the live table above each) under each partition whose range on
 # the age column ends at or before the cutoff, oldest first. Only a range partitioning on the age
@@ -69,6 +70,7 @@ WHERE r.upper IS NOT NULL AND t.isleaf AND c.relkind = 'r'
   AND CAST(r.upper AS {age_type}) <= {cutoff}
   AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)
   AND has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'TRUNCATE')
+  AND has_table_privilege(r.oid, 'TRUNCATE')
 ORDER BY CAST(r.upper AS {age_type}), c.relname"""
 
 # The hop's share as this transaction's statement_timeout, never above the session's own (0: none).

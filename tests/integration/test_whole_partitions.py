@@ -6,6 +6,8 @@ back into the partition it came from."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
@@ -209,3 +211,36 @@ def test_a_longer_retention_for_one_line_of_business_keeps_its_months_out_of_who
     archived_ages = dict(db.run("SELECT CAST(ROW(id) AS text), created_at FROM calls_backup"))
     live_ages = dict(db.run("SELECT CAST(ROW(id) AS text), created_at FROM calls"))
     assert all(a < cut[k] for k, a in archived_ages.items()) and all(a >= cut[k] for k, a in live_ages.items())
+
+
+@pytest.mark.parametrize("on_partitions", [False, True], ids=["grants on the parent only", "and on each partition"])
+def test_a_role_granted_the_parent_only_moves_every_partition_by_row_batches(
+        db, policy, settings, server_params, dbname, on_partitions):
+    """docs/security.md: whole moves need SELECT and TRUNCATE on each partition; without them the rows
+    go by batches, through the parent."""
+    starts, _, ages = calls(db, policy, "UTC", "timestamptz")
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
+    original = contents(db, "calls", "calls")[0]
+    role = f"archiver_part_{uuid.uuid4().hex[:8]}"
+    grants = [f'CREATE ROLE "{role}" LOGIN', f'GRANT USAGE ON SCHEMA public TO "{role}"',
+              f'GRANT SELECT, DELETE ON calls TO "{role}"', f'GRANT UPDATE (id) ON calls TO "{role}"',
+              f'GRANT SELECT, INSERT ON calls_backup TO "{role}"',
+              f'GRANT SELECT, INSERT, UPDATE ON calls_log TO "{role}"',
+              f'GRANT USAGE ON SEQUENCE calls_log_id_seq TO "{role}"']
+    if on_partitions:
+        grants += [f'GRANT SELECT, TRUNCATE ON {r[0]} TO "{role}"' for r in db.run(
+            "SELECT CAST(relid AS regclass) FROM pg_partition_tree('calls') WHERE level > 0")]
+    for sql in grants:
+        db.run(sql)
+    as_role = Database(replace(server_params, database=dbname, user=role, password=None, timezone="UTC"))
+    try:
+        archiver = Archiver(as_role, pol, settings)
+        job = archiver.run_hop(archiver.start().id, owner="w", hop=1).job
+    finally:
+        as_role.close()
+        db.run(f'DROP OWNED BY "{role}"')
+        db.run(f'DROP ROLE "{role}"')
+    cutoff = datetime.fromisoformat(job.options["cutoffs"]["default"])
+    assert job.state == "succeeded" and job.records_archived == sum(eligible(a, cutoff, "UTC") for a in ages)
+    assert (len(moved_whole(job)) >= 4) if on_partitions else moved_whole(job) == {}
+    assert_live_xor_archived(db, "calls", "calls_backup", original)
