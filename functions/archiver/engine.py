@@ -23,9 +23,10 @@ from .exceptions import ColumnsChangedError, HopLimitError, LeaseLostError, Sche
 from .jobs import Job, JobStore
 from .migration import ARCHIVE_META, RELATED_META, MigrationReport, related_archive_name, sync_archive_table
 from .observability import NullMetrics, RunMetrics, logger
+from .partitions import PartitionMoves
 from .related import RelatedGraph, Table, preflight, related_graph
 from .replicas import LagReader, replay_lag_reader, wait_for_replicas
-from .statements import SKIP_ROOM, Columns, Locked, OneStatementBatch, Rechecked, Statements
+from .statements import SKIP_ROOM, Columns, Locked, OneStatementBatch, Rechecked, Statements, only_the_row
 from .steering import Steering, hands_over, kept_back_ms
 
 
@@ -196,6 +197,8 @@ class Archiver:
         target = float(job.options.get("target_batch_ms") or 0) if job.options.get("adaptive") else 0.0
         steering = Steering(target)
         reprepared = 0
+        wholes = (PartitionMoves(self.db, self.policy, self.jobs, self.settings.lease_seconds)
+                  if self._related is not None and only_the_row(self.policy, self._related) else None)
         while True:
             reason = stop_for() if stop_for is not None else None
             if reason or (max_batches is not None and outcome.batches >= max_batches):
@@ -209,7 +212,9 @@ class Archiver:
                 outcome.next_hop, outcome.job = nxt, self.jobs.get(job.id)
                 return outcome
             try:
-                result, job = self._batch(job, owner, stmts, size)
+                whole = wholes.move(job, owner, stmts, budget.remaining_ms()) if wholes else None  # partitions.py
+                result, job = ((BatchResult(whole.rows, whole.rows, 0, whole.ms), whole.job) if whole
+                               else self._batch(job, owner, stmts, size))
             except ColumnsChangedError:  # rolled back: nothing moved with the old column list
                 reprepared += 1
                 if reprepared > MAX_REPREPARES:

@@ -1,0 +1,246 @@
+"""Whole partitions: on a live table of monthly range partitions on the age column, a leaf lying entirely
+past the run's cutoff moves whole (one INSERT … SELECT, then TRUNCATE: it stays attached and empty); a
+month straddling the cutoff, the default partition and the young months go by row batches. The dry run
+counts what the run moves, every row is live xor archived with its content, and a restore puts each row
+back into the partition it came from."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import date, datetime, time, timedelta
+from itertools import pairwise
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from archiver import schema
+from archiver.config import Policy
+from archiver.db import Database
+from archiver.engine import Archiver
+from tests.keyed_tables import archive, assert_live_xor_archived, contents, eligible, policy_for, restore, set_zone
+from tests.partitioned_tables import (
+    as_ages,
+    clear_of,
+    create_monthly,
+    homes,
+    leaf_name,
+    month_starts,
+    month_walls,
+    moved_whole,
+    rows_in,
+    seed,
+    whole,
+)
+
+RETENTION = 60
+
+
+def months(zone: str) -> list[date]:
+    """Month starts from six months back to two months ahead of today in ``zone``."""
+    today = datetime.now(ZoneInfo(zone)).date()
+    return month_starts(date(today.year - 1, today.month, 1), 15)[6:]
+
+
+def calls(db: Database, policy: Policy, zone: str, age_type: str, per_month: int = 4,
+          hashed_month: int | None = 1) -> tuple[list[date], list[str], list]:
+    """The ``calls`` table of monthly partitions (one month split by hash), with rows in every month
+    and old and young rows in the default partition; its policy migrated. Returns (months, keys, ages)."""
+    set_zone(db, zone)
+    starts = months(zone)
+    create_monthly(db, "calls", age_type, starts, hashed=None if hashed_month is None else starts[hashed_month])
+    cutoff_wall = datetime.now(ZoneInfo(zone)).replace(tzinfo=None) - timedelta(days=RETENTION)
+    walls = [w for lo, hi in pairwise(starts) for w in month_walls(lo, hi, per_month)]
+    walls += [datetime.combine(starts[0], time()) - timedelta(days=d) for d in (1, 40, 400)]  # default, old
+    walls += [datetime.combine(starts[-1], time()) + timedelta(days=d) for d in (0, 3)]  # default, young
+    ages = as_ages(clear_of(walls, cutoff_wall), zone, age_type)
+    keys = seed(db, "calls", age_type, ages)
+    schema.migrate(db, policy_for(policy, "calls", zone, RETENTION, batch_size=3))
+    return starts, keys, ages
+
+
+def leaves(starts: list[date], lo: date, hashed: date | None) -> list[str]:
+    return [leaf_name("calls", lo, h) for h in (0, 1)] if lo == hashed else [leaf_name("calls", lo)]
+
+
+@pytest.mark.parametrize(("age_type", "zone"), [("timestamptz", "Indian/Mauritius"),
+                                                 ("timestamp", "America/New_York"), ("date", "Europe/London")])
+def test_wholly_old_partitions_move_whole_the_rest_by_batches_and_restore_puts_rows_back_in_their_partitions(
+        db, policy, settings, age_type, zone):
+    starts, keys, ages = calls(db, policy, zone, age_type)
+    pol = policy_for(policy, "calls", zone, RETENTION, batch_size=3)
+    original, before = contents(db, "calls", "calls")[0], homes(db, "calls")
+    counts = {leaf: sum(1 for h in before.values() if h == leaf) for leaf in set(before.values())}
+
+    dry, job = archive(db, pol, settings)
+
+    cutoff = datetime.fromisoformat(job.options["cutoffs"]["default"])
+    expected = {k for k, a in zip(keys, ages, strict=True) if eligible(a, cutoff, zone)}
+    assert job.state == "succeeded" and dry.eligible == job.records_archived == len(expected)
+    assert set(assert_live_xor_archived(db, "calls", "calls_backup", original)) == expected  # nothing young moved
+    wholes = [leaf for lo, hi in pairwise(starts) if whole(hi, cutoff, zone) for leaf in leaves(starts, lo, starts[1])]
+    assert len(wholes) >= 5  # the hashed month's two leaves among them
+    assert moved_whole(job) == {leaf: counts[leaf] for leaf in wholes if leaf in counts}  # empty ones: nothing
+    assert all(rows_in(db, leaf) == 0 for leaf in wholes)  # attached, and empty
+    assert rows_in(db, "calls_default") == 2  # the young rows; its old ones went by batches
+    straddling = next(leaf_name("calls", lo) for lo, hi in pairwise(starts) if not whole(hi, cutoff, zone))
+    assert 0 < rows_in(db, straddling) < counts[straddling]  # partly past the cutoff: by batches
+
+    restore(db, pol, job)
+    assert homes(db, "calls") == before
+    assert contents(db, "calls", "calls_backup") == (original, {})
+
+
+def test_a_partition_the_application_holds_or_with_a_trigger_is_left_to_row_batches(
+        db, policy, settings, connect):
+    starts, keys, _ = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
+    held, triggered = leaf_name("calls", starts[0]), leaf_name("calls", starts[1])
+    db.run("CREATE FUNCTION audit_delete() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN OLD; END'")
+    db.run(f"CREATE TRIGGER audit BEFORE DELETE ON {triggered} FOR EACH ROW EXECUTE FUNCTION audit_delete()")
+    app = connect()
+    app.run("START TRANSACTION")
+    locked = app.scalar(f"SELECT CAST(ROW(id) AS text) FROM {held} ORDER BY id LIMIT 1 FOR UPDATE")
+    try:
+        archiver = Archiver(db, pol, settings)
+        job = archiver.run_hop(archiver.start().id, owner="w", hop=1).job
+    finally:
+        app.run("ROLLBACK")
+    assert job.state == "succeeded"
+    assert held not in moved_whole(job) and triggered not in moved_whole(job)
+    assert len(moved_whole(job)) >= 2  # the other wholly old months
+    live, kept = contents(db, "calls", "calls_backup")
+    assert locked in live and locked not in kept  # skipped by the batches, as a row the application holds
+    assert rows_in(db, held) == 1 and rows_in(db, triggered) == 0  # the rest of both moved by batches
+
+
+def test_a_cancel_between_two_partition_moves_ends_the_run_there(db, policy, settings, connect):
+    calls(db, policy, "UTC", "timestamptz")
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
+    original = contents(db, "calls", "calls")[0]
+    other = connect()
+    archiver = Archiver(db, pol, settings)
+
+    def cancel(_job, _result) -> None:
+        other.run("UPDATE calls_log SET cancel_requested = true")
+
+    outcome = archiver.run_hop(archiver.start().id, owner="w", hop=1, on_batch=cancel)
+    assert outcome.job.state == "cancelled"
+    assert len(moved_whole(outcome.job)) == 1 and outcome.job.batches == 1
+    kept = assert_live_xor_archived(db, "calls", "calls_backup", original)
+    assert len(kept) == outcome.job.records_archived == sum(moved_whole(outcome.job).values())
+
+
+def test_partition_moves_count_as_batches_across_a_pause_and_a_resumed_hop(db, policy, settings):
+    starts, keys, ages = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
+    original = contents(db, "calls", "calls")[0]
+    archiver = Archiver(db, pol, settings)
+    first = archiver.run_hop(archiver.start().id, owner="w1", hop=1, max_batches=2)
+    assert first.status == "paused" and first.job.batches == 2 and len(moved_whole(first.job)) == 2
+    done = Archiver(db, pol, settings).run_hop(first.job.id, owner="w2", hop=None).job
+    cutoff = datetime.fromisoformat(done.options["cutoffs"]["default"])
+    assert done.state == "succeeded"
+    assert done.records_archived == sum(eligible(a, cutoff, "UTC") for a in ages)
+    assert len(moved_whole(done)) == sum(whole(hi, cutoff, "UTC") for _, hi in pairwise(starts))
+    assert_live_xor_archived(db, "calls", "calls_backup", original)
+
+
+class TightBudget:
+    """A hop with only a few milliseconds left, whatever it does."""
+
+    def remaining_ms(self) -> float:
+        return 4.0
+
+
+def test_a_move_that_would_outlast_its_share_of_the_hop_gives_way_to_row_batches(db, policy, settings):
+    starts, _, _ = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
+    for lo, hi in pairwise(starts[:5]):  # every wholly old month too big to move in a few milliseconds
+        db.run("INSERT INTO calls (created_at, note, amount) SELECT g, 'bulk', 0 FROM generate_series("
+               "CAST(:lo AS timestamptz), CAST(:hi AS timestamptz) - interval '1 minute', (CAST(:hi AS timestamptz)"
+               " - CAST(:lo AS timestamptz)) / 5000) g", lo=lo.isoformat(), hi=hi.isoformat())
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=1000)
+    original = contents(db, "calls", "calls")[0]
+    archiver = Archiver(db, pol, settings)
+    outcome = archiver.run_hop(archiver.start().id, owner="w", hop=1, budget=TightBudget())
+    assert moved_whole(outcome.job) == {} and outcome.job.records_archived > 0  # by batches
+    assert outcome.status in ("continue", "done")
+    assert_live_xor_archived(db, "calls", "calls_backup", original)
+
+
+def test_no_whole_partition_moves_when_another_table_references_the_rows(db, policy, settings):
+    """In skip mode (the default) a referenced row stays live: eligibility reads another table, so every
+    partition goes by row batches (engine.only_the_row)."""
+    starts, keys, ages = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
+    db.run("CREATE TABLE notes (id serial PRIMARY KEY, call_id bigint, call_at timestamptz,"
+           " FOREIGN KEY (call_id, call_at) REFERENCES calls (id, created_at))")
+    db.run(f"INSERT INTO notes (call_id, call_at) SELECT id, created_at FROM {leaf_name('calls', starts[0])}"
+           " ORDER BY id LIMIT 1")
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
+    schema.migrate(db, pol)
+    original = contents(db, "calls", "calls")[0]
+    dry, job = archive(db, pol, settings)
+    cutoff = datetime.fromisoformat(job.options["cutoffs"]["default"])
+    assert moved_whole(job) == {}
+    assert dry.eligible == job.records_archived == sum(eligible(a, cutoff, "UTC") for a in ages) - 1
+    assert_live_xor_archived(db, "calls", "calls_backup", original)
+
+
+def test_a_longer_retention_for_one_line_of_business_keeps_its_months_out_of_whole_moves(db, policy, settings):
+    """With ``retention_by_lob`` a month moves whole only when it lies past the earliest cutoff: a month
+    past the default cutoff but not past Life's may hold Life rows still young for Life."""
+    starts, _, _ = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
+    db.run("ALTER TABLE calls ADD COLUMN lob text")
+    db.run("UPDATE calls SET lob = CASE WHEN id % 2 = 0 THEN 'Life' ELSE 'Motor' END")
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3).model_copy(
+        update={"lob_column": "lob", "retention_by_lob": {"Life": 150}})
+    schema.migrate(db, pol)
+    original = contents(db, "calls", "calls")[0]
+    lobs = dict(db.run("SELECT CAST(ROW(id) AS text), lob FROM calls"))
+
+    dry, job = archive(db, pol, settings)
+
+    cutoffs = job.options["cutoffs"]
+    default, life = (datetime.fromisoformat(c) for c in (cutoffs["default"], cutoffs["by_lob"]["Life"]))
+    assert moved_whole(job) and all(whole(hi, life, "UTC") for lo, hi in pairwise(starts)
+                                    if leaf_name("calls", lo) in moved_whole(job))
+    assert any(whole(hi, default, "UTC") and not whole(hi, life, "UTC") for _, hi in pairwise(starts))
+    kept = assert_live_xor_archived(db, "calls", "calls_backup", original)
+    assert dry.eligible == job.records_archived == len(kept)
+    cut = {k: (life if lob == "Life" else default) for k, lob in lobs.items()}
+    archived_ages = dict(db.run("SELECT CAST(ROW(id) AS text), created_at FROM calls_backup"))
+    live_ages = dict(db.run("SELECT CAST(ROW(id) AS text), created_at FROM calls"))
+    assert all(a < cut[k] for k, a in archived_ages.items()) and all(a >= cut[k] for k, a in live_ages.items())
+
+
+@pytest.mark.parametrize("on_partitions", [False, True], ids=["grants on the parent only", "and on each partition"])
+def test_a_role_granted_the_parent_only_moves_every_partition_by_row_batches(
+        db, policy, settings, server_params, dbname, on_partitions):
+    """docs/security.md: whole moves need SELECT and TRUNCATE on each partition; without them the rows
+    go by batches, through the parent."""
+    starts, _, ages = calls(db, policy, "UTC", "timestamptz")
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
+    original = contents(db, "calls", "calls")[0]
+    role = f"archiver_part_{uuid.uuid4().hex[:8]}"
+    grants = [f'CREATE ROLE "{role}" LOGIN', f'GRANT USAGE ON SCHEMA public TO "{role}"',
+              f'GRANT SELECT, DELETE ON calls TO "{role}"', f'GRANT UPDATE (id) ON calls TO "{role}"',
+              f'GRANT SELECT, INSERT ON calls_backup TO "{role}"',
+              f'GRANT SELECT, INSERT, UPDATE ON calls_log TO "{role}"',
+              f'GRANT USAGE ON SEQUENCE calls_log_id_seq TO "{role}"']
+    if on_partitions:
+        grants += [f'GRANT SELECT, TRUNCATE ON {r[0]} TO "{role}"' for r in db.run(
+            "SELECT CAST(relid AS regclass) FROM pg_partition_tree('calls') WHERE level > 0")]
+    for sql in grants:
+        db.run(sql)
+    as_role = Database(replace(server_params, database=dbname, user=role, password=None, timezone="UTC"))
+    try:
+        archiver = Archiver(as_role, pol, settings)
+        job = archiver.run_hop(archiver.start().id, owner="w", hop=1).job
+    finally:
+        as_role.close()
+        db.run(f'DROP OWNED BY "{role}"')
+        db.run(f'DROP ROLE "{role}"')
+    cutoff = datetime.fromisoformat(job.options["cutoffs"]["default"])
+    assert job.state == "succeeded" and job.records_archived == sum(eligible(a, cutoff, "UTC") for a in ages)
+    assert (len(moved_whole(job)) >= 4) if on_partitions else moved_whole(job) == {}
+    assert_live_xor_archived(db, "calls", "calls_backup", original)
