@@ -20,7 +20,7 @@ from functools import partial
 from itertools import pairwise
 from typing import Any
 
-from archiver import schema
+from archiver import migration
 from archiver.config import Policy, load_policy, load_settings
 from archiver.db import Database
 from archiver.identifiers import qualified, quote
@@ -56,7 +56,7 @@ def seed_monthly(db: Database, policy: Policy, rows: int) -> int:
     db.run(f"CREATE TABLE {quote(policy.live_table + '_default')} PARTITION OF {live} DEFAULT")
     db.run(f"INSERT INTO {live} SELECT * FROM {source}")
     db.run(f"DROP TABLE {source} CASCADE")  # and the id sequence's default with it: nothing inserts here
-    schema.migrate(db, policy)
+    migration.migrate(db, policy)
     db.run("VACUUM ANALYZE")
     return len(starts) - 1
 

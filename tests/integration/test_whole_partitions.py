@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from archiver import schema
+from archiver import migration
 from archiver.config import Policy
 from archiver.db import Database
 from archiver.engine import Archiver
@@ -55,7 +55,7 @@ def calls(db: Database, policy: Policy, zone: str, age_type: str, per_month: int
     walls += [datetime.combine(starts[-1], time()) + timedelta(days=d) for d in (0, 3)]  # default, young
     ages = as_ages(clear_of(walls, cutoff_wall), zone, age_type)
     keys = seed(db, "calls", age_type, ages)
-    schema.migrate(db, policy_for(policy, "calls", zone, RETENTION, batch_size=3))
+    migration.migrate(db, policy_for(policy, "calls", zone, RETENTION, batch_size=3))
     return starts, keys, ages
 
 
@@ -177,7 +177,7 @@ def test_no_whole_partition_moves_when_another_table_references_the_rows(db, pol
     db.run(f"INSERT INTO notes (call_id, call_at) SELECT id, created_at FROM {leaf_name('calls', starts[0])}"
            " ORDER BY id LIMIT 1")
     pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
-    schema.migrate(db, pol)
+    migration.migrate(db, pol)
     original = contents(db, "calls", "calls")[0]
     dry, job = archive(db, pol, settings)
     cutoff = datetime.fromisoformat(job.options["cutoffs"]["default"])
@@ -194,7 +194,7 @@ def test_a_longer_retention_for_one_line_of_business_keeps_its_months_out_of_who
     db.run("UPDATE calls SET lob = CASE WHEN id % 2 = 0 THEN 'Life' ELSE 'Motor' END")
     pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3).model_copy(
         update={"lob_column": "lob", "retention_by_lob": {"Life": 150}})
-    schema.migrate(db, pol)
+    migration.migrate(db, pol)
     original = contents(db, "calls", "calls")[0]
     lobs = dict(db.run("SELECT CAST(ROW(id) AS text), lob FROM calls"))
 

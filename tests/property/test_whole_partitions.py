@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from archiver import schema
+from archiver import migration
 from tests.keyed_tables import (
     AGE_TYPES,
     archive,
@@ -105,7 +105,7 @@ def check(db: Any, policy: Any, settings: Any, case: Layout) -> None:
         keys = seed(db, table, case.age_type, ages)
         original, before = contents(db, table, table)[0], homes(db, table)
         pol = policy_for(policy, table, case.zone, case.retention_days, case.batch_size)
-        schema.migrate(db, pol)
+        migration.migrate(db, pol)
 
         dry, job = archive(db, pol, settings, max_batches=case.killed_after)
 
