@@ -30,8 +30,15 @@ from .events import (
     continue_event,
 )
 from .events import LocalInvoker as LocalInvoker  # still importable from here (tests, bench)
-from .exceptions import AlreadyRunningError, DatabaseUnavailableError, HopLimitError, RunFailedError, UnknownTableError
-from .jobs import DuplicateTriggerError, Job, policy_of
+from .exceptions import (
+    AlreadyRunningError,
+    DatabaseUnavailableError,
+    DuplicateTriggerError,
+    HopLimitError,
+    RunFailedError,
+    UnknownTableError,
+)
+from .jobs import Job, policy_of
 from .observability import NullMetrics, RunMetrics, logger
 from .restore import purge
 from .states import RunState
