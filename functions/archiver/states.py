@@ -35,3 +35,14 @@ class RunState(StrEnum):
 
 
 ACTIVE_STATES = (RunState.PENDING, RunState.RUNNING)
+
+
+def sql_state(state: RunState) -> str:
+    """A state as an SQL literal (``'running'``): where a statement names a state, it is spelt from
+    here, never typed into the SQL text. States are fixed names, so quoting them is safe."""
+    return f"'{RunState(state).value}'"
+
+
+def sql_states(*states: RunState) -> str:
+    """States as an SQL list (``('pending', 'running')``), for ``state IN ...``."""
+    return "(" + ", ".join(sql_state(s) for s in states) + ")"
