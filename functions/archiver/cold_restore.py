@@ -27,6 +27,7 @@ from .identifiers import qualified, quote
 from .jobs import Job, JobStore
 from .migration import ARCHIVE_META
 from .restore import MAX_REPORTED_CONFLICTS, RestoreResult
+from .states import RunState
 
 
 def _json(v: Any) -> Any:
@@ -87,10 +88,8 @@ def restore_from(db: Database, policy: Policy, storage: ColdStorage, *, export_i
         raise
     msg = (f"restored {result.restored} rows from {storage.url} to the {to} table; {result.conflict_count} "
            f"already present (left as they are); {skipped} erased (not restored)")
-    db.run(f"UPDATE {jobs.log} SET records_archived = :r, records_failed = :c, eligible = :e"
-           " WHERE job_id = CAST(:j AS uuid)", r=result.restored, c=result.conflict_count,
-           e=result.restored + result.conflict_count, j=run.id)
-    done = jobs.finish(run.id, owner, "partial" if result.conflict_count else "succeeded", msg,
+    jobs.record_totals(run.id, result.restored, result.conflict_count)
+    done = jobs.finish(run.id, owner, RunState.PARTIAL if result.conflict_count else RunState.SUCCEEDED, msg,
                        result={**result.as_dict(), "erased_skipped": skipped})
     assert done is not None
     return done, result

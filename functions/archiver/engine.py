@@ -27,6 +27,7 @@ from .partitions import PartitionMoves
 from .related import RelatedGraph, Table, preflight, related_graph
 from .replicas import LagReader, replay_lag_reader, wait_for_replicas
 from .statements import SKIP_ROOM, Columns, Locked, OneStatementBatch, Rechecked, Statements, only_the_row
+from .states import RunState
 from .steering import Steering, hands_over, kept_back_ms
 
 
@@ -177,7 +178,7 @@ class Archiver:
             raise error
         try:
             if job.cancel_requested:
-                return HopOutcome("done", self.jobs.finish(job.id, owner, "cancelled", "cancelled on request"))
+                return HopOutcome("done", self.jobs.finish(job.id, owner, RunState.CANCELLED, "cancelled on request"))
             stmts = self.statements(Cutoffs.from_json(job.options["cutoffs"]), job.id)
             if job.dry_run:
                 return HopOutcome("done", self._dry_run(job, owner, stmts))
@@ -227,7 +228,7 @@ class Archiver:
             reprepared = 0
             if result is None:  # cancelled
                 outcome.status = "done"
-                outcome.job = self.jobs.finish(job.id, owner, "cancelled", "cancelled on request")
+                outcome.job = self.jobs.finish(job.id, owner, RunState.CANCELLED, "cancelled on request")
                 return outcome
             slowest = max(slowest, result.ms)
             if target and result.locked == size:  # a short batch says nothing about the cost
@@ -239,7 +240,7 @@ class Archiver:
             if on_batch is not None:
                 on_batch(job, result)
             if result.locked == 0:
-                state = "partial" if job.records_failed else "succeeded"
+                state = RunState.PARTIAL if job.records_failed else RunState.SUCCEEDED
                 msg = (f"archived {job.records_archived} rows" +
                        (f"; {job.records_failed} rows left live: their id is already in the archive"
                         if job.records_failed else ""))
@@ -336,7 +337,7 @@ class Archiver:
         warnings = self._plan_warnings(stmts, job.id, owner)
         self.jobs.set_eligible(job.id, owner, count, {"by_line_of_business": by_lob, "warnings": warnings})
         msg = f"dry run: {count} rows would be archived" + (f"; {'; '.join(warnings)}" if warnings else "")
-        return self.jobs.finish(job.id, owner, "succeeded", msg)
+        return self.jobs.finish(job.id, owner, RunState.SUCCEEDED, msg)
 
     def _plan_warnings(self, stmts: Statements, job_id: str, owner: str) -> list[str]:
         plan = self.db.scalar(stmts.explain, n=int(self.policy.batch_size), job=job_id, owner=owner, **stmts.params)

@@ -35,6 +35,7 @@ from .identifiers import qualified, quote
 from .jobs import JobStore
 from .migration import related_archive_name
 from .related import column_list, related_graph
+from .states import RunState
 
 ERASURE_SUFFIX = "_erasures"
 
@@ -135,7 +136,8 @@ def erase(db: Database, policy: Policy, key: str, *, table: str | None = None, d
         jobs.fail(run.id, owner, describe_error(exc))
         raise
     total = sum(result.removed.values())
-    jobs.finish(run.id, owner, "succeeded", f"erased one record: {total} rows, {len(result.files)} files rewritten",
+    jobs.finish(run.id, owner, RunState.SUCCEEDED,
+                f"erased one record: {total} rows, {len(result.files)} files rewritten",
                 result={"removed": result.removed, "files_rewritten": len(result.files)})
     return result
 
@@ -181,9 +183,7 @@ def _rewrite(db: Database, policy: Policy, storage: ColdStorage, export_id: str,
                 storage.purge_old_versions(file_key)
         if entry:
             entries.append(entry)
-    db.run(f"UPDATE {jobs.log} SET options = jsonb_set(options, '{{files}}', CAST(:f AS jsonb)),"
-           " records_archived = :n WHERE job_id = CAST(:j AS uuid)",
-           f=json.dumps(entries), n=sum(e["rows"] for e in entries), j=export_id)
+    jobs.record_export_files(export_id, entries, rows=sum(e["rows"] for e in entries))
     if stored is None:
         return
     current = jobs.get(export_id)

@@ -40,7 +40,7 @@ from .exceptions import ConfigError, JobStateError, LeaseLostError, StorageError
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
 from .observability import logger
-from .states import ACTIVE_STATES
+from .states import ACTIVE_STATES, RunState, sql_state
 
 FORMAT = "pg-archiver-export/1"
 DEFAULT_ROWS_PER_FILE = 100_000
@@ -214,7 +214,7 @@ def purge_gate(db: Database, policy: Policy, alias: str, pk: str) -> str:
     log = qualified(policy.schema_name, policy.log_table)
     return (f"EXISTS (SELECT 1 FROM {ledger} l JOIN {log} e ON e.job_id = l.export_id"
             f" WHERE l.key = {alias}.{pk} AND l.archived_at = {alias}.archived_at AND e.kind = 'export'"
-            " AND e.state = 'succeeded' AND e.options->>'verified' = 'true')")
+            f" AND e.state = {sql_state(RunState.SUCCEEDED)} AND e.options->>'verified' = 'true')")
 
 
 def archive_specs(db: Database, policy: Policy, table: str | None = None) -> list[ColumnSpec]:
@@ -283,24 +283,14 @@ class Exporter:
     # -- run life -------------------------------------------------------------------------------
     def _unfinished(self) -> Job | None:
         """The latest export to this destination that is neither verified nor abandoned by its worker."""
-        row = self.db.row(
-            f"SELECT * FROM {self.jobs.log} WHERE policy_key = :p AND kind = 'export' AND NOT dry_run"
-            " AND options->>'dest' = :d AND state IN ('pending', 'running', 'failed', 'partial')"
-            " AND COALESCE(options->>'verified', 'false') <> 'true' ORDER BY run_date DESC LIMIT 1",
-            p=self.policy.key, d=self.storage.url)
-        return Job(row) if row else None
+        return self.jobs.unfinished_export(self.storage.url)
 
     def _reopen(self, job: Job, owner: str) -> Job:
         """Continue an export: take over a free lease, or reopen one that failed."""
-        row = self.db.row(
-            f"UPDATE {self.jobs.log} SET state = 'running', finished_at = NULL, error_message = NULL,"
-            " lease_owner = :o, lease_expires_at = now() + interval '1 hour', heartbeat_at = now(), hop = hop + 1,"
-            " next_hop = NULL WHERE job_id = CAST(:j AS uuid) AND kind = 'export' AND (state IN ('failed', 'partial')"
-            " OR lease_owner = :o OR lease_expires_at IS NULL OR lease_expires_at < now() OR next_hop IS NOT NULL)"
-            " RETURNING *", j=job.id, o=owner)
-        if row is None:
+        reopened = self.jobs.reopen_export(job.id, owner)
+        if reopened is None:
             raise JobStateError(job.id, job.state, "continue (its worker holds the lease)")
-        return Job(row)
+        return reopened
 
     def begin(self, older_than_days: int, *, trigger: str = "manual", job_id: str | None = None) -> tuple[Job, str]:
         """The export run to work on: the one named, an unfinished one to this destination, or a new one."""
@@ -340,6 +330,7 @@ class Exporter:
         """Write the remaining files, then the manifest, then verify. Pauses (done=False) when
         ``time_left()`` (seconds) runs low or after ``max_files``, keeping the run for the next hop."""
         written = 0
+        assert job.cutoff is not None  # an export is created with its cutoff
         try:
             for month in self._months(job.cutoff):
                 while True:
@@ -366,7 +357,7 @@ class Exporter:
             return self._failed(job.id, owner, f"verification failed: {'; '.join(problems[:5])}", problems)
         current = self.jobs.get(job.id)
         files = current.options.get("files", [])
-        done = self.jobs.finish(job.id, owner, "succeeded",
+        done = self.jobs.finish(job.id, owner, RunState.SUCCEEDED,
                                 f"exported and verified {current.records_archived} rows in {len(files)} files",
                                 result={"exported": current.records_archived, "files": len(files), "verified": True,
                                         "dest": self.storage.url})
@@ -386,7 +377,8 @@ class Exporter:
 
     def _failed(self, export_id: str, owner: str, error: str, problems: list[str] | None = None) -> ExportResult:
         self.db.ensure_alive()
-        job = self.jobs.finish(export_id, owner, "failed", message="export failed; run export again to continue it",
+        job = self.jobs.finish(export_id, owner, RunState.FAILED,
+                               message="export failed; run export again to continue it",
                                error=error[:2000]) or self.jobs.get(export_id)
         self.sink.send(Alert(kind="failure", job_id=export_id, state=job.state,
                              summary=f"export failed, nothing purged: {error}"[:300],
@@ -420,13 +412,7 @@ class Exporter:
                         " CAST(:ts AS text[])) u(k, t)", e=job.id, f=key,
                         ks=[str(r[self.pk_i]) for r in rows],
                         ts=[micros_to_datetime(r[self.ts_i]).isoformat() for r in rows])
-            updated = self.db.run(
-                f"UPDATE {self.jobs.log} SET options = jsonb_set(options, '{{files}}',"
-                " COALESCE(options->'files', '[]'::jsonb) || CAST(:f AS jsonb)),"
-                " records_archived = records_archived + :n, batches = batches + 1, heartbeat_at = now(),"
-                " lease_expires_at = now() + interval '1 hour' WHERE job_id = CAST(:j AS uuid) AND lease_owner = :o"
-                " RETURNING job_id", f=json.dumps([entry]), n=len(rows), j=job.id, o=owner)
-            if not updated:
+            if not self.jobs.record_export_file(job.id, owner, entry, len(rows)):
                 raise LeaseLostError(f"export {job.id} is no longer leased to this worker")
         return len(rows)
 
@@ -459,8 +445,7 @@ class Exporter:
             changed = True
             logger.warning("export file rewritten", extra={"export_id": export_id, "file": entry["key"]})
         if changed:
-            self.db.run(f"UPDATE {self.jobs.log} SET options = jsonb_set(options, '{{files}}', CAST(:f AS jsonb))"
-                        " WHERE job_id = CAST(:j AS uuid)", f=json.dumps(files), j=export_id)
+            self.jobs.record_export_files(export_id, files)
 
     def _write_manifest(self, export_id: str) -> None:
         job = self.jobs.get(export_id)
@@ -518,15 +503,12 @@ class Exporter:
         return problems
 
     def _mark(self, export_id: str, verified: bool) -> None:
-        v = json.dumps(verified)
-        self.db.run(f"UPDATE {self.jobs.log} SET options = options || jsonb_build_object('verified',"
-                    " CAST(:v AS jsonb), 'verified_at', now(), 'result', COALESCE(options->'result', '{}'::jsonb)"
-                    " || jsonb_build_object('verified', CAST(:v AS jsonb))) WHERE job_id = CAST(:j AS uuid)",
-                    v=v, j=export_id)
+        self.jobs.record_verification(export_id, verified)
 
 
 def manifest(job: Job, policy: Policy, specs: Sequence[ColumnSpec], pk: str) -> dict[str, Any]:
     files = job.options.get("files", [])
+    assert job.cutoff is not None  # an export is created with its cutoff
     return {"format": FORMAT, "export_id": job.id, "schema": policy.schema_name, "table": policy.archive_table,
             "live_table": policy.live_table, "primary_key": pk, "created_at": job.run_date.isoformat(),
             "written_at": datetime.now(UTC).isoformat(), "cutoff": job.cutoff.isoformat(),
@@ -557,8 +539,7 @@ def verify_export(db: Database, policy: Policy, storage: ColdStorage, export_id:
     problems = exporter.verify(job.id)
     if problems:
         # Failed: the next export to this destination continues it, rewriting what it can from the archive.
-        db.run(f"UPDATE {exporter.jobs.log} SET state = 'failed', error_message = :e WHERE job_id = CAST(:j AS uuid)",
-               e=f"verification failed: {'; '.join(problems[:5])}"[:2000], j=job.id)
+        exporter.jobs.mark_export_failed(job.id, f"verification failed: {'; '.join(problems[:5])}"[:2000])
         exporter.sink.send(Alert(kind="failure", job_id=job.id, state=job.state,
                                  summary=f"export verification failed, nothing purged: {problems[0]}"[:300],
                                  counts={"problems": len(problems)}))

@@ -28,7 +28,7 @@ from .db import Database
 from .exceptions import SchemaError
 from .identifiers import qualified, quote
 from .related import related_graph
-from .states import ACTIVE_SQL, RunState
+from .states import ACTIVE_SQL, RunState, sql_state, sql_states
 
 # Columns the archive tables carry on top of the live columns.
 ARCHIVE_META = ("archived_at", "archived_by", "archive_reason", "archive_job_id")
@@ -48,11 +48,10 @@ LOG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("kind", "text NOT NULL DEFAULT 'archive'"),
     ("policy_key", "text NOT NULL"),
     ("run_date", "timestamptz NOT NULL DEFAULT now()"),
-    ("state", "text NOT NULL DEFAULT 'pending' CHECK (state IN ("
-              + ", ".join(f"'{s}'" for s in RunState) + "))"),
+    ("state", f"text NOT NULL DEFAULT {sql_state(RunState.PENDING)} CHECK (state IN {sql_states(*RunState)})"),
     # The seeds' status vocabulary ('success', 'partial', 'failed', 'rolled_back'), derived.
-    ("status", "text GENERATED ALWAYS AS (CASE state WHEN 'succeeded' THEN 'success' "
-               "WHEN 'pending' THEN 'running' ELSE state END) STORED"),
+    ("status", f"text GENERATED ALWAYS AS (CASE state WHEN {sql_state(RunState.SUCCEEDED)} THEN 'success' "
+               f"WHEN {sql_state(RunState.PENDING)} THEN 'running' ELSE state END) STORED"),
     ("dry_run", "boolean NOT NULL DEFAULT false"),
     ("trigger", "text NOT NULL DEFAULT 'manual'"),
     ("scheduled_for", "timestamptz"),
@@ -63,9 +62,10 @@ LOG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("records_archived", "bigint NOT NULL DEFAULT 0"),
     ("records_failed", "bigint NOT NULL DEFAULT 0"),
     ("processed", "bigint GENERATED ALWAYS AS (records_archived + records_failed) STORED"),
-    ("percent_complete", "numeric(5,1) GENERATED ALWAYS AS (CASE WHEN state = 'succeeded' THEN 100 "
-                         "WHEN eligible > 0 THEN LEAST(100, round(100.0 * (records_archived + records_failed)"
-                         " / eligible, 1)) ELSE 0 END) STORED"),
+    ("percent_complete", "numeric(5,1) GENERATED ALWAYS AS"
+                         f" (CASE WHEN state = {sql_state(RunState.SUCCEEDED)} THEN 100 WHEN eligible > 0"
+                         " THEN LEAST(100, round(100.0 * (records_archived + records_failed) / eligible, 1))"
+                         " ELSE 0 END) STORED"),
     ("batches", "integer NOT NULL DEFAULT 0"),
     ("hop", "integer NOT NULL DEFAULT 0"),
     ("next_hop", "integer"),

@@ -20,8 +20,10 @@ from .identifiers import qualified, quote
 from .jobs import Job, JobStore
 from .migration import ARCHIVE_META, RELATED_META, related_archive_name
 from .related import RelatedGraph, Table, missing_referent, related_graph, restore_rows_sql
+from .states import RunState
 
 MAX_REPORTED_CONFLICTS = 100
+RUN_LEASE_SECONDS = 3600  # a restore or purge holds its run's lease an hour, renewed with each restore batch
 
 
 @dataclass
@@ -50,13 +52,6 @@ def _key(values: list[Any]) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
-def own_rows(jobs: JobStore, alias: str) -> str:
-    """SQL: the archive row was archived by a run of ``jobs``' policy (or by none: rows archived
-    before the run log existed). Its parameter is ``:own``, the policy key."""
-    return (f"({alias}.archive_job_id IS NULL OR {alias}.archive_job_id IN"
-            f" (SELECT job_id FROM {jobs.log} WHERE policy_key = :own))")
-
-
 class Restorer:
     def __init__(self, db: Database, policy: Policy, batch_size: int | None = None) -> None:
         self.db = db
@@ -77,7 +72,7 @@ class Restorer:
         # Only rows this policy's runs archived: an archive another table's runs also write to
         # (shared by mistake, or a related archive in move mode) must not give their rows to this table.
         # A template on the alias ``{a}``: it also picks related archive rows (restore_rows_sql).
-        return "{a}.archived_at >= CAST(:sel AS timestamptz) AND " + own_rows(self.jobs, "{a}"), \
+        return "{a}.archived_at >= CAST(:sel AS timestamptz) AND " + self.jobs.own_rows("{a}"), \
             {"sel": since, "own": self.policy.key}
 
     def restore(self, *, job_id: str | None = None, since: datetime | None = None,
@@ -88,7 +83,7 @@ class Restorer:
         run = self.jobs.create(kind="restore", dry_run=dry_run, batch_size=self.batch_size, trigger="manual",
                                options={"job": job_id, "since": since.isoformat() if since else None})
         owner = f"restore-{run.id}"
-        self.jobs.claim(run.id, owner, 3600, 1)
+        self.jobs.claim(run.id, owner, RUN_LEASE_SECONDS, 1)
         result = RestoreResult()
         try:
             if dry_run:
@@ -98,12 +93,10 @@ class Restorer:
         except Exception as exc:
             self.jobs.fail(run.id, owner, describe_error(exc))
             raise
-        state = "succeeded" if not result.conflict_count else "partial"
+        state = RunState.SUCCEEDED if not result.conflict_count else RunState.PARTIAL
         msg = (f"{'would restore' if dry_run else 'restored'} {result.restored} rows; "
                f"{result.conflict_count} left in the archive (already live, or referencing a row that is not)")
-        self.db.run(f"UPDATE {self.jobs.log} SET records_archived = :r, records_failed = :c, eligible = :e"
-                    " WHERE job_id = CAST(:j AS uuid)", r=result.restored, c=result.conflict_count,
-                    e=result.restored + result.conflict_count, j=run.id)
+        self.jobs.record_totals(run.id, result.restored, result.conflict_count)
         done = self.jobs.finish(run.id, owner, state, msg, result=result.as_dict())
         assert done is not None
         return done, result
@@ -159,8 +152,7 @@ class Restorer:
                 self._conflicts(result, [_key(r[4:]) for r in rows if r[2]])
                 touched_jobs.update(str(r[1]) for r in rows if r[1] is not None)
                 self._restore_rows(ok, graph, selection, params, shape, result)
-                self.db.run(f"UPDATE {self.jobs.log} SET batches = batches + 1, heartbeat_at = now(),"
-                            " lease_expires_at = now() + interval '1 hour' WHERE job_id = CAST(:j AS uuid)", j=run_id)
+                self.jobs.record_step(run_id, RUN_LEASE_SECONDS)
         while waiting:
             with self.db.transaction():
                 ready = [r[0] for r in self.db.run(
@@ -239,7 +231,7 @@ def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = Fa
     run = jobs.create(kind="purge", dry_run=dry_run, batch_size=batch_size, trigger=trigger,
                       options={"older_than_days": older_than_days, "without_export": without_export})
     owner = f"purge-{run.id}"
-    jobs.claim(run.id, owner, 3600, 1)
+    jobs.claim(run.id, owner, RUN_LEASE_SECONDS, 1)
     shape = live_shape(db, policy)
     # The archive's own key (it mirrors the live table's, of any width) picks the rows to delete.
     tables = [(qualified(policy.schema_name, policy.archive_table), shape.key_list("x"))]
@@ -251,7 +243,7 @@ def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = Fa
             if table_exists(db, schema, backup):
                 tables.append((qualified(schema, backup), "x.ctid"))
     cutoff = db.scalar("SELECT now() - make_interval(days => :d)", d=older_than_days)
-    mine = own_rows(jobs, "x")  # rows of this table's runs only, as restore
+    mine = jobs.own_rows("x")  # rows of this table's runs only, as restore
     total = 0
     try:
         for table, key in tables:
@@ -271,10 +263,10 @@ def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = Fa
     except Exception as exc:
         jobs.fail(run.id, owner, describe_error(exc))
         raise
-    db.run(f"UPDATE {jobs.log} SET records_archived = :n, eligible = :n WHERE job_id = CAST(:j AS uuid)",
-           n=total, j=run.id)
+    jobs.record_totals(run.id, total)
     msg = (f"{'would purge' if dry_run else 'purged'} {total} archive rows archived before {cutoff.isoformat()}"
            + (" without an export" if without_export else " (those in verified exports)"))
-    done = jobs.finish(run.id, owner, "succeeded", msg, result={"purged": total, "purge_cutoff": cutoff.isoformat()})
+    done = jobs.finish(run.id, owner, RunState.SUCCEEDED, msg,
+                       result={"purged": total, "purge_cutoff": cutoff.isoformat()})
     assert done is not None
     return done

@@ -35,5 +35,18 @@ class RunState(StrEnum):
 
 
 ACTIVE_STATES = (RunState.PENDING, RunState.RUNNING)
+
+
+def sql_state(state: RunState) -> str:
+    """A state as an SQL literal (``'running'``): where a statement names a state, it is spelt from
+    here, never typed into the SQL text. States are fixed names, so quoting them is safe."""
+    return f"'{RunState(state).value}'"
+
+
+def sql_states(*states: RunState) -> str:
+    """States as an SQL list (``('pending', 'running')``), for ``state IN ...``."""
+    return "(" + ", ".join(sql_state(s) for s in states) + ")"
+
+
 # An active run, in SQL, spelt as the log's one-active index predicate so the planner can use it.
-ACTIVE_SQL = "state IN (" + ", ".join(f"'{s}'" for s in ACTIVE_STATES) + ")"
+ACTIVE_SQL = f"state IN {sql_states(*ACTIVE_STATES)}"

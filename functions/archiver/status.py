@@ -18,7 +18,7 @@ from .exceptions import DatabaseUnavailableError, RunStartError, SchemaError
 from .identifiers import qualified
 from .jobs import Job, JobStore
 from .observability import logger
-from .states import ACTIVE_SQL, RunState
+from .states import ACTIVE_SQL, RunState, sql_state
 
 # Above this planner estimate a count(*) would take seconds of a 29-second API call: report
 # pg_class.reltuples (refreshed by autovacuum's ANALYZE) instead, and say it is an estimate.
@@ -41,17 +41,20 @@ WITH bounds AS (
 )
 SELECT days.day, count(runs.day) AS runs, COALESCE(sum(runs.records_archived), 0) AS archived,
        CAST(round(avg(runs.execution_time_ms)) AS bigint) AS avg_duration_ms,
-       count(*) FILTER (WHERE runs.state = 'failed') AS failures,
-       count(*) FILTER (WHERE runs.state = 'partial') AS partial
+       count(*) FILTER (WHERE runs.state = {failed}) AS failures,
+       count(*) FILTER (WHERE runs.state = {partial}) AS partial
 FROM days LEFT JOIN runs ON runs.day = days.day
 GROUP BY days.day ORDER BY days.day DESC"""
+
+# The states these queries name, spelt from RunState.
+_STATES = {s.value: sql_state(s) for s in (RunState.FAILED, RunState.PARTIAL, RunState.SUCCEEDED)}
 
 _RELTUPLES_SQL = """
 SELECT CAST(c.reltuples AS bigint) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = :s AND c.relname = :t"""
 
 _HEALTH_SQL = """
-SELECT max(finished_at) FILTER (WHERE state = 'succeeded' AND kind = 'archive' AND NOT dry_run) AS last_ok,
+SELECT max(finished_at) FILTER (WHERE state = {succeeded} AND kind = 'archive' AND NOT dry_run) AS last_ok,
        max(CAST(job_id AS text)) FILTER (WHERE {active}) AS active
 FROM {log} WHERE policy_key = ANY(CAST(:p AS text[]))"""
 
@@ -76,7 +79,8 @@ def history(db: Database, policy: Policy, days: int, last_day: date | None = Non
         {"day": r["day"].isoformat(), "runs": int(r["runs"]), "archived": int(r["archived"]),
          "avg_duration_ms": None if r["avg_duration_ms"] is None else int(r["avg_duration_ms"]),
          "failures": int(r["failures"]), "partial": int(r["partial"])}
-        for r in db.rows(_PER_DAY_SQL.format(log=log), tz=policy.timezone, n=days, p=policy.key, last=last_day)
+        for r in db.rows(_PER_DAY_SQL.format(log=log, **_STATES), tz=policy.timezone, n=days, p=policy.key,
+                         last=last_day)
     ]
     finished = [(d["avg_duration_ms"], d["runs"]) for d in per_day if d["avg_duration_ms"] is not None]
     weight = sum(n for _, n in finished)
@@ -130,7 +134,7 @@ def health(db: Database, policy: Policy | PolicySet) -> dict[str, Any]:
         out["schema_migrated"] = not missing
         if first.log_table not in missing:
             log = qualified(first.schema_name, first.log_table)
-            row = db.row(_HEALTH_SQL.format(log=log, active=ACTIVE_SQL), p=[p.key for p in policies])
+            row = db.row(_HEALTH_SQL.format(log=log, active=ACTIVE_SQL, **_STATES), p=[p.key for p in policies])
             assert row is not None  # an aggregate always answers one row
             out["last_successful_run"] = row["last_ok"].isoformat() if row["last_ok"] else None
             out["active_job_id"] = row["active"]

@@ -38,7 +38,7 @@ from .exceptions import (
     RunFailedError,
     UnknownTableError,
 )
-from .jobs import Job, policy_of
+from .jobs import Job, Lease, policy_of
 from .observability import NullMetrics, RunMetrics, logger
 from .restore import purge
 from .states import RunState
@@ -234,11 +234,11 @@ def _nightly_meets_active(archiver: Archiver, deps: Deps, active: Job) -> tuple[
     now = deps.db.scalar("SELECT now()")
     last = active.heartbeat_at or active.run_date
     idle_min = (now - last).total_seconds() / 60
-    # A run paused on purpose (run_until, a bounded local run) has no worker and is not stuck.
-    if idle_min >= deps.settings.stuck_after_minutes and active.lease_owner is not None:
+    # A run paused on purpose (run_until, a bounded local run), or never claimed, has no worker and is not stuck.
+    if idle_min >= deps.settings.stuck_after_minutes and active.lease(now) not in (Lease.PAUSED, Lease.FREE):
         deps.metrics.count("StuckRuns")
         deps.alerts.send(alerts.for_stuck(active, idle_min, deps.settings))
-    if active.lease_free(now) and active.kind == "archive":  # an export is continued by the export chain
+    if active.may_take_over(now):
         logger.warning("taking over an abandoned run", extra={"existing_job_id": active.id})
         return active.id, None
     logger.info("a run is already active", extra={"existing_job_id": active.id})

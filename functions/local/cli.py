@@ -232,7 +232,7 @@ def run_policy(args: argparse.Namespace, db: Database, policy: Policy, settings:
         except AlreadyRunningError as exc:
             active = archiver.jobs.active()
             now = db.scalar("SELECT now()")
-            if args.dry_run or active is None or not active.lease_free(now) or active.kind != "archive":
+            if args.dry_run or active is None or not active.may_take_over(now):
                 raise exc
             print(f"resuming run {active.id}, whose worker is gone", file=sys.stderr)
             event = {"action": "resume", "job_id": active.id}

@@ -108,10 +108,10 @@ def test_duplicated_continuation_delivered_concurrently_does_the_work_once(db, p
 def test_late_duplicate_of_a_finished_hop_changes_nothing(db, policy, settings, deps, rows):
     job, continuation = _first_hop(db, policy, settings, deps)
     process(parse_archive_event(continuation), deps, FOREVER, "self")
-    before = JobStore(db, policy).get(job.id).row
+    before = JobStore(db, policy).get(job.id)
     again = process(parse_archive_event(continuation), deps, FOREVER, "self")
     assert again["status"] == "ignored"
-    assert JobStore(db, policy).get(job.id).row == before
+    assert JobStore(db, policy).get(job.id) == before
 
 
 def test_retried_hop_whose_worker_died_takes_over_after_the_lease_expires(db, policy, settings, deps, rows):

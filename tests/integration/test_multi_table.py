@@ -19,6 +19,7 @@ from archiver.engine import Archiver, Unlimited
 from archiver.events import parse_archive_event
 from archiver.jobs import JobStore
 from archiver.restore import Restorer, purge
+from archiver.states import RunState
 from archiver.worker import Deps, LocalInvoker, process
 from handlers import status
 from local import cli
@@ -295,7 +296,7 @@ def test_weekly_report_figures_equal_the_run_logs_and_carry_no_customer_data(db,
     run(db, customers, settings)
     run(db, calls, settings)
     failed = Archiver(db, calls, settings).start()
-    JobStore(db, calls).finish(failed.id, None, "failed", error="boom")
+    JobStore(db, calls).finish(failed.id, None, RunState.FAILED, error="boom")
     run(db, customers, settings, dry_run=True)  # dry runs are not archive figures
     # Spread the runs over last week (Monday 2026-11-23 .. Sunday 2026-11-29), and one the week before.
     days = {0: "2026-11-24 02:10+00", 1: "2026-11-27 02:40+00", 2: "2026-11-27 03:00+00", 3: "2026-11-20 02:00+00"}
