@@ -32,7 +32,7 @@ from .events import (
 from .events import LocalInvoker as LocalInvoker  # still importable from here (tests, bench)
 from .exceptions import AlreadyRunningError, DatabaseUnavailableError, HopLimitError, RunFailedError, UnknownTableError
 from .jobs import DuplicateTriggerError, Job, policy_of
-from .observability import NullMetrics, RunMetrics, logger
+from .observability import MetricName, NullMetrics, RunMetrics, logger
 from .restore import purge
 from .states import RunState
 
@@ -229,7 +229,7 @@ def _nightly_meets_active(archiver: Archiver, deps: Deps, active: Job) -> tuple[
     idle_min = (now - last).total_seconds() / 60
     # A run paused on purpose (run_until, a bounded local run) has no worker and is not stuck.
     if idle_min >= deps.settings.stuck_after_minutes and active.lease_owner is not None:
-        deps.metrics.count("StuckRuns")
+        deps.metrics.count(MetricName.STUCK_RUNS)
         deps.alerts.send(alerts.for_stuck(active, idle_min, deps.settings))
     if active.lease_free(now) and active.kind == "archive":  # an export is continued by the export chain
         logger.warning("taking over an abandoned run", extra={"existing_job_id": active.id})
@@ -255,7 +255,7 @@ def _run_with_reconnect(archiver: Archiver, deps: Deps, job_id: str, owner: str,
             _backoff(attempt)
             deps.db.close()  # run_hop reconnects; the claim accepts our own unexpired lease
         except HopLimitError as exc:
-            deps.metrics.count("HopLimitReached")
+            deps.metrics.count(MetricName.HOP_LIMIT_REACHED)
             deps.alerts.send(alerts.for_failure(_safe_get(archiver, job_id), job_id, str(exc), deps.settings,
                                                 kind="hop_limit"))
             raise
