@@ -105,7 +105,7 @@ def run_job(db: Database, policy: Policy, settings: Settings, batch_size: int) -
 
     deps = Deps(db=db, policy=policy, settings=settings, invoker=LocalInvoker(), alerts=alerts.RecordingSink(),
                 on_batch=record)
-    run = drive(start_event(job.id, False, batch_size or None), deps, settings.hop_seconds)
+    run = drive(start_event(job.id), deps, settings.hop_seconds)
     seconds = time.perf_counter() - started
     final = run.last.get("job", {})
     return JobRun(batch_size, int(final.get("archived") or 0), seconds, run.hops, str(final.get("state")), batches,

@@ -6,15 +6,16 @@ with a message naming the key, instead of surfacing at deploy time or at 02:00.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-import zoneinfo
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from aws_cdk import aws_logs as logs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from archiver.config import MAX_BATCH_SIZE
+from archiver import identifiers
+from archiver.config import DEFAULT_PURGE_AFTER_DAYS, Policy, RelatedMode, Settings, hhmm, iana_zone
 
 from .constants import POSTGRES_PORT
 
@@ -29,7 +30,6 @@ LOG_RETENTION = {
 }
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]{1,128}$")
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}$")
-_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 _EXISTING_ONLY = ("db_vpc_id", "db_availability_zones", "db_subnet_ids", "db_security_group_id",
                   "db_secret_arn", "db_host", "db_user", "db_resource_id")
 
@@ -38,20 +38,16 @@ class ConfigError(ValueError):
     """The CDK context holds a value the deployment cannot use."""
 
 
-def iana_zone(value: str) -> str:
-    """``value`` if it names an IANA time zone, else ValueError saying so."""
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not an IANA time zone (e.g. Indian/Mauritius, Europe/Paris)") from None
-    return value
+_UNSET: Any = object()
 
 
-def hhmm(value: str) -> str:
-    """``value`` if it is a 24-hour HH:MM time, else ValueError saying so."""
-    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
-        raise ValueError(f"{value!r} is not a 24-hour HH:MM time (e.g. 02:00)")
-    return value
+def core(model: type[BaseModel], name: str, default: Any = _UNSET, *, description: str | None = None) -> Any:
+    """A context key handed to the functions as the core's field ``name`` of ``model``: its bounds are
+    the core's (one source), its default the core's unless given (None: unset, the core decides)."""
+    field = model.model_fields[name]
+    bounds = {key: value for meta in field.metadata if dataclasses.is_dataclass(meta)
+              for key, value in dataclasses.asdict(meta).items()}  # type: ignore[arg-type]
+    return Field(field.default if default is _UNSET else default, description=description, **bounds)
 
 
 class ArchiverConfig(BaseModel):
@@ -62,10 +58,10 @@ class ArchiverConfig(BaseModel):
     stack_name: str = Field("PgArchiver", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,127}$",
                             description="CloudFormation stack name.")
     # Schedule
-    timezone: str = Field("Indian/Mauritius",
-                          description="IANA time zone of the nightly schedule and of the archiving cutoff.")
+    timezone: str = core(Policy, "timezone",
+                         description="IANA time zone of the nightly schedule and of the archiving cutoff.")
     schedule_enabled: bool = Field(True, description="Run the nightly job (false = manual runs only).")
-    schedule_time: str = Field("02:00", description="Local time of the nightly run, HH:MM (24-hour).")
+    schedule_time: str = core(Policy, "schedule_time", description="Local time of the nightly run, HH:MM (24-hour).")
     # Several tables: a policy document instead of the single-policy keys
     policy_file: str | None = Field(None, description="Policy document (TOML or JSON, `[[policies]]`), relative "
                                                       "to the project root: one policy, and one schedule, per "
@@ -81,29 +77,28 @@ class ArchiverConfig(BaseModel):
         None, description="Complete ARN of a Secrets Manager secret holding the Slack incoming-webhook URL; "
                           "subscribes the Slack function to the alert topic.")
     # Archiving policy, handed to the functions as ARCHIVER_* variables (unset = the core's default)
-    retention_days: int = Field(60, ge=1, le=36500, description="Archive rows older than this many days.")
-    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH_SIZE,
-                                   description="Rows per batch where a run's adaptive batch size starts; every batch's "
-                                               "size when target_batch_ms is 0.")
-    target_batch_ms: int | None = Field(None, ge=0, le=60000,
-                                        description="Time per batch the adaptive batch size aims at; 0 = fixed.")
-    batch_pause_ms: int | None = Field(None, ge=0, le=60000,
-                                       description="Idle time after each batch, outside any transaction.")
-    max_replica_lag: float | None = Field(None, ge=0, le=3600,
-                                          description="Seconds; between batches, wait while any standby's replay "
-                                                      "lag is above it (0 = off). The database user needs pg_monitor.")
-    related_mode: Literal["keep", "skip", "move"] | None = Field(
+    retention_days: int = core(Policy, "retention_days", description="Archive rows older than this many days.")
+    batch_size: int | None = core(Policy, "batch_size", None,
+                                description="Rows per batch where a run's adaptive batch size starts; every batch's "
+                                            "size when target_batch_ms is 0.")
+    target_batch_ms: int | None = core(Settings, "target_batch_ms", None,
+                                       description="Time per batch the adaptive batch size aims at; 0 = fixed.")
+    batch_pause_ms: int | None = core(Settings, "batch_pause_ms", None,
+                                      description="Idle time after each batch, outside any transaction.")
+    max_replica_lag: float | None = core(Settings, "max_replica_lag", None,
+                                         description="Seconds; between batches, wait while any standby's replay "
+                                                     "lag is above it (0 = off). The database user needs pg_monitor.")
+    related_mode: RelatedMode | None = Field(
         None, description="What to do with a row that has related rows: keep it live, skip it, or move "
                           "the related rows too.")
-    schema_name: str | None = Field(None, pattern=_IDENTIFIER, description="Schema of the tables.")
-    live_table: str | None = Field(None, pattern=_IDENTIFIER, description="Table archived from.")
-    archive_table: str | None = Field(None, pattern=_IDENTIFIER, description="Table archived to.")
-    log_table: str | None = Field(None, pattern=_IDENTIFIER, description="Run log table.")
-    max_hops: int = Field(200, ge=1, le=100000,
-                          description="Self-invocations one run may make before it is stopped.")
-    lease_seconds: int | None = Field(None, ge=5, le=3600, description="Lease a hop holds on its run.")
-    stuck_after_minutes: int | None = Field(None, ge=1, le=10080,
-                                            description="A run without progress this long is stuck.")
+    schema_name: str | None = Field(None, description="Schema of the tables.")
+    live_table: str | None = Field(None, description="Table archived from.")
+    archive_table: str | None = Field(None, description="Table archived to.")
+    log_table: str | None = Field(None, description="Run log table.")
+    max_hops: int = core(Settings, "max_hops", description="Self-invocations one run may make before it is stopped.")
+    lease_seconds: int | None = core(Settings, "lease_seconds", None, description="Lease a hop holds on its run.")
+    stuck_after_minutes: int | None = core(Settings, "stuck_after_minutes", None,
+                                           description="A run without progress this long is stuck.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Function log level.")
     system_log_level: Literal["DEBUG", "INFO", "WARN"] = Field(
         "WARN", description="Level of the Lambda platform's own log lines (START, END, REPORT are INFO).")
@@ -125,8 +120,8 @@ class ArchiverConfig(BaseModel):
     export_schedule: str = Field("cron(0 3 ? * SUN *)", pattern=r"^(cron|rate)\(.+\)$",
                                  description="When the export -> verify -> purge chain runs (the purge "
                                              "schedule), in the time zone above.")
-    purge_after_days: int = Field(730, ge=1, le=36500, description="Export, then purge, archive rows older "
-                                                                   "than this.")
+    purge_after_days: int = core(Policy, "purge_after_days", DEFAULT_PURGE_AFTER_DAYS,
+                                 description="Export, then purge, archive rows older than this.")
     export_prefix: str = Field("exports", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Key prefix in the bucket.")
     export_archive_class_after_days: int = Field(90, ge=0, le=36500, description="Move exported files to "
                                                  "Glacier Instant Retrieval (still queryable) after this many "
@@ -166,12 +161,11 @@ class ArchiverConfig(BaseModel):
                                                         "(RDS JSON format).")
     db_host: str | None = Field(None, pattern=r"^[A-Za-z0-9.-]{1,253}$", description="Existing: endpoint.")
     db_port: int = Field(POSTGRES_PORT, ge=1, le=65535, description="Existing: port.")
-    db_name: str | None = Field(None, pattern=_IDENTIFIER, description="Database name (new: created with "
-                                                                        "this name, default `archiver`; "
-                                                                        "existing: default the secret's dbname).")
+    db_name: str | None = Field(None, description="Database name (new: created with this name, default "
+                                                  "`archiver`; existing: default the secret's dbname).")
     db_iam_auth: bool = Field(False, description="Existing: connect with an RDS IAM token instead of the "
                                                  "secret's password.")
-    db_user: str | None = Field(None, pattern=_IDENTIFIER, description="Existing with IAM auth: user.")
+    db_user: str | None = Field(None, description="Existing with IAM auth: user.")
     db_resource_id: str | None = Field(None, pattern=r"^(cluster|db)-[A-Z0-9]+$",
                                        description="Existing with IAM auth: cluster or instance resource id.")
     db_ca_bundle: str = Field("certs/rds-global-bundle.pem",
@@ -221,6 +215,11 @@ class ArchiverConfig(BaseModel):
     @classmethod
     def _timezone(cls, value: str) -> str:
         return iana_zone(value)
+
+    @field_validator("schema_name", "live_table", "archive_table", "log_table", "db_name", "db_user")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        return None if value is None else identifiers.validate(value, "name")
 
     @field_validator("schedule_time")
     @classmethod
@@ -326,7 +325,8 @@ class ArchiverConfig(BaseModel):
             "ARCHIVER_LIVE_TABLE": self.live_table,
             "ARCHIVER_ARCHIVE_TABLE": self.archive_table,
             "ARCHIVER_LOG_TABLE": self.log_table,
-            "ARCHIVER_PURGE_AFTER_DAYS": self.purge_after_days if self.purge_after_days != 730 else None,
+            "ARCHIVER_PURGE_AFTER_DAYS": self.purge_after_days if self.purge_after_days != DEFAULT_PURGE_AFTER_DAYS
+            else None,
         })
 
     def settings_environment(self) -> dict[str, str]:

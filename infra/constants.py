@@ -1,13 +1,10 @@
-"""Names shared by the constructs and the tests; the functions read the same names."""
+"""Names shared by the constructs and the tests. Values the functions share (metric names, the
+namespace, policy bounds, identifier and time-zone rules) are the core's: infra imports them from
+``archiver.observability`` and ``archiver.config``."""
 
 from __future__ import annotations
 
 from aws_cdk import aws_lambda as lambda_
-
-SERVICE = "archiver"
-METRICS_NAMESPACE = "Archiver"
-# Powertools Metrics adds this default dimension to every metric it emits.
-METRIC_DIMENSIONS = {"service": SERVICE}
 
 # The asset's wheels are built for this CPython; the runtime below must stay in step with it.
 PYTHON_VERSION = "3.12"
@@ -52,16 +49,3 @@ POSTGRES_PORT = 5432
 NEW_DATABASE_NAME = "archiver"
 NEW_DATABASE_ADMIN = "archiver_admin"
 
-
-class MetricName:
-    """Metrics the core emits (namespace ``Archiver``, dimensions ``service=archiver`` and ``table=<live table>``)."""
-
-    RECORDS_ARCHIVED = "RecordsArchived"
-    RECORDS_ELIGIBLE = "RecordsEligible"
-    BATCHES = "Batches"
-    RUN_DURATION_MS = "RunDurationMs"
-    RUN_FAILURES = "RunFailures"
-    BATCH_DURATION_MS = "BatchDurationMs"
-    SUCCESSFUL_RUNS = "SuccessfulRuns"
-    STUCK_RUNS = "StuckRuns"
-    HOP_LIMIT_REACHED = "HopLimitReached"

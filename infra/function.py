@@ -13,8 +13,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct, IConstruct
 
+from archiver.observability import METRICS_NAMESPACE, SERVICE
+
 from .config import ArchiverConfig
-from .constants import ARCHITECTURE, METRICS_NAMESPACE, RUNTIME, SERVICE
+from .constants import ARCHITECTURE, RUNTIME
 
 FUNCTION_ACKNOWLEDGMENTS = (
     Acknowledgment(

@@ -14,9 +14,13 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from archiver.observability import METRICS_NAMESPACE, SERVICE, MetricName
+
 from .config import ArchiverConfig
-from .constants import METRIC_DIMENSIONS, METRICS_NAMESPACE, MetricName
 from .policies import ScheduledPolicy
+
+# Powertools Metrics adds this default dimension to every metric it emits.
+METRIC_DIMENSIONS = {"service": SERVICE}
 
 # A nightly job that succeeded within this many hours is on time; 26 leaves two hours of slack.
 SUCCESS_WINDOW_HOURS = 26

@@ -12,14 +12,15 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from archiver import config as core_config
+from archiver.config import Mode, hhmm, iana_zone
 from archiver.exceptions import ArchiverError
 
-from .config import ArchiverConfig, ConfigError, hhmm, iana_zone
+from .config import ArchiverConfig, ConfigError, core
 
 POLICIES_ENV = "ARCHIVER_POLICIES"
 # Lambda allows 4 KB for all of a function's variables; the rest need about 500 bytes.
@@ -39,12 +40,12 @@ class ScheduledPolicy(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     live_table: str = DEFAULT_LIVE_TABLE
-    schedule_time: str = "02:00"
+    schedule_time: str = core(core_config.Policy, "schedule_time")
     timezone: str = DEFAULT_TIMEZONE
-    mode: Literal["archive", "dry_run", "off"] = "archive"
+    mode: Mode = "archive"
     dry_run_until: dt.date | None = None
     run_until: str | None = None
-    purge_after_days: int | None = Field(None, ge=1, le=36500)
+    purge_after_days: int | None = core(core_config.Policy, "purge_after_days", None)
     # False for the single policy of the context keys: its events name no table (the only policy).
     named: bool = True
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from handlers.status import StatusDeps
 from local.localapi import build_event, call
 
 
@@ -25,15 +26,16 @@ class Answer:
     body: Any
 
 
-def request(method: str, path: str, query: str = "", body: Any = None, raw: str | bytes | None = None,
-            headers: dict[str, str] | None = None) -> Answer:
-    """``body`` is sent as JSON; ``raw`` exactly as given (malformed JSON, other content types)."""
+def request(deps: StatusDeps, method: str, path: str, query: str = "", body: Any = None,
+            raw: str | bytes | None = None, headers: dict[str, str] | None = None) -> Answer:
+    """One request to the status function with ``deps``: ``body`` is sent as JSON; ``raw`` exactly as
+    given (malformed JSON, other content types)."""
     sent = raw if raw is not None else (json.dumps(body) if body is not None else None)
     hdrs = {"Host": "abc123.execute-api.eu-west-1.amazonaws.com", "X-Forwarded-Proto": "https"}
     if sent is not None:
         hdrs["Content-Type"] = "application/json"
     hdrs.update(headers or {})
-    result = call(build_event(method, path, query, sent, hdrs))
+    result = call(build_event(method, path, query, sent, hdrs), deps)
     headers_out = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
     headers_out.update({k.lower(): v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()})
     text = result.get("body") or ""

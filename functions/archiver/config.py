@@ -35,6 +35,23 @@ _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)(:00)?")
 RULE_NAMES = ("no_active_aod", "no_unpaid_installment", "no_upcoming_follow_up", "no_recent_call")
 
 
+def iana_zone(value: str) -> str:
+    """``value`` if it names an IANA time zone, else ValueError saying so (the policy's and the CDK's rule)."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone (e.g. Indian/Mauritius, Europe/Paris)") from None
+    return value
+
+
+def hhmm(value: str) -> str:
+    """``value`` as HH:MM if it is a 24-hour local time (``HH:MM:00`` too), else ValueError saying so."""
+    m = _HHMM.fullmatch(value.strip())
+    if not m:
+        raise ValueError(f"{value!r} is not a 24-hour HH:MM time (e.g. 02:00)")
+    return f"{m.group(1)}:{m.group(2)}"
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -130,12 +147,7 @@ class Policy(_Model):
     def _hhmm(cls, v: Any) -> Any:
         if isinstance(v, time):
             v = v.strftime("%H:%M:%S")
-        if v is None:
-            return v
-        m = _HHMM.fullmatch(str(v).strip())
-        if not m:
-            raise ValueError(f"expected a local time HH:MM (00:00..23:59), got {v!r}")
-        return f"{m.group(1)}:{m.group(2)}"
+        return v if v is None else hhmm(str(v))
 
     @field_validator("schema_name", "live_table", "archive_table", "log_table", "age_column", "lob_column")
     @classmethod
@@ -161,11 +173,7 @@ class Policy(_Model):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(v)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {v!r}") from exc
-        return v
+        return iana_zone(v)
 
     @model_validator(mode="after")
     def _distinct_tables(self) -> Policy:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .config import Settings
 from .db import ConnectionParams, Database, params_from_url
+from .environment import DatabaseEnv
 from .exceptions import ConfigError
 
 SecretFetcher = Callable[[str], str]
@@ -28,41 +29,39 @@ def params_from_env(
     fallback: SocketFallback | None = None,
 ) -> ConnectionParams:
     """Resolve connection parameters, in order: DATABASE_URL, ARCHIVER_DB_* (AWS), ``fallback`` (local)."""
-    if env.get("DATABASE_URL"):
-        return params_from_url(env["DATABASE_URL"], timezone)
-    ssl_mode = env.get("ARCHIVER_DB_SSL", "verify-full")
-    ca_file = env.get("ARCHIVER_DB_CA_FILE") or (str(RDS_CA_BUNDLE) if RDS_CA_BUNDLE.exists() else None)
-    if env.get("ARCHIVER_DB_SECRET_ARN"):
+    db = DatabaseEnv.from_env(env)
+    if db.url is not None:
+        return params_from_url(db.url.get_secret_value(), timezone)
+    ssl_mode = db.ssl_mode
+    ca_file = db.ca_file or (str(RDS_CA_BUNDLE) if RDS_CA_BUNDLE.exists() else None)
+    if db.secret_arn:
         if fetch_secret is None:
             raise ConfigError("ARCHIVER_DB_SECRET_ARN is set but no secret fetcher is available")
         try:
-            secret = json.loads(fetch_secret(env["ARCHIVER_DB_SECRET_ARN"]))
+            secret = json.loads(fetch_secret(db.secret_arn))
             return ConnectionParams(
                 user=secret["username"], password=secret["password"],
-                host=env.get("ARCHIVER_DB_HOST") or secret["host"],
+                host=db.host or secret["host"],
                 port=int(secret.get("port", 5432)),
-                database=env.get("ARCHIVER_DB_NAME") or secret.get("dbname", "postgres"),
+                database=db.name or secret.get("dbname", "postgres"),
                 ssl_mode=ssl_mode, ca_file=ca_file, timezone=timezone,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"database secret is not in the RDS JSON format: missing or bad {exc}") from None
-    if env.get("ARCHIVER_DB_HOST"):
-        host, port = env["ARCHIVER_DB_HOST"], int(env.get("ARCHIVER_DB_PORT", "5432"))
-        user = env.get("ARCHIVER_DB_USER", "archiver")
-        password = env.get("ARCHIVER_DB_PASSWORD")
-        if env.get("ARCHIVER_DB_IAM_AUTH", "false").lower() == "true":
+    if db.host:
+        password = db.password.get_secret_value() if db.password else None
+        if db.iam_auth:
             if fetch_token is None:
                 raise ConfigError("ARCHIVER_DB_IAM_AUTH is true but no token fetcher is available")
-            password = fetch_token(host, port, user)
+            password = fetch_token(db.host, db.port, db.user)
             ssl_mode = "verify-full" if ssl_mode in ("disable", "prefer", "allow") else ssl_mode
-        return ConnectionParams(user=user, password=password, host=host, port=port,
-                                database=env.get("ARCHIVER_DB_NAME", "postgres"),
-                                ssl_mode=ssl_mode, ca_file=ca_file, timezone=timezone)
+        return ConnectionParams(user=db.user, password=password, host=db.host, port=db.port,
+                                database=db.name or "postgres", ssl_mode=ssl_mode, ca_file=ca_file,
+                                timezone=timezone)
     if fallback is None:
         raise ConfigError("no database configured: set DATABASE_URL, ARCHIVER_DB_SECRET_ARN or ARCHIVER_DB_HOST")
     sock = fallback(env)
-    return ConnectionParams(user="postgres", unix_sock=sock, database=env.get("ARCHIVER_DB_NAME", "postgres"),
-                            timezone=timezone)
+    return ConnectionParams(user="postgres", unix_sock=sock, database=db.name or "postgres", timezone=timezone)
 
 
 def open_database(env: Mapping[str, str], settings: Settings, timezone: str = "UTC",

@@ -14,12 +14,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pg8000.exceptions
 import pg8000.native
 
+from .environment import SslMode
 from .exceptions import (
     ConfigError,
     DatabaseUnavailableError,
@@ -31,7 +32,7 @@ from .exceptions import (
     UndefinedTableError,
 )
 
-_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_SSL_MODES: tuple[str, ...] = get_args(SslMode)
 
 
 @dataclass(frozen=True)

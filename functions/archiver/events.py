@@ -6,9 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .config import MAX_BATCH_SIZE
 from .exceptions import InvalidEventError
 
 
@@ -35,12 +34,25 @@ class ScheduleEvent(BaseModel):
 
 
 class StartEvent(BaseModel):
+    """Work on a run already created (by the status API or the CLI): the run log holds its dry_run and
+    batch size, so the event names the run and its table only."""
+
     model_config = ConfigDict(extra="forbid")
     action: Literal["start"]
     job_id: str
-    dry_run: bool = False
-    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH_SIZE)
-    table: str | None = None
+    table: str | None = None  # the run's live table; None: the run log knows
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_fields(cls, data: Any) -> Any:
+        # Earlier versions also sent dry_run and batch_size (an invocation queued across a deploy, or
+        # redriven from the dead-letter queue, may still carry them): accepted, and not used.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if k not in _EARLIER_START_FIELDS}
+        return data
+
+
+_EARLIER_START_FIELDS = ("dry_run", "batch_size")
 
 
 class ContinueEvent(BaseModel):
@@ -104,8 +116,9 @@ def continue_event(job_id: str, hop: int) -> dict[str, Any]:
     return {"action": "continue", "job_id": job_id, "hop": hop}
 
 
-def start_event(job_id: str, dry_run: bool, batch_size: int | None, table: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"action": "start", "job_id": job_id, "dry_run": dry_run, "batch_size": batch_size}
+def start_event(job_id: str, table: str | None = None) -> dict[str, Any]:
+    """The event that starts the archive function on a created run (its settings are in the run log)."""
+    out: dict[str, Any] = {"action": "start", "job_id": job_id}
     if table is not None:
         out["table"] = table
     return out

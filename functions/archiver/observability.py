@@ -12,10 +12,44 @@ import sys
 from typing import Protocol
 
 from aws_lambda_powertools import Logger
+from pydantic import Field
 
+from .environment import EnvModel
+
+# The names the deployment's alarms and dashboard read (infra/monitoring.py imports them from here).
+SERVICE = "archiver"  # Powertools adds it as the dimension ``service`` of every metric
+METRICS_NAMESPACE = "Archiver"
+
+
+class MetricName:
+    """Every metric the functions emit: namespace ``Archiver``, dimensions ``service`` and ``table``."""
+
+    RECORDS_ARCHIVED = "RecordsArchived"
+    RECORDS_ELIGIBLE = "RecordsEligible"
+    BATCHES = "Batches"
+    RUN_DURATION_MS = "RunDurationMs"
+    RUN_FAILURES = "RunFailures"
+    BATCH_DURATION_MS = "BatchDurationMs"
+    SUCCESSFUL_RUNS = "SuccessfulRuns"
+    STUCK_RUNS = "StuckRuns"
+    HOP_LIMIT_REACHED = "HopLimitReached"
+    RUNS_STARTED_BY_API = "RunsStartedByApi"  # the status function's (no table dimension)
+    CANCEL_REQUESTS = "CancelRequests"
+
+
+class PowertoolsEnv(EnvModel):
+    """Powertools' own variables, read once: for this Logger and the handlers' Metrics."""
+
+    service: str = Field(SERVICE, alias="POWERTOOLS_SERVICE_NAME", min_length=1, max_length=255)
+    log_level: str = Field("INFO", alias="LOG_LEVEL", pattern=r"(?i)^(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)$")
+    metrics_namespace: str = Field(METRICS_NAMESPACE, alias="POWERTOOLS_METRICS_NAMESPACE", min_length=1,
+                                   max_length=255)
+
+
+POWERTOOLS = PowertoolsEnv.from_env(os.environ)
 logger = Logger(
-    service=os.environ.get("POWERTOOLS_SERVICE_NAME", "archiver"),
-    level=os.environ.get("LOG_LEVEL", "INFO"),
+    service=POWERTOOLS.service,
+    level=POWERTOOLS.log_level.upper(),
     logger_handler=logging.StreamHandler(sys.stderr),
 )
 
@@ -74,18 +108,18 @@ class PowertoolsMetrics:
         m.add_metric(name=name, unit=unit, value=value)  # type: ignore[attr-defined]
 
     def batch(self, ms: float, moved: int) -> None:
-        self._add("BatchDurationMs", self._unit.Milliseconds, ms)
+        self._add(MetricName.BATCH_DURATION_MS, self._unit.Milliseconds, ms)
 
     def run(self, *, archived: int, eligible: int, batches: int, duration_ms: float, failed: bool,
             succeeded: bool) -> None:
         count = self._unit.Count
-        self._add("RecordsArchived", count, archived)
-        self._add("RecordsEligible", count, eligible)
-        self._add("Batches", count, batches)
-        self._add("RunDurationMs", self._unit.Milliseconds, duration_ms)
-        self._add("RunFailures", count, 1 if failed else 0)
+        self._add(MetricName.RECORDS_ARCHIVED, count, archived)
+        self._add(MetricName.RECORDS_ELIGIBLE, count, eligible)
+        self._add(MetricName.BATCHES, count, batches)
+        self._add(MetricName.RUN_DURATION_MS, self._unit.Milliseconds, duration_ms)
+        self._add(MetricName.RUN_FAILURES, count, 1 if failed else 0)
         if succeeded:
-            self._add("SuccessfulRuns", count, 1)
+            self._add(MetricName.SUCCESSFUL_RUNS, count, 1)
 
     def count(self, name: str, value: float = 1) -> None:
         self._add(name, self._unit.Count, value)

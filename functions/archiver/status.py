@@ -158,7 +158,7 @@ def start_run(db: Database, policy: Policy, settings: Settings, invoker: events.
     job = Archiver(db, policy, settings).start(dry_run=dry_run, fixed_batch_size=fixed_batch_size, trigger="api",
                                                max_replica_lag=max_replica_lag)
     try:
-        invoker.invoke_async(function_name, events.start_event(job.id, dry_run, fixed_batch_size, policy.live_table))
+        invoker.invoke_async(function_name, events.start_event(job.id, policy.live_table))
     except Exception as exc:  # noqa: BLE001 - any invoke failure leaves a run nobody works on
         reason = type(exc).__name__
         logger.error("could not start the archive function", extra={"job_id": job.id, "error_type": reason})

@@ -39,7 +39,7 @@ from .exceptions import (
     UnknownTableError,
 )
 from .jobs import Job, Lease, policy_of
-from .observability import NullMetrics, RunMetrics, logger
+from .observability import MetricName, NullMetrics, RunMetrics, logger
 from .restore import purge
 from .states import RunState
 
@@ -236,7 +236,7 @@ def _nightly_meets_active(archiver: Archiver, deps: Deps, active: Job) -> tuple[
     idle_min = (now - last).total_seconds() / 60
     # A run paused on purpose (run_until, a bounded local run), or never claimed, has no worker and is not stuck.
     if idle_min >= deps.settings.stuck_after_minutes and active.lease(now) not in (Lease.PAUSED, Lease.FREE):
-        deps.metrics.count("StuckRuns")
+        deps.metrics.count(MetricName.STUCK_RUNS)
         deps.alerts.send(alerts.for_stuck(active, idle_min, deps.settings))
     if active.may_take_over(now):
         logger.warning("taking over an abandoned run", extra={"existing_job_id": active.id})
@@ -262,7 +262,7 @@ def _run_with_reconnect(archiver: Archiver, deps: Deps, job_id: str, owner: str,
             _backoff(attempt)
             deps.db.close()  # run_hop reconnects; the claim accepts our own unexpired lease
         except HopLimitError as exc:
-            deps.metrics.count("HopLimitReached")
+            deps.metrics.count(MetricName.HOP_LIMIT_REACHED)
             deps.alerts.send(alerts.for_failure(_safe_get(archiver, job_id), job_id, str(exc), deps.settings,
                                                 kind="hop_limit"))
             raise

@@ -13,13 +13,13 @@ from archiver import aws, sinks
 from archiver.config import load_policies, load_settings
 from archiver.connection import open_database
 from archiver.events import InvalidEventError, parse_archive_event
-from archiver.observability import PowertoolsMetrics, logger
+from archiver.observability import POWERTOOLS, PowertoolsMetrics, logger
 from archiver.worker import Deps, process
 
-from .lazy import LazyDeps
+from .lazy import LazyDeps, Provider
 
 tracer = Tracer()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Archiver"))
+metrics = Metrics(namespace=POWERTOOLS.metrics_namespace)
 
 
 class ContextBudget:
@@ -44,10 +44,9 @@ def build_deps() -> Deps:
 
 
 DEPS = LazyDeps(build_deps)
-use_deps = DEPS.use  # the local runner and tests inject theirs
 
 
-def handle(event: dict[str, Any], context: LambdaContext, deps: Deps) -> dict[str, Any]:
+def handle(event: dict[str, Any], context: LambdaContext, deps: Provider[Deps]) -> dict[str, Any]:
     """One invocation, without the Lambda decorators: parse the event, call the worker."""
     try:
         parsed = parse_archive_event(event)
@@ -55,11 +54,12 @@ def handle(event: dict[str, Any], context: LambdaContext, deps: Deps) -> dict[st
         # Not retried: a malformed event will not get better by being delivered again.
         logger.error("rejected archive event", extra={"error": str(exc)})
         return {"status": "rejected", "error": str(exc)}
-    return process(parsed, deps, ContextBudget(context), context.invoked_function_arn)
+    return process(parsed, deps(), ContextBudget(context), context.invoked_function_arn)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return handle(event, context, DEPS.get())
+def handler(event: dict[str, Any], context: LambdaContext, deps: Provider[Deps] = DEPS) -> dict[str, Any]:
+    """The Lambda entry point; the local runner passes its own ``deps`` (keyword: the tracer passes only those)."""
+    return handle(event, context, deps)

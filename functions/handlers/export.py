@@ -7,10 +7,10 @@ which only this function's asset carries."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, Field
 
 from archiver import alerts, aws
 from archiver.cold_chain import ChainDeps, erase_request, export_hop
@@ -19,40 +19,33 @@ from archiver.config import load_policy, load_settings
 from archiver.connection import open_database
 from archiver.observability import logger
 
-_deps: ChainDeps | None = None
+from .env import ExportEnv
+from .lazy import LazyDeps, Provider
 
 
-class ExportEnv(BaseModel):
-    """The export function's own variables (the policy's come through load_policy)."""
-
-    dest: str = Field(pattern=r"^s3://[a-z0-9.-]{3,63}(/.*)?$")
-    rows_per_file: int = Field(100_000, ge=1, le=10_000_000)
-
-
-def build_deps(context: LambdaContext) -> ChainDeps:
+def build_deps() -> ChainDeps:
     env = dict(os.environ)
     policy, settings = load_policy(env), load_settings(env)
-    mine = ExportEnv(dest=env.get("ARCHIVER_EXPORT_DEST", ""),
-                     rows_per_file=env.get("ARCHIVER_EXPORT_ROWS_PER_FILE") or 100_000)
+    mine = ExportEnv.from_env(env)
     db = open_database(env, settings, policy.timezone, aws.fetch_secret, aws.fetch_iam_token)
     sink: alerts.AlertSink = aws.sns_sink(settings.alert_topic_arn) if settings.alert_topic_arn else alerts.LogSink()
     return ChainDeps(db=db, policy=policy, storage=open_storage(mine.dest), sink=sink, invoker=aws.LambdaInvoker(),
-                     function=context.invoked_function_arn, older_than_days=policy.purge_after_days,
+                     function="", older_than_days=policy.purge_after_days,  # function: from the context
                      rows_per_file=mine.rows_per_file, max_hops=settings.max_hops)
 
 
-def use_deps(deps: ChainDeps | None) -> None:
-    global _deps
-    _deps = deps
+DEPS = LazyDeps(build_deps)
+
+
+def handle(event: dict[str, Any], context: LambdaContext, deps: Provider[ChainDeps]) -> dict[str, Any]:
+    """One invocation, without the Lambda decorators: an erasure request, or the chain's next hop."""
+    chain = replace(deps(), function=context.invoked_function_arn)  # the next hop invokes this function
+    event = event if isinstance(event, dict) else {}
+    if event.get("action") == "erase":
+        return erase_request(event, chain)
+    return export_hop(event, chain, lambda: context.get_remaining_time_in_millis() / 1000)
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    global _deps
-    if _deps is None:
-        _deps = build_deps(context)
-    event = event if isinstance(event, dict) else {}
-    if event.get("action") == "erase":
-        return erase_request(event, _deps)
-    return export_hop(event, _deps,
-                      lambda: context.get_remaining_time_in_millis() / 1000)
+def handler(event: dict[str, Any], context: LambdaContext, deps: Provider[ChainDeps] = DEPS) -> dict[str, Any]:
+    return handle(event, context, deps)

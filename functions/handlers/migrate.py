@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Tracer
-from aws_lambda_powertools.utilities.data_classes import CloudFormationCustomResourceEvent, event_source
+from aws_lambda_powertools.utilities.data_classes import CloudFormationCustomResourceEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from archiver import aws, catalogue, migration
@@ -21,7 +21,7 @@ from archiver.db import Database
 from archiver.exceptions import SchemaError
 from archiver.observability import logger
 
-from .lazy import LazyDeps
+from .lazy import LazyDeps, Provider
 
 tracer = Tracer()
 PHYSICAL_ID = "archiver-schema"
@@ -43,7 +43,6 @@ def build_deps() -> MigrateDeps:
 
 
 DEPS = LazyDeps(build_deps)
-use_deps = DEPS.use  # tests inject theirs
 
 
 def migrate(deps: MigrateDeps) -> dict[str, Any]:
@@ -75,11 +74,16 @@ def _migrate_one(db: Database, policy: Policy) -> dict[str, Any]:
     return counts
 
 
+def handle(event: dict[str, Any], context: LambdaContext, deps: Provider[MigrateDeps]) -> dict[str, Any]:
+    """Create and Update migrate; Delete answers without ``deps``: it never connects."""
+    request = CloudFormationCustomResourceEvent(event)
+    logger.info("custom resource event", extra={"request_type": request.request_type})
+    if request.request_type == "Delete":
+        return {"PhysicalResourceId": request.get("PhysicalResourceId") or PHYSICAL_ID}
+    return {"PhysicalResourceId": PHYSICAL_ID, "Data": migrate(deps())}
+
+
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
-@event_source(data_class=CloudFormationCustomResourceEvent)
-def handler(event: CloudFormationCustomResourceEvent, context: LambdaContext) -> dict[str, Any]:
-    logger.info("custom resource event", extra={"request_type": event.request_type})
-    if event.request_type == "Delete":
-        return {"PhysicalResourceId": event.get("PhysicalResourceId") or PHYSICAL_ID}
-    return {"PhysicalResourceId": PHYSICAL_ID, "Data": migrate(DEPS.get())}
+def handler(event: dict[str, Any], context: LambdaContext, deps: Provider[MigrateDeps] = DEPS) -> dict[str, Any]:
+    return handle(event, context, deps)

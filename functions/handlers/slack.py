@@ -21,8 +21,10 @@ from archiver.exceptions import ArchiverError, ConfigError, SlackError
 from archiver.observability import logger
 from archiver.sinks import KINDS, Alert
 
+from .env import SlackEnv
+
 tracer = Tracer()
-SECRET_ENV = "ARCHIVER_SLACK_WEBHOOK_SECRET_ARN"
+SECRET_ENV = SlackEnv.variables()[0]
 RESERVE_S = 2.0  # left for the handler to finish after the last attempt
 
 
@@ -75,7 +77,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         # Not retried: a malformed event will not get better by being delivered again.
         logger.error("rejected event: not an SNS notification", extra={"errors": exc.error_count()})
         return {"posted": 0, "failed": 0, "rejected": True}
-    url = webhook_url(aws.fetch_secret(os.environ[SECRET_ENV]))
+    url = webhook_url(aws.fetch_secret(SlackEnv.from_env(os.environ).webhook_secret_arn))
     failed = 0
     for record in records:
         alert = alert_of(record.Sns)

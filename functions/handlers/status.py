@@ -43,10 +43,11 @@ from archiver.exceptions import (
     UnknownTableError,
 )
 from archiver.jobs import Job, JobStore, parse_job_id, policy_of
-from archiver.observability import logger
+from archiver.observability import POWERTOOLS, MetricName, logger
 
 from . import page
-from .lazy import LazyDeps
+from .env import StatusEnv
+from .lazy import LazyDeps, Provider
 from .status_guard import refusal
 from .status_models import (
     MAX_BODY_BYTES,
@@ -68,7 +69,7 @@ TITLE = "Archiver status API"
 VERSION = "1.0.0"
 
 tracer = Tracer()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Archiver"))
+metrics = Metrics(namespace=POWERTOOLS.metrics_namespace)
 app = APIGatewayRestResolver(enable_validation=True)
 
 
@@ -89,19 +90,22 @@ class StatusDeps:
 def build_deps() -> StatusDeps:
     """Built once per container: the connection and clients are reused while it stays warm."""
     env = dict(os.environ)
-    function_name = env.get("ARCHIVER_ARCHIVE_FUNCTION_NAME", "")
-    if not function_name:
-        raise ConfigError("ARCHIVER_ARCHIVE_FUNCTION_NAME is not set")
+    mine = StatusEnv.from_env(env)
     policies, settings = load_policies(env), load_settings(env)
     policy = policies.policies[0]
     db = open_database(env, settings, policy.timezone, aws.fetch_secret, aws.fetch_iam_token)
     return StatusDeps(db=db, policy=policy, settings=settings, invoker=aws.LambdaInvoker(),
-                      function_name=function_name, policies=policies)
+                      function_name=mine.archive_function_name, policies=policies)
 
 
 DEPS = LazyDeps(build_deps)
-use_deps = DEPS.use  # the local server and tests inject theirs
-deps = DEPS.get
+
+
+def deps() -> StatusDeps:
+    """The dependencies of the request being answered (``handle`` puts their provider in the resolver's
+    context, so they are built only by a route that needs them)."""
+    provider: Provider[StatusDeps] = app.context["deps"]
+    return provider()
 
 
 def _store(table: str | None = None) -> JobStore:
@@ -156,7 +160,7 @@ def start_run(body: Annotated[StartRunRequest | None, Body()] = None) -> Respons
                            dry_run=request.dry_run, fixed_batch_size=request.batch_size,
                            max_replica_lag=request.max_replica_lag)
     logger.append_keys(job_id=job.id)
-    metrics.add_metric(name="RunsStartedByApi", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=MetricName.RUNS_STARTED_BY_API, unit=MetricUnit.Count, value=1)
     started = RunStarted(job_id=job.id, state=job.state, status_url=_status_url(job.id))
     return Response(status_code=HTTPStatus.ACCEPTED, content_type=content_types.APPLICATION_JSON,
                     body=started, headers={"Location": started.status_url})
@@ -192,7 +196,7 @@ def cancel_run(job_id: str) -> Response[RunStatus]:
     logger.append_keys(job_id=jid)
     job = _job_store(jid).request_cancel(jid)
     logger.info("cancel requested", extra={"state": job.state})
-    metrics.add_metric(name="CancelRequests", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=MetricName.CANCEL_REQUESTS, unit=MetricUnit.Count, value=1)
     # 200 when it ended at once (it had not started), 202 while the worker finishes its batch.
     code = HTTPStatus.OK if not job.active else HTTPStatus.ACCEPTED
     return Response(status_code=code, content_type=content_types.APPLICATION_JSON, body=_run(job))
@@ -339,17 +343,23 @@ def handle_error(exc: Exception) -> Response[dict[str, Any]]:
                     body=body.model_dump(exclude_none=True))
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handle(event: dict[str, Any], context: LambdaContext, deps: Provider[StatusDeps]) -> dict[str, Any]:
+    """One request, without the Lambda decorators: the body guard, then the resolver's routes."""
     refused = refusal(event)
     if refused is not None:  # before the resolver parses the body (status_guard)
         code, message = refused
         logger.info("request refused", extra={"status_code": int(code), "error_type": "body"})
         return {"statusCode": int(code), "multiValueHeaders": {"Content-Type": [content_types.APPLICATION_JSON]},
                 "body": json.dumps(Error(error=message).model_dump(exclude_none=True)), "isBase64Encoded": False}
+    app.append_context(deps=deps)  # cleared by resolve() when it has answered
     return app.resolve(event, context)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext, deps: Provider[StatusDeps] = DEPS) -> dict[str, Any]:
+    return handle(event, context, deps)
 
 
 if __name__ == "__main__":  # python -m handlers.status > docs/openapi.json

@@ -228,7 +228,7 @@ def run_policy(args: argparse.Namespace, db: Database, policy: Policy, settings:
                 raise ConfigError("--max-replica-lag must be in [0, 3600] seconds")
             job = archiver.start(dry_run=args.dry_run, fixed_batch_size=args.batch_size, trigger="cli",
                                  max_replica_lag=args.max_replica_lag)
-            event = start_event(job.id, args.dry_run, args.batch_size)
+            event = start_event(job.id)
         except AlreadyRunningError as exc:
             active = archiver.jobs.active()
             now = db.scalar("SELECT now()")

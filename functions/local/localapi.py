@@ -16,7 +16,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from archiver import slack
@@ -72,11 +72,11 @@ def build_event(method: str, path: str, query: str = "", body: bytes | str | Non
     }
 
 
-def call(event: dict[str, Any]) -> dict[str, Any]:
-    """Run the status handler on one event, with a Lambda-like context."""
+def call(event: dict[str, Any], deps: StatusDeps) -> dict[str, Any]:
+    """Run the status handler on one event, with a Lambda-like context and ``deps``."""
     from handlers import status as status_handler
 
-    return status_handler.handler(event, FakeContext(REQUEST_SECONDS))
+    return status_handler.handler(event, FakeContext(REQUEST_SECONDS), deps=lambda: deps)
 
 
 class BackgroundInvoker:
@@ -145,6 +145,12 @@ class HttpHandler(BaseHTTPRequestHandler):
         logger.info("http request", extra={"request": format % args})
 
 
+class LocalServer(ThreadingHTTPServer):
+    """The HTTP server, holding the status function's dependencies for every request."""
+
+    deps: StatusDeps
+
+
 class _Handler(HttpHandler):
     server_version = "archiver-local"
     # The resolver keeps the current event in module state and the connection is one: one at a time.
@@ -162,7 +168,7 @@ class _Handler(HttpHandler):
             self._drop(length - len(body or b""))
         event = build_event(self.command, parts.path, parts.query, body, dict(self.headers.items()))
         with self.lock:
-            result = call(event)
+            result = call(event, cast(LocalServer, self.server).deps)
         payload = result.get("body") or ""
         data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
         headers = [(name, str(value)) for name, values in (result.get("multiValueHeaders") or {}).items()
@@ -179,17 +185,15 @@ class _Handler(HttpHandler):
 
 
 def make_server(host: str, port: int, env: Mapping[str, str],
-                policy: Policy | PolicySet | None = None) -> ThreadingHTTPServer:
-    """Bind the server and install the local dependencies (port 0 picks a free port)."""
-    from handlers import status as status_handler
-
+                policy: Policy | PolicySet | None = None) -> LocalServer:
+    """Bind the server with the local dependencies (port 0 picks a free port)."""
     if host not in LOOPBACK:
         print(f"warning: serving on {host}: the local API has no authentication", file=sys.stderr)
-    server = ThreadingHTTPServer((host, port), _Handler)
+    server = LocalServer((host, port), _Handler)
     policy = policy or load_policies(env)
     bound = server.server_address[1]
     settings = load_settings(env, status_base_url=env.get("ARCHIVER_STATUS_BASE_URL") or f"http://{host}:{bound}")
-    status_handler.use_deps(local_deps(env, policy, settings))
+    server.deps = local_deps(env, policy, settings)
     return server
 
 
@@ -200,12 +204,7 @@ def serve(host: str, port: int, env: Mapping[str, str], policy: Policy | PolicyS
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     server = make_server(host, port, env, policy)
-    try:
-        run_until_interrupted(server, "Ctrl-C stops")
-    finally:
-        from handlers import status as status_handler
-
-        status_handler.use_deps(None)
+    run_until_interrupted(server, "Ctrl-C stops")
 
 
 def run_until_interrupted(server: ThreadingHTTPServer, note: str) -> None:

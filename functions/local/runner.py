@@ -60,17 +60,13 @@ def drive(event: dict[str, Any], deps: Deps, hop_seconds: float,
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     invoker = deps.invoker if isinstance(deps.invoker, LocalInvoker) else LocalInvoker()
     deps.invoker = invoker
-    archive.use_deps(deps)
     run = LocalRun()
     pending = [event]
-    try:
-        while pending:
-            result = archive.handler(pending.pop(0), context_factory(hop_seconds))
-            run.results.append(result)
-            if on_hop is not None:
-                on_hop(run.hops, result)
-            pending.extend(payload for _, payload in invoker.queue)
-            invoker.queue.clear()
-    finally:
-        archive.use_deps(None)
+    while pending:
+        result = archive.handler(pending.pop(0), context_factory(hop_seconds), deps=lambda: deps)
+        run.results.append(result)
+        if on_hop is not None:
+            on_hop(run.hops, result)
+        pending.extend(payload for _, payload in invoker.queue)
+        invoker.queue.clear()
     return run

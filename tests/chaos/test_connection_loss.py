@@ -69,7 +69,7 @@ def _run_in_thread(deps, job_id: str) -> tuple[threading.Thread, dict]:
 
     def target() -> None:
         try:
-            result["run"] = drive(start_event(job_id, False, None), deps, 900)
+            result["run"] = drive(start_event(job_id), deps, 900)
         except BaseException as exc:  # noqa: BLE001 - the test inspects it
             result["error"] = exc
 
@@ -126,7 +126,7 @@ def test_connection_terminated_again_and_again_fails_the_run_cleanly_and_the_nex
     # The next night: a new run archives the rest.
     deps2 = make_deps(Database(db.params), policy, settings, sink)
     job2 = Archiver(deps2.db, policy, settings).start()
-    assert drive(start_event(job2.id, False, None), deps2, 900).last["job"]["state"] == "succeeded"
+    assert drive(start_event(job2.id), deps2, 900).last["job"]["state"] == "succeeded"
     deps2.db.close()
     check = verify(db, policy)
     record(chaos_report, "connection terminated mid-batch", check, 2,
@@ -165,7 +165,7 @@ def test_connection_lost_while_the_job_reads_related_tables_keeps_their_rows_saf
     worker_db = ScriptedDatabase(db, fault)
     fault.worker = worker_db
     sink = leak_watch.sink()
-    run = drive(start_event(job.id, False, None), make_deps(worker_db, policy, settings, sink), 900)
+    run = drive(start_event(job.id), make_deps(worker_db, policy, settings, sink), 900)
     worker_db.close()
     fault.admin.close()
     assert fault.fired

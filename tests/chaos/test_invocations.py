@@ -73,7 +73,7 @@ def test_continuations_delivered_two_to_five_times_concurrently_and_late_do_no_d
     seed(db, policy, 6000)
     sink = leak_watch.sink()
     job = Archiver(db, policy, settings).start(fixed_batch_size=100)
-    pending = [start_event(job.id, False, None)]
+    pending = [start_event(job.id)]
     delivered = stale = 0
     backlog: list[dict] = []  # every event ever emitted, replayed late and out of order
     while pending:

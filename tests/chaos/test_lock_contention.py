@@ -27,7 +27,7 @@ def _run(db, policy, settings, sink) -> tuple[dict, float]:
     deps = make_deps(another(db), policy, settings, sink)
     started = time.monotonic()
     job = Archiver(deps.db, policy, settings).start(fixed_batch_size=200)
-    result = drive(start_event(job.id, False, None), deps, 900).last
+    result = drive(start_event(job.id), deps, 900).last
     deps.db.close()
     return result["job"], time.monotonic() - started
 

@@ -28,7 +28,7 @@ def test_a_failing_batch_alerts_and_logs_without_the_rows_content(db, policy, se
     deps = make_deps(db, policy, settings, sink)
     job = Archiver(db, policy, settings).start()
     with pytest.raises(Exception):  # noqa: B017 - the worker re-raises after failing the run
-        drive(start_event(job.id, False, None), deps, 900)
+        drive(start_event(job.id), deps, 900)
     assert [a.kind for a in sink.alerts] == ["failure"]
     assert "check constraint" in sink.alerts[0].summary
     error = db.scalar("SELECT error_message FROM nic_cc_archive_log WHERE job_id = CAST(:j AS uuid)", j=job.id)

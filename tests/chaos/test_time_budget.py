@@ -85,25 +85,21 @@ def reset(db: Database, policy) -> None:
 def chain(event: dict[str, Any], deps, clock: ManualClock, policy) -> int:
     """Drive the handler hop after hop; a killed invocation is retried by 'Lambda'."""
     warnings.filterwarnings("ignore", message="No application metrics to publish")
-    archive.use_deps(deps)
     log = qualified(policy.schema_name, policy.log_table)
     pending, invocations = [event], 0
-    try:
-        while pending:
-            current = pending.pop(0)
-            invocations += 1
-            assert invocations < 50, "the chain does not end"
-            try:
-                archive.handler(current, FakeContext(900, clock))
-            except LambdaTimeout:
-                deps.db.close()  # the process is gone; its connection with it
-                pending.insert(0, current)  # Lambda's retry of the same event ...
-                _expire_leases(deps.db, log)  # ... arrives after the dead worker's lease ran out
-                continue
-            pending += [payload for _, payload in deps.invoker.queue]
-            deps.invoker.queue.clear()
-    finally:
-        archive.use_deps(None)
+    while pending:
+        current = pending.pop(0)
+        invocations += 1
+        assert invocations < 50, "the chain does not end"
+        try:
+            archive.handler(current, FakeContext(900, clock), deps=lambda: deps)
+        except LambdaTimeout:
+            deps.db.close()  # the process is gone; its connection with it
+            pending.insert(0, current)  # Lambda's retry of the same event ...
+            _expire_leases(deps.db, log)  # ... arrives after the dead worker's lease ran out
+            continue
+        pending += [payload for _, payload in deps.invoker.queue]
+        deps.invoker.queue.clear()
     return invocations
 
 
@@ -118,7 +114,7 @@ def _points(db, policy, settings) -> list[int]:
     script = Script(None, "clock", clock)
     worker_db = ScriptedDatabase(db, script)
     job = Archiver(db, policy, settings).start(fixed_batch_size=BATCH)
-    chain(start_event(job.id, False, None), make_deps(worker_db, policy, settings, RecordingSink()), clock,
+    chain(start_event(job.id), make_deps(worker_db, policy, settings, RecordingSink()), clock,
           policy)
     worker_db.close()
     return script.labels
@@ -130,7 +126,7 @@ def attack(db, policy, settings, sink, at: int, mode: str) -> tuple[str | None, 
     script = Script(at, mode, clock)
     worker_db = ScriptedDatabase(db, script)
     job = Archiver(db, policy, settings).start(fixed_batch_size=BATCH)
-    invocations = chain(start_event(job.id, False, None), make_deps(worker_db, policy, settings, sink), clock,
+    invocations = chain(start_event(job.id), make_deps(worker_db, policy, settings, sink), clock,
                         policy)
     worker_db.close()
     runs = jobs(db, policy)

@@ -56,7 +56,7 @@ def rows(db, policy):
 
 def started(db, policy, settings, **kw):
     job = Archiver(db, policy, settings).start(**kw)
-    return job, start_event(job.id, False, kw.get("fixed_batch_size"))
+    return job, start_event(job.id)
 
 
 def test_run_needing_several_hops_completes_with_every_row_accounted_for(db, policy, settings, deps, rows):
@@ -72,12 +72,7 @@ def test_run_needing_several_hops_completes_with_every_row_accounted_for(db, pol
 
 def _first_hop(db, policy, settings, deps):
     job, event = started(db, policy, settings, fixed_batch_size=5)
-    use = archive.use_deps
-    use(deps)
-    try:
-        archive.handler(event, TickingContext(3001))
-    finally:
-        use(None)
+    archive.handler(event, TickingContext(3001), deps=lambda: deps)
     [(_, continuation)] = deps.invoker.queue
     deps.invoker.queue.clear()
     return job, continuation
@@ -208,12 +203,8 @@ def test_nightly_trigger_takes_over_an_abandoned_run_and_finishes_it(db, policy,
 def test_failure_marks_the_run_failed_alerts_and_raises(db, policy, settings, deps, rows):
     job, event = started(db, policy, settings, fixed_batch_size=5)
     db.run("ALTER TABLE nic_cc_customer_backup ADD CONSTRAINT no_rows CHECK (id < 0) NOT VALID")
-    archive.use_deps(deps)
-    try:
-        with pytest.raises(Exception, match="no_rows"):
-            archive.handler(event, TickingContext(10**9, 0))
-    finally:
-        archive.use_deps(None)
+    with pytest.raises(Exception, match="no_rows"):
+        archive.handler(event, TickingContext(10**9, 0), deps=lambda: deps)
     final = JobStore(db, policy).get(job.id)
     assert final.state == "failed" and "no_rows" in final.error_message
     [alert] = deps.alerts.alerts
@@ -222,11 +213,8 @@ def test_failure_marks_the_run_failed_alerts_and_raises(db, policy, settings, de
 
 
 def test_malformed_event_is_rejected_without_a_retry(deps):
-    archive.use_deps(deps)
-    try:
-        out = archive.handler({"action": "continue", "job_id": "x", "hop": "many"}, TickingContext(10**9, 0))
-    finally:
-        archive.use_deps(None)
+    out = archive.handle({"action": "continue", "job_id": "x", "hop": "many"}, TickingContext(10**9, 0),
+                         lambda: deps)
     assert out["status"] == "rejected" and "hop" in out["error"]
 
 

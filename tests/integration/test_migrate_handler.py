@@ -31,9 +31,12 @@ def cfn_event(request_type: str, physical_id: str | None = None) -> dict:
 
 @pytest.fixture
 def deps(db, policy):
-    migrate.use_deps(migrate.MigrateDeps(db=db, policy=policy))
-    yield
-    migrate.use_deps(None)
+    ready = migrate.MigrateDeps(db=db, policy=policy)
+    return lambda: ready
+
+
+def never() -> migrate.MigrateDeps:
+    raise AssertionError("Delete must not build the dependencies: it must not even connect")
 
 
 def tables(db) -> set[str]:
@@ -42,7 +45,7 @@ def tables(db) -> set[str]:
 
 def test_create_migrates_and_reports_counts(deps, db, policy):
     demo.create_tables(db, policy)
-    result = migrate.handler(cfn_event("Create"), FakeContext(300))
+    result = migrate.handler(cfn_event("Create"), FakeContext(300), deps=deps)
     assert result["PhysicalResourceId"] == "archiver-schema"
     assert result["Data"]["Created"] == 2 and result["Data"]["LiveTable"] == "present"
     assert result["Data"]["Indexes"] >= 1
@@ -51,23 +54,22 @@ def test_create_migrates_and_reports_counts(deps, db, policy):
 
 def test_update_is_idempotent(deps, db, policy):
     demo.create_tables(db, policy)
-    migrate.handler(cfn_event("Create"), FakeContext(300))
-    again = migrate.handler(cfn_event("Update", "archiver-schema"), FakeContext(300))
+    migrate.handler(cfn_event("Create"), FakeContext(300), deps=deps)
+    again = migrate.handler(cfn_event("Update", "archiver-schema"), FakeContext(300), deps=deps)
     assert again == {"PhysicalResourceId": "archiver-schema",
                      "Data": {"Created": 0, "AddedColumns": 0, "Indexes": 0, "Warnings": 0, "LiveTable": "present"}}
 
 
 def test_delete_keeps_the_run_log_and_the_archive(db, policy):
-    migrate.use_deps(None)  # Delete needs no database: it must not even connect
     add_customers(db, policy, [90])
     migration.migrate(db, policy)
-    result = migrate.handler(cfn_event("Delete", "archiver-schema"), FakeContext(300))
+    result = migrate.handler(cfn_event("Delete", "archiver-schema"), FakeContext(300), deps=never)
     assert result == {"PhysicalResourceId": "archiver-schema"}
     assert {"nic_cc_archive_log", "nic_cc_customer_backup"} <= tables(db)
 
 
 def test_a_new_database_without_the_live_table_still_deploys(deps, db):
-    result = migrate.handler(cfn_event("Create"), FakeContext(300))
+    result = migrate.handler(cfn_event("Create"), FakeContext(300), deps=deps)
     assert result["Data"]["LiveTable"] == "missing"
     assert "nic_cc_archive_log" in tables(db)
 
@@ -76,4 +78,4 @@ def test_an_archive_table_that_cannot_hold_the_rows_fails_the_deploy(deps, db, p
     demo.create_tables(db, policy)
     db.run("CREATE TABLE nic_cc_customer_backup (id bigint PRIMARY KEY, email integer)")
     with pytest.raises(SchemaError, match="cannot hold rows"):
-        migrate.handler(cfn_event("Update", "archiver-schema"), FakeContext(300))
+        migrate.handler(cfn_event("Update", "archiver-schema"), FakeContext(300), deps=deps)

@@ -349,33 +349,30 @@ class RecordingInvoker:
 
 @pytest.fixture
 def api(db, policies, settings, two_tables):
-    deps = status.StatusDeps(db=db, policy=policies.policies[0], settings=settings, invoker=RecordingInvoker(),
+    return status.StatusDeps(db=db, policy=policies.policies[0], settings=settings, invoker=RecordingInvoker(),
                              function_name="archiver-archive", policies=policies)
-    status.use_deps(deps)
-    yield deps
-    status.use_deps(None)
 
 
 def test_api_lists_the_tables_and_scopes_runs_and_stats_by_table(api, db, policies, settings):
-    tables = request("GET", "/tables").body["tables"]
+    tables = request(api, "GET", "/tables").body["tables"]
     assert [(t["table"], t["archive_table"], t["schedule_time"], t["mode"]) for t in tables] == [
         (CUSTOMERS, f"{CUSTOMERS}_backup", "02:00", "archive"), (CALLS, f"{CALLS}_backup", "02:00", "archive")]
     run(db, policies.get(CALLS), settings)
-    started = request("POST", "/runs", body={"table": CUSTOMERS, "dry_run": True})
+    started = request(api, "POST", "/runs", body={"table": CUSTOMERS, "dry_run": True})
     assert started.status == 202
     assert api.invoker.calls[-1][1]["table"] == CUSTOMERS
-    assert {r["table"] for r in request("GET", "/runs").body["runs"]} == {CUSTOMERS, CALLS}
-    assert [r["table"] for r in request("GET", "/runs", "table=nic_cc_call_log").body["runs"]] == [CALLS]
-    one = request("GET", f"/runs/{started.body['job_id']}").body
+    assert {r["table"] for r in request(api, "GET", "/runs").body["runs"]} == {CUSTOMERS, CALLS}
+    assert [r["table"] for r in request(api, "GET", "/runs", "table=nic_cc_call_log").body["runs"]] == [CALLS]
+    one = request(api, "GET", f"/runs/{started.body['job_id']}").body
     assert one["table"] == CUSTOMERS and one["dry_run"] is True
-    stats = request("GET", "/stats", f"table={CALLS}&days=3").body
+    stats = request(api, "GET", "/stats", f"table={CALLS}&days=3").body
     assert stats["table"] == CALLS and stats["totals"]["archived"] == 7
-    assert request("POST", f"/runs/{started.body['job_id']}/cancel").status == 200
+    assert request(api, "POST", f"/runs/{started.body['job_id']}/cancel").status == 200
 
 
 def test_api_refuses_a_missing_or_unknown_table_where_several_exist_with_422_naming_the_choices(api):
-    for answer in (request("POST", "/runs", body={}), request("POST", "/runs", body={"table": "orders"}),
-                   request("GET", "/stats"), request("GET", "/runs", "table=orders")):
+    for answer in (request(api, "POST", "/runs", body={}), request(api, "POST", "/runs", body={"table": "orders"}),
+                   request(api, "GET", "/stats"), request(api, "GET", "/runs", "table=orders")):
         assert answer.status == 422, answer.body
         assert "nic_cc_customer, nic_cc_call_log" in answer.body["error"]
 

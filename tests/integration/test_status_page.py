@@ -16,17 +16,15 @@ from tests.integration.test_status_api import RecordingInvoker
 
 
 @pytest.fixture
-def api(db, policy, settings):
+def api(db, policy, settings) -> status.StatusDeps:
     setup(db, policy)
     add_customers(db, policy, [70 + i for i in range(12)] + [5])
-    status.use_deps(status.StatusDeps(db=db, policy=policy, settings=settings, invoker=RecordingInvoker(),
-                                      function_name="archiver-archive"))
-    yield
-    status.use_deps(None)
+    return status.StatusDeps(db=db, policy=policy, settings=settings, invoker=RecordingInvoker(),
+                             function_name="archiver-archive")
 
 
-def get_page() -> tuple[int, dict[str, str], str]:
-    result = localapi.call(localapi.build_event("GET", "/", headers={"Host": "localhost"}))
+def get_page(deps: status.StatusDeps) -> tuple[int, dict[str, str], str]:
+    result = localapi.call(localapi.build_event("GET", "/", headers={"Host": "localhost"}), deps)
     headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
     headers.update({k.lower(): v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()})
     return result["statusCode"], headers, result["body"]
@@ -42,7 +40,7 @@ def test_the_page_lists_the_recent_runs_in_its_html_newest_first(api, db, policy
     archiver.run_hop(first.id, owner="w", hop=1)
     second = archiver.start()
     archiver.run_hop(second.id, owner="w", hop=1)
-    code, headers, body = get_page()
+    code, headers, body = get_page(api)
     assert code == 200 and headers["content-type"].startswith("text/html")
     assert history(body) == [second.id, first.id]
     row = body[body.index(f'<tr data-job="{second.id}">'):]
@@ -55,13 +53,13 @@ def test_run_log_text_is_escaped_in_the_page(api, db, policy, settings):
     job = Archiver(db, policy, settings).start()
     db.run(f"UPDATE {qualified(policy.schema_name, policy.log_table)} SET state = 'failed', "
            "error_message = :e WHERE job_id = :j", e='<script>alert("x")</script> & <b>', j=job.id)
-    _, _, body = get_page()
+    _, _, body = get_page(api)
     assert '<script>alert("x")</script>' not in body
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;" in body
 
 
 def test_the_page_allows_only_its_own_script_and_style_and_this_api(api):
-    _, headers, body = get_page()
+    _, headers, body = get_page(api)
     csp = headers["content-security-policy"]
     assert "default-src 'none'" in csp and "connect-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert "unsafe-inline" not in csp and "http" not in csp  # no CDN, no other origin
@@ -72,12 +70,8 @@ def test_the_page_allows_only_its_own_script_and_style_and_this_api(api):
 
 
 def test_the_page_still_loads_when_the_run_log_is_missing_and_says_why(db, policy, settings):
-    status.use_deps(status.StatusDeps(db=db, policy=policy, settings=settings, invoker=RecordingInvoker(),
-                                      function_name="archiver-archive"))
-    try:
-        code, _, body = get_page()
-    finally:
-        status.use_deps(None)
+    code, _, body = get_page(status.StatusDeps(db=db, policy=policy, settings=settings, invoker=RecordingInvoker(),
+                                               function_name="archiver-archive"))
     assert code == 200
     assert "run `archiver migrate` first" in body
 

@@ -102,7 +102,7 @@ def test_get_picks_a_table_by_name_and_refuses_unknown_or_ambiguous_ones(tmp_pat
     [
         ('retention_days = 0', r"policies\[1\] \(nic_cc_call_log\): retention_days"),
         ('mode = "sometimes"', r"policies\[1\] \(nic_cc_call_log\): mode"),
-        ('schedule_time = "25:00"', r"policies\[1\] \(nic_cc_call_log\): schedule_time: expected a local time"),
+        ('schedule_time = "25:00"', r"policies\[1\] \(nic_cc_call_log\): schedule_time: '25:00' is not a 24-hour"),
         ('run_until = "6am"', r"policies\[1\] \(nic_cc_call_log\): run_until"),
         ('dry_run_until = "soon"', r"policies\[1\] \(nic_cc_call_log\): dry_run_until"),
         ('purge_after_days = -1', r"policies\[1\] \(nic_cc_call_log\): purge_after_days"),

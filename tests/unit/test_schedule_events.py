@@ -38,9 +38,22 @@ def test_purge_report_and_start_events_parse_with_their_table_or_period():
     assert isinstance(purge, PurgeEvent) and purge.table == "nic_cc_call_log"
     report = parse_archive_event({"action": "report", "period": "monthly", "scheduled_time": "2026-12-01T08:00Z"})
     assert isinstance(report, ReportEvent) and report.period == "monthly"
-    start = parse_archive_event(start_event("5f0e4c1e-1111-4000-8000-000000000000", False, None, "nic_cc_customer"))
+    start = parse_archive_event(start_event("5f0e4c1e-1111-4000-8000-000000000000", "nic_cc_customer"))
     assert isinstance(start, StartEvent) and start.table == "nic_cc_customer"
-    assert "table" not in start_event("5f0e4c1e-1111-4000-8000-000000000000", False, None)
+    assert "table" not in start_event("5f0e4c1e-1111-4000-8000-000000000000")
+
+
+def test_a_start_event_of_an_earlier_version_is_still_accepted_without_its_unused_fields():
+    # dry_run and batch_size live in the run log; an invocation queued across a deploy still carries them.
+    event = parse_archive_event({"action": "start", "job_id": "5f0e4c1e-1111-4000-8000-000000000000",
+                                 "dry_run": True, "batch_size": 50, "table": "nic_cc_customer"})
+    assert isinstance(event, StartEvent) and set(StartEvent.model_fields) == {"action", "job_id", "table"}
+    assert event.table == "nic_cc_customer"
+
+
+def test_a_start_event_with_a_field_nobody_sends_is_refused():
+    with pytest.raises(InvalidEventError, match="bad archive event"):
+        parse_archive_event({"action": "start", "job_id": "j", "priority": 1})
 
 
 @pytest.mark.parametrize("event", [{"action": "report", "period": "daily"}, {"action": "purge", "days": 3},

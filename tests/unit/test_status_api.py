@@ -42,16 +42,14 @@ class NeverInvoked:
 
 
 @pytest.fixture
-def down(log_lines):
+def down() -> status.StatusDeps:
     """Deps whose database refuses connections (nothing listens on port 1)."""
     env: dict[str, str] = {}
     policy, settings = load_policy(env), load_settings(env)
     db = Database(ConnectionParams(user="archiver", password="hunter2", host="127.0.0.1", port=1,
                                    database="prod_db"))
-    status.use_deps(status.StatusDeps(db=db, policy=policy, settings=settings, invoker=NeverInvoked(),
-                                      function_name="archiver-archive"))
-    yield log_lines
-    status.use_deps(None)
+    return status.StatusDeps(db=db, policy=policy, settings=settings, invoker=NeverInvoked(),
+                             function_name="archiver-archive")
 
 
 BAD_BODIES = [
@@ -76,7 +74,7 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize(("raw", "code", "says"), BAD_BODIES)
 def test_bad_start_request_is_refused_with_a_json_error(down, raw, code, says):
-    answer = request("POST", "/runs", raw=raw)
+    answer = request(down, "POST", "/runs", raw=raw)
     assert answer.status == code
     assert says in answer.body["error"]
     assert answer.body["details"] and all({"loc", "type", "msg"} <= set(d) for d in answer.body["details"])
@@ -88,14 +86,14 @@ def test_bad_start_request_is_refused_with_a_json_error(down, raw, code, says):
     ("/stats", "days=0", "days"), ("/stats", "days=91", "days"), ("/stats", "days=week", "days"),
 ])
 def test_out_of_range_or_malformed_query_answers_422(down, path, query, field):
-    answer = request("GET", path, query)
+    answer = request(down, "GET", path, query)
     assert answer.status == 422
     assert answer.body["details"][0]["loc"] == ["query", field]
     assert f"query.{field}" in answer.body["error"]
 
 
 def test_a_body_that_is_not_utf8_answers_400(down):
-    answer = request("POST", "/runs", raw=b"\xff\xfe{}")
+    answer = request(down, "POST", "/runs", raw=b"\xff\xfe{}")
     assert answer.status == 400
     assert answer.body == {"error": "the body must be UTF-8 JSON"}
 
@@ -105,20 +103,20 @@ def test_a_body_that_is_not_utf8_answers_400(down):
     ("GET", "/runs/5f0e4c1e-0000-4000-8000-00000000000g"), ("POST", "/runs/123/cancel"),
 ])
 def test_malformed_job_id_answers_400_before_the_database_is_asked(down, method, path):
-    answer = request(method, path)
+    answer = request(down, method, path)
     assert answer.status == 400
     assert "malformed job id" in answer.body["error"] and "UUID" in answer.body["error"]
 
 
 def test_a_body_that_is_not_json_answers_415(down):
-    answer = request("POST", "/runs", raw="dry_run=true", headers={"Content-Type": "text/plain"})
+    answer = request(down, "POST", "/runs", raw="dry_run=true", headers={"Content-Type": "text/plain"})
     assert answer.status == 415
     assert "JSON" in answer.body["error"]
 
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/nothing"), ("DELETE", "/nothing"), ("GET", "/runs/a/b/c")])
 def test_unknown_route_answers_404_json(down, method, path):
-    answer = request(method, path)
+    answer = request(down, method, path)
     assert answer.status == 404
     assert answer.body == {"error": "no such route"}
 
@@ -128,14 +126,14 @@ def test_unknown_route_answers_404_json(down, method, path):
     ("POST", "/health", "GET"), ("PATCH", "/stats", "GET"), ("OPTIONS", "/runs", "GET, POST"),
 ])
 def test_a_wrong_method_answers_405_with_allow(down, method, path, allow):
-    answer = request(method, path)  # the API Gateway event, through the Lambda handler
+    answer = request(down, method, path)  # the API Gateway event, through the Lambda handler
     assert answer.status == 405
     assert answer.headers["allow"] == allow
     assert answer.body == {"error": f"{method} is not allowed here; allowed: {allow}"}
 
 
 def test_a_body_larger_than_the_limit_answers_413_before_it_is_parsed(down):
-    answer = request("POST", "/runs", raw='{"dry_run": true, "pad": "' + "x" * MAX_BODY_BYTES + '"}')
+    answer = request(down, "POST", "/runs", raw='{"dry_run": true, "pad": "' + "x" * MAX_BODY_BYTES + '"}')
     assert answer.status == 413
     assert str(MAX_BODY_BYTES) in answer.body["error"]
 
@@ -144,19 +142,19 @@ def test_a_body_larger_than_the_limit_answers_413_before_it_is_parsed(down):
 def test_a_deeply_nested_body_answers_400_never_500(down, levels):
     for raw in ("[" * levels + "]" * levels, '{"dry_run": ' + "[" * levels + "]" * levels + "}",
                 '{"a": ' * levels + "1" + "}" * levels):
-        answer = request("POST", "/runs", raw=raw)
+        answer = request(down, "POST", "/runs", raw=raw)
         assert answer.status == 400, raw[:40]
         assert f"deeper than {MAX_BODY_DEPTH} levels" in answer.body["error"]
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting(down):
-    answer = request("POST", "/runs", raw='{"dry_run": "' + "[{" * 100 + '\\\\"}')
+    answer = request(down, "POST", "/runs", raw='{"dry_run": "' + "[{" * 100 + '\\\\"}')
     assert answer.status == 422  # a string is not a boolean: refused by validation, not as nesting
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
 def test_a_json_body_with_another_content_type_answers_415_saying_so(down, content_type):
-    answer = request("POST", "/runs", raw='{"dry_run": true}', headers={"Content-Type": content_type})
+    answer = request(down, "POST", "/runs", raw='{"dry_run": true}', headers={"Content-Type": content_type})
     assert answer.status == 415
     assert answer.body["error"] == ("the body must be JSON: send Content-Type: application/json"
                                     f" (got {content_type!r})")
@@ -164,25 +162,25 @@ def test_a_json_body_with_another_content_type_answers_415_saying_so(down, conte
 
 def test_a_json_body_without_a_content_type_is_read_as_json(down):
     event = build_event("POST", "/runs", body='{"batch_size": 0}')
-    answer = status.handler(event, FakeContext(29))
+    answer = status.handle(event, FakeContext(29), lambda: down)
     assert answer["statusCode"] == 422 and "batch_size" in answer["body"]  # parsed and validated as JSON
 
 
 def test_a_json_content_type_with_parameters_is_json(down):
-    answer = request("POST", "/runs", raw='{"batch_size": 0}',
+    answer = request(down, "POST", "/runs", raw='{"batch_size": 0}',
                      headers={"Content-Type": "application/json; charset=utf-8"})
     assert answer.status == 422
 
 
-def test_database_down_answers_503_without_revealing_the_server(down):
-    answer = request("GET", "/runs")
+def test_database_down_answers_503_without_revealing_the_server(down, log_lines):
+    answer = request(down, "GET", "/runs")
     assert answer.status == 503
     assert answer.body == {"error": "the database is unavailable; try again later"}
-    assert "hunter2" not in down.getvalue()
+    assert "hunter2" not in log_lines.getvalue()
 
 
 def test_health_answers_503_when_the_database_is_down(down):
-    answer = request("GET", "/health")
+    answer = request(down, "GET", "/health")
     assert answer.status == 503
     assert answer.body["status"] == "unavailable"
     assert answer.body["database"] is False
@@ -231,7 +229,7 @@ def test_committed_openapi_document_is_the_generated_one():
 
 
 def test_openapi_document_is_served_and_documents_every_route(down):
-    answer = request("GET", "/openapi.json")
+    answer = request(down, "GET", "/openapi.json")
     assert answer.status == 200
     assert answer.body == json.loads(status.openapi_json())
     paths = answer.body["paths"]
@@ -263,3 +261,20 @@ def test_event_of_an_empty_request_has_null_body_and_parameters():
 def test_event_body_that_is_not_utf8_is_base64_encoded():
     event = build_event("POST", "/runs", body=b"\xff\xfe")
     assert event["isBase64Encoded"] is True and event["body"] == "//4="
+
+
+def never() -> status.StatusDeps:
+    raise AssertionError("this request must be answered without the dependencies")
+
+
+def test_openapi_and_a_refused_body_are_answered_without_building_the_dependencies():
+    openapi = status.handle(build_event("GET", "/openapi.json"), FakeContext(29), never)
+    assert openapi["statusCode"] == 200
+    big = build_event("POST", "/runs", body="x" * (MAX_BODY_BYTES + 1), headers={"Content-Type": "application/json"})
+    assert status.handle(big, FakeContext(29), never)["statusCode"] == 413
+
+
+def test_without_the_archive_function_name_the_function_refuses_to_build_naming_it(monkeypatch):
+    monkeypatch.delenv("ARCHIVER_ARCHIVE_FUNCTION_NAME", raising=False)
+    with pytest.raises(ConfigError, match="^ARCHIVER_ARCHIVE_FUNCTION_NAME is not set$"):
+        status.build_deps()
