@@ -1,4 +1,5 @@
-"""Export function: the export -> verify -> purge chain on the purge schedule, in hops; and
+"""Export function: the export -> verify -> purge chain on the purge schedule (its own, or the
+archive function's purge event), in hops; and
 erasure requests (``{"action": "erase", "key": ..., "by": ...}``), whose callers need
 lambda:InvokeFunction on this function.
 Parses the event and the environment, calls the core's chain, shapes the answer. Needs pyarrow,
@@ -13,9 +14,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
 from archiver import alerts, aws
-from archiver.cold_chain import ChainDeps, erase_request, export_hop
+from archiver.cold_chain import ChainDeps, handle
 from archiver.cold_storage import open_storage
-from archiver.config import load_policy, load_settings
+from archiver.config import DEFAULT_PURGE_AFTER_DAYS, load_policy, load_settings
 from archiver.connection import open_database
 from archiver.observability import logger
 
@@ -37,7 +38,8 @@ def build_deps(context: LambdaContext) -> ChainDeps:
     db = open_database(env, settings, policy.timezone, aws.fetch_secret, aws.fetch_iam_token)
     sink: alerts.AlertSink = aws.sns_sink(settings.alert_topic_arn) if settings.alert_topic_arn else alerts.LogSink()
     return ChainDeps(db=db, policy=policy, storage=open_storage(mine.dest), sink=sink, invoker=aws.LambdaInvoker(),
-                     function=context.invoked_function_arn, older_than_days=policy.purge_after_days,
+                     function=context.invoked_function_arn,
+                     older_than_days=policy.purge_after_days or DEFAULT_PURGE_AFTER_DAYS,
                      rows_per_file=mine.rows_per_file, max_hops=settings.max_hops)
 
 
@@ -51,8 +53,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _deps
     if _deps is None:
         _deps = build_deps(context)
-    event = event if isinstance(event, dict) else {}
-    if event.get("action") == "erase":
-        return erase_request(event, _deps)
-    return export_hop(event, _deps,
-                      lambda: context.get_remaining_time_in_millis() / 1000)
+    return handle(event, _deps, lambda: context.get_remaining_time_in_millis() / 1000)
