@@ -69,6 +69,16 @@ def insert(db: Database, table: str, key: str, age_type: str, ages: Iterable[Any
     return out
 
 
+def order_lines_and_parts(db: Database) -> None:
+    """Below ``orders (region, code)``: ``order_lines``, referencing it by both columns, and
+    ``line_parts``, with no key at all, referencing the lines."""
+    db.run("CREATE TABLE order_lines (region int, code text, line int, part text,"
+           " PRIMARY KEY (region, code, line),"
+           " FOREIGN KEY (region, code) REFERENCES orders (region, code) ON DELETE CASCADE)")
+    db.run("CREATE TABLE line_parts (region int, code text, line int, qty int,"
+           " FOREIGN KEY (region, code, line) REFERENCES order_lines ON DELETE RESTRICT)")
+
+
 def contents(db: Database, table: str, archive: str) -> tuple[dict[str, str], dict[str, str]]:
     """(live, archived) rows: {key's text: the original columns' text}."""
     cols = "id" if db.scalar("SELECT count(*) FROM pg_attribute WHERE attrelid = CAST(:t AS regclass)"

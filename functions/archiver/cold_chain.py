@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field, ValidationError
 
 from .alerts import Alert, AlertSink
 from .cold_storage import ColdStorage
@@ -39,6 +41,39 @@ class ChainDeps:
     max_hops: int = 200
 
 
+class ChainEvent(BaseModel):
+    """What starts or carries on the chain: the export schedule's event (no ``action``), the purge
+    schedule's (``{"action": "purge", "table": ...}``: with cold storage on, a purge is this chain),
+    or the function's own continuation (``{"action": "continue", "job_id": ..., "hop": n}``)."""
+
+    action: Literal["export", "purge", "continue"] = "export"
+    table: str | None = None
+    job_id: str | None = Field(None, max_length=64)
+    hop: int = Field(1, ge=1)
+
+
+def handle(event: Any, deps: ChainDeps, seconds_left: Callable[[], float]) -> dict[str, Any]:
+    """One invocation of the export function: an erasure request, or a hop of the chain."""
+    event = event if isinstance(event, dict) else {}
+    if event.get("action") == "erase":
+        return erase_request(event, deps)
+    try:
+        parsed = ChainEvent.model_validate({k: event[k] for k in ("action", "table", "job_id", "hop") if k in event})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return _rejected(f"bad export event: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+    if parsed.table not in (None, deps.policy.live_table, deps.policy.archive_table):
+        return _rejected(f"this export function exports the archive of {deps.policy.live_table}, not {parsed.table}")
+    if parsed.action == "continue" and not parsed.job_id:
+        return _rejected("a continuation names its export (job_id)")
+    return export_hop({"job_id": parsed.job_id, "hop": parsed.hop}, deps, seconds_left)
+
+
+def _rejected(error: str) -> dict[str, Any]:
+    logger.error("rejected export event", extra={"error": error})
+    return {"status": "rejected", "error": error}
+
+
 def export_hop(event: dict[str, Any], deps: ChainDeps, seconds_left: Callable[[], float]) -> dict[str, Any]:
     """One invocation: ``{}`` or a schedule event starts (or continues) an export; ``{"job_id", "hop"}``
     continues one."""
@@ -57,7 +92,7 @@ def export_hop(event: dict[str, Any], deps: ChainDeps, seconds_left: Callable[[]
     if not result.verified:
         return {**out, "status": "failed"}
     try:
-        purged = purge(deps.db, deps.policy, deps.older_than_days).as_dict()["purged"]
+        purged = purge(deps.db, deps.policy, deps.older_than_days, trigger="schedule").as_dict()["purged"]
     except AlreadyRunningError as exc:  # an archive run holds the table: the next schedule purges
         logger.warning("purge deferred: a run is active", extra={"existing_job_id": exc.job_id})
         return {**out, "status": "purge_deferred"}

@@ -25,7 +25,8 @@ from .exceptions import ConfigError, StorageError, VerificationError
 from .export import ColumnSpec, checksum, column_spec, from_parquet, manifest_key, row_digest
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
-from .migration import ARCHIVE_META
+from .migration import ARCHIVE_META, related_archive_name
+from .related import Related, matches, references_set, related_graph
 from .restore import MAX_REPORTED_CONFLICTS, RestoreResult
 from .states import RunState
 
@@ -51,6 +52,11 @@ def _record(names: Sequence[str], specs: Sequence[ColumnSpec], row: Sequence[Any
                           for n, s, v in zip(names, specs, row, strict=True)) + "}"
 
 
+def _shown(values: list[Any]) -> Any:
+    """A key as reported: its value, or a tuple of them for a key of several columns."""
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def manifests(storage: ColdStorage, table: str, export_id: str | None) -> list[dict[str, Any]]:
     keys = [manifest_key(table, export_id)] if export_id else storage.list(f"{table}/manifests/")
     out = []
@@ -71,6 +77,9 @@ def restore_from(db: Database, policy: Policy, storage: ColdStorage, *, export_i
     if to not in ("archive", "live"):
         raise ConfigError("--to must be archive or live")
     found = manifests(storage, policy.archive_table, export_id)
+    if to == "live" and any(r.get("rows") for m in found for r in m.get("related", [])):
+        raise ConfigError("this export holds related rows (move mode): restore it to the archive (--to archive), then"
+                          " `archiver restore --since` brings rows and related rows back to the live tables together")
     jobs = JobStore(db, policy)
     run = jobs.create(kind="restore", batch_size=batch_size, trigger="manual",
                       options={"from": storage.url, "export_id": export_id, "to": to,
@@ -83,11 +92,13 @@ def restore_from(db: Database, policy: Policy, storage: ColdStorage, *, export_i
         erased = erased_hashes(db, policy)
         for m in found:
             skipped += _restore_export(db, policy, storage, m, since, to, batch_size, erased, result)
+            for section in m.get("related", []):
+                _restore_related(db, policy, storage, m["export_id"], section, since, result)
     except Exception as exc:
         jobs.fail(run.id, owner, describe_error(exc))
         raise
-    msg = (f"restored {result.restored} rows from {storage.url} to the {to} table; {result.conflict_count} "
-           f"already present (left as they are); {skipped} erased (not restored)")
+    msg = (f"restored {result.restored} rows ({result.related_restored} related) from {storage.url} to the {to}"
+           f" table; {result.conflict_count} already present (left as they are); {skipped} erased (not restored)")
     jobs.record_totals(run.id, result.restored, result.conflict_count)
     done = jobs.finish(run.id, owner, RunState.PARTIAL if result.conflict_count else RunState.SUCCEEDED, msg,
                        result={**result.as_dict(), "erased_skipped": skipped})
@@ -95,40 +106,100 @@ def restore_from(db: Database, policy: Policy, storage: ColdStorage, *, export_i
     return done, result
 
 
+def _file_rows(storage: ColdStorage, export_id: str, entry: dict[str, Any], names: list[str]) -> list[tuple[Any, ...]]:
+    """A file's rows, checked against its manifest entry first."""
+    rows = from_parquet(storage.get(entry["key"]), names)
+    if len(rows) != entry["rows"] or checksum(row_digest(r) for r in rows) != entry["checksum"]:
+        raise VerificationError(export_id, [f"file {entry['key']} does not match its manifest"])
+    return rows
+
+
+def _payload(names: Sequence[str], specs: Sequence[ColumnSpec], keep: Sequence[int], rows: Sequence[Any]) -> str:
+    return "[" + ",".join(_record([names[i] for i in keep], [specs[i] for i in keep], [r[i] for i in keep])
+                          for r in rows) + "]"
+
+
 def _restore_export(db: Database, policy: Policy, storage: ColdStorage, m: dict[str, Any], since: datetime | None,
                     to: str, batch_size: int, erased: set[str], result: RestoreResult) -> int:
     specs = [column_spec(c["name"], c["pg_type"]) for c in m["columns"]]
     names = [s.name for s in specs]
-    pk = live_shape(db, policy).pk
+    shape = live_shape(db, policy)
     target = policy.archive_table if to == "archive" else policy.live_table
     have = {c.name for c in columns(db, policy.schema_name, target) if not c.generated}
     keep = [i for i, n in enumerate(names) if n in have and not (to == "live" and n in ARCHIVE_META)]
     cols = ", ".join(quote(names[i]) for i in keep)
     live, archive = (qualified(policy.schema_name, t) for t in (policy.live_table, policy.archive_table))
+    recordset = f"json_populate_recordset(NULL::{qualified(policy.schema_name, target)}, CAST(:rows AS json)) s"
+    def as_text(prefix: str) -> str:
+        return "ARRAY[" + ", ".join(f"CAST({prefix}{quote(c.name)} AS text)" for c in shape.key) + "]"
+
     sql = (f"INSERT INTO {qualified(policy.schema_name, target)} ({cols}) OVERRIDING SYSTEM VALUE"
-           f" SELECT {cols} FROM json_populate_recordset(NULL::{qualified(policy.schema_name, target)},"
-           f" CAST(:rows AS json)) s WHERE NOT EXISTS (SELECT 1 FROM {live} l WHERE l.{quote(pk)} = s.{quote(pk)})"
-           f" AND NOT EXISTS (SELECT 1 FROM {archive} a WHERE a.{quote(pk)} = s.{quote(pk)}) RETURNING {quote(pk)}")
-    pk_i, ts_i = names.index(pk), names.index("archived_at")
+           f" SELECT {cols} FROM {recordset}"
+           f" WHERE NOT EXISTS (SELECT 1 FROM {live} l WHERE {shape.key_equal('l', 's')})"
+           f" AND NOT EXISTS (SELECT 1 FROM {archive} a WHERE {shape.key_equal('a', 's')}) RETURNING {as_text('')}")
+    keys_sql = f"SELECT {as_text('s.')} FROM {recordset}"  # the same keys, as the database writes them
+    key_i = [names.index(c.name) for c in shape.key]
+    ts_i = names.index("archived_at")
     since_month = since.astimezone(UTC).strftime("%Y-%m") if since else None
     skipped = 0
     for entry in m["files"]:
         if since_month and entry["month"] < since_month:
             continue
-        rows = from_parquet(storage.get(entry["key"]), names)
-        if len(rows) != entry["rows"] or checksum(row_digest(r) for r in rows) != entry["checksum"]:
-            raise VerificationError(m["export_id"], [f"file {entry['key']} does not match its manifest"])
-        rows = [r for r in rows if since is None or r[ts_i] >= since]
-        wanted = [r for r in rows if key_hash(policy, str(r[pk_i])) not in erased]
+        rows = [r for r in _file_rows(storage, m["export_id"], entry, names) if since is None or r[ts_i] >= since]
+        # Erasure records hash a single-column key (erasure.py takes no other).
+        wanted = [r for r in rows if len(key_i) != 1 or key_hash(policy, str(r[key_i[0]])) not in erased]
         skipped += len(rows) - len(wanted)
         for start in range(0, len(wanted), batch_size):
             chunk = wanted[start:start + batch_size]
-            payload = "[" + ",".join(_record([names[i] for i in keep], [specs[i] for i in keep],
-                                             [r[i] for i in keep]) for r in chunk) + "]"
+            payload = _payload(names, specs, keep, chunk)
             with db.transaction():
-                back = {str(r[0]) for r in db.run(sql, rows=payload)}
+                back = {tuple(r[0]) for r in db.run(sql, rows=payload)}
+                # Which rows did not go in: only asked when some did not.
+                texts = [tuple(r[0]) for r in db.run(keys_sql, rows=payload)] if len(back) < len(chunk) else []
             result.restored += len(back)
-            clashes = [r[pk_i] for r in chunk if str(r[pk_i]) not in back]
+            clashes = [_shown([r[i] for i in key_i]) for r, t in zip(chunk, texts, strict=False) if t not in back]
             result.conflict_count += len(clashes)
-            result.conflicts.extend(clashes[: MAX_REPORTED_CONFLICTS - len(result.conflicts)])
+            result.conflicts.extend(clashes[: max(0, MAX_REPORTED_CONFLICTS - len(result.conflicts))])
     return skipped
+
+
+def _restore_related(db: Database, policy: Policy, storage: ColdStorage, export_id: str, section: dict[str, Any],
+                     since: datetime | None, result: RestoreResult) -> None:
+    """Rows of a related archive table back into it (restores go to the archive), parents first as the
+    manifest lists them. A row comes back only with its group (``(archive_job_id, archived_at)``,
+    the rows one archive batch moved) absent from the table, and only when a row it belongs to (its
+    parent, archived in the same batch) is in the archive: the children of a row not restored (still
+    there, erased) stay out. Rows that do not come back are counted with the conflicts."""
+    graph = related_graph(db, policy)
+    schema, backup, source = section["schema"], section["table"], (section["schema"], section["source_table"])
+    specs = [column_spec(c["name"], c["pg_type"]) for c in section["columns"]]
+    names = [s.name for s in specs]
+    have = {c.name for c in columns(db, schema, backup) if not c.generated}
+    keep = [i for i, n in enumerate(names) if n in have]
+    cols = ", ".join(quote(names[i]) for i in keep)
+    table = qualified(schema, backup)
+    recordset = f"json_populate_recordset(NULL::{table}, CAST(:rows AS json))"
+
+    def archived_parent(link: Related) -> str:
+        parent = (qualified(policy.schema_name, policy.archive_table) if link.parent == graph.live
+                  else qualified(link.parent[0], related_archive_name(policy, link.parent[1])))
+        same = f"{matches('s', link.columns, 'p', link.parent_columns)} AND p.archived_at = s.archived_at"
+        found = f"EXISTS (SELECT 1 FROM {parent} p WHERE {same})"
+        if link.is_self:  # a parent in the same file comes back in the same statement
+            found = f"({found} OR EXISTS (SELECT 1 FROM {recordset} p WHERE {same}))"
+        return f"({references_set('s', link.columns)} AND {found})"
+
+    belongs = " OR ".join(archived_parent(r) for r in [*graph.into(source), *graph.self_links_of(source)]) or "true"
+    sql = (f"INSERT INTO {table} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {recordset} s"
+           f" WHERE NOT EXISTS (SELECT 1 FROM {table} b WHERE b.archive_job_id = s.archive_job_id"
+           f" AND b.archived_at = s.archived_at) AND ({belongs}) ON CONFLICT DO NOTHING")
+    ts_i = names.index("archived_at")
+    for entry in section["files"]:
+        rows = [r for r in _file_rows(storage, export_id, entry, names) if since is None or r[ts_i] >= since]
+        if not rows:
+            continue
+        with db.transaction():  # one statement a file: a group is never split across files
+            db.run(sql, rows=_payload(names, specs, keep, rows))
+            back = db.row_count
+        result.related_restored += back
+        result.conflict_count += len(rows) - back

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .config import Policy, PolicySet
 from .db import Database, expecting
@@ -68,6 +68,9 @@ from .exceptions import (
 from .identifiers import qualified, quote
 from .migration import LOG_COLUMNS
 from .states import ACTIVE_SQL, ACTIVE_STATES, RunState, sql_state, sql_states
+
+# Where an export lists its files in its options: the archive table's, the related archive tables'.
+ExportFiles = Literal["files", "related_files"]
 
 HANDOFF = "handoff"  # lease_owner of a run handed over to its next hop
 # No live lease, in SQL: never claimed, released, or past its expiry (Lease.FREE, PAUSED, EXPIRED).
@@ -493,21 +496,24 @@ class JobStore:
             f" OR lease_owner = :o OR {LEASE_FREE_SQL} OR next_hop IS NOT NULL)"
             f" RETURNING {self._fields}", j=job_id, o=owner)
 
-    def record_export_file(self, job_id: str, owner: str, entry: dict[str, Any], rows: int) -> bool:
-        """An export wrote a file of ``rows`` rows: list it, count them and the batch, renew the lease.
-        False when the lease is no longer ``owner``'s (nothing recorded)."""
+    def record_export_file(self, job_id: str, owner: str, entry: dict[str, Any], rows: int,
+                           field: ExportFiles = "files") -> bool:
+        """An export wrote a file of ``rows`` rows: list it under ``field`` (the archive table's files, or
+        the related archive tables'), count them and the batch, renew the lease. False when the lease is
+        no longer ``owner``'s (nothing recorded)."""
         updated = self.db.run(
-            f"UPDATE {self.log} SET options = jsonb_set(options, '{{files}}',"
-            " COALESCE(options->'files', '[]'::jsonb) || CAST(:f AS jsonb)),"
+            f"UPDATE {self.log} SET options = jsonb_set(options, '{{{field}}}',"
+            f" COALESCE(options->'{field}', '[]'::jsonb) || CAST(:f AS jsonb)),"
             " records_archived = records_archived + :n, batches = batches + 1, heartbeat_at = now(),"
             " lease_expires_at = now() + interval '1 hour' WHERE job_id = CAST(:j AS uuid) AND lease_owner = :o"
             " RETURNING job_id", f=json.dumps([entry]), n=rows, j=job_id, o=owner)
         return bool(updated)
 
-    def record_export_files(self, job_id: str, files: list[dict[str, Any]], rows: int | None = None) -> None:
-        """An export's files rewritten (repaired, or a record erased from them): the new list, and
-        with ``rows`` the rows they now hold."""
-        self.db.run(f"UPDATE {self.log} SET options = jsonb_set(options, '{{files}}', CAST(:f AS jsonb)),"
+    def record_export_files(self, job_id: str, files: list[dict[str, Any]], rows: int | None = None,
+                            field: ExportFiles = "files") -> None:
+        """An export's files rewritten (repaired, or a record erased from them): the new list under
+        ``field``, and with ``rows`` the rows they now hold."""
+        self.db.run(f"UPDATE {self.log} SET options = jsonb_set(options, '{{{field}}}', CAST(:f AS jsonb)),"
                     " records_archived = COALESCE(CAST(:n AS bigint), records_archived)"
                     " WHERE job_id = CAST(:j AS uuid)", f=json.dumps(files), n=rows, j=job_id)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .catalogue import (
     Column,
+    TableShape,
     columns,
     has_index,
     indexes,
@@ -233,4 +234,50 @@ def migrate(db: Database, policy: Policy) -> MigrationReport:
         if policy.related_mode == "move":
             for schema, table in graph.tables:
                 sync_archive_table(db, schema, table, related_archive_name(policy, table), RELATED_META, report)
+        migrate_export_ledgers(db, policy, shape, report)
     return report
+# -- the export's ledgers (cold storage) ---------------------------------------------------
+# Which archive rows went into which exported file: ids and times only. Keyed rows of the archive
+# table one by one (its key's columns, positionally named: ``key``, ``key_2`` ...: a key column
+# can be called anything); rows of related archive tables (move mode; they may have no key) by
+# the group one archive batch moved together, ``(archive_job_id, archived_at)``.
+LEDGER_SUFFIX, RELATED_LEDGER_SUFFIX = "_exported", "_exported_related"
+
+
+def _stable_name(name: str) -> str:
+    return name if len(name) <= 63 else f"{name[:50]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def ledger_name(policy: Policy) -> str:
+    return _stable_name(f"{policy.archive_table}{LEDGER_SUFFIX}")
+
+
+def related_ledger_name(policy: Policy) -> str:
+    return _stable_name(f"{policy.archive_table}{RELATED_LEDGER_SUFFIX}")
+
+
+def ledger_key_columns(width: int) -> tuple[str, ...]:
+    return ("key", *(f"key_{i}" for i in range(2, width + 1)))
+
+
+def migrate_export_ledgers(db: Database, policy: Policy, shape: TableShape, report: MigrationReport) -> None:
+    """Create the export's ledgers (the related one in move mode), so that the export's role needs no
+    CREATE. Idempotent; a ledger already there is left as it is."""
+    schema = policy.schema_name
+    if not table_exists(db, schema, ledger_name(policy)):
+        keys = ledger_key_columns(len(shape.key))
+        cols = ", ".join(f"{quote(n)} {c.type} NOT NULL" for n, c in zip(keys, shape.key, strict=True))
+        name = qualified(schema, ledger_name(policy))
+        db.run(f"CREATE TABLE IF NOT EXISTS {name} ({cols}, archived_at timestamptz NOT NULL, export_id uuid NOT NULL,"
+               f" file text NOT NULL, PRIMARY KEY ({', '.join(quote(k) for k in keys)}, archived_at))")
+        db.run(f"CREATE INDEX IF NOT EXISTS {quote(ledger_name(policy)[:50] + '_export_idx')}"
+               f" ON {name} (export_id, file)")
+        report.created.append(f"{schema}.{ledger_name(policy)}")
+    if policy.related_mode == "move" and not table_exists(db, schema, related_ledger_name(policy)):
+        name = qualified(schema, related_ledger_name(policy))
+        db.run(f"CREATE TABLE IF NOT EXISTS {name} (archive_table text NOT NULL, archive_job_id uuid NOT NULL,"
+               " archived_at timestamptz NOT NULL, export_id uuid NOT NULL, file text NOT NULL,"
+               " PRIMARY KEY (archive_table, archive_job_id, archived_at))")
+        db.run(f"CREATE INDEX IF NOT EXISTS {quote(related_ledger_name(policy)[:50] + '_export_idx')}"
+               f" ON {name} (export_id, file)")
+        report.created.append(f"{schema}.{related_ledger_name(policy)}")

@@ -15,7 +15,7 @@ from .catalogue import TableShape, columns, live_shape, table_exists
 from .config import Policy
 from .db import Database, describe_error
 from .exceptions import ConfigError
-from .export import purge_gate
+from .export import purge_gate, related_purge_gate
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
 from .migration import ARCHIVE_META, RELATED_META, related_archive_name
@@ -222,8 +222,9 @@ class Restorer:
 
 def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = False,
           batch_size: int = 10000, trigger: str = "manual", without_export: bool = False) -> Job:
-    """Delete archive rows archived more than ``older_than_days`` ago: only those in a verified export
-    (export.purge_gate), unless ``without_export`` (then related archive rows too), which is logged."""
+    """Delete archive rows archived more than ``older_than_days`` ago, and in move mode related archive
+    rows: only those in a verified export (export.purge_gate, related_purge_gate), unless
+    ``without_export``, which is logged."""
     if not 1 <= older_than_days <= 36500:
         raise ConfigError("--older-than must be between 1 and 36500 days")
     db.use_timezone(policy.timezone)  # "N days" in the policy's calendar
@@ -235,18 +236,18 @@ def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = Fa
     shape = live_shape(db, policy)
     # The archive's own key (it mirrors the live table's, of any width) picks the rows to delete.
     tables = [(qualified(policy.schema_name, policy.archive_table), shape.key_list("x"))]
-    # Related archive rows are not exported: only an explicit --without-export deletes them.
-    gate = "true" if without_export else purge_gate(db, policy, "x", quote(shape.pk))
-    if policy.related_mode == "move" and without_export:
+    gates = ["true" if without_export else purge_gate(db, policy, "x", shape)]
+    if policy.related_mode == "move":  # related archive rows: their group must be in a verified export too
         for schema, table in related_graph(db, policy).tables:
             backup = related_archive_name(policy, table)
             if table_exists(db, schema, backup):
                 tables.append((qualified(schema, backup), "x.ctid"))
+                gates.append("true" if without_export else related_purge_gate(db, policy, "x", schema, backup))
     cutoff = db.scalar("SELECT now() - make_interval(days => :d)", d=older_than_days)
     mine = jobs.own_rows("x")  # rows of this table's runs only, as restore
     total = 0
     try:
-        for table, key in tables:
+        for (table, key), gate in zip(tables, gates, strict=True):
             if dry_run:
                 total += int(db.scalar(f"SELECT count(*) FROM {table} x WHERE x.archived_at < :c AND {mine}"
                                        f" AND {gate}", c=cutoff, own=policy.key))

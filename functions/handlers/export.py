@@ -1,4 +1,5 @@
-"""Export function: the export -> verify -> purge chain on the purge schedule, in hops; and
+"""Export function: the export -> verify -> purge chain on the purge schedule (its own, or the
+archive function's purge event), in hops; and
 erasure requests (``{"action": "erase", "key": ..., "by": ...}``), whose callers need
 lambda:InvokeFunction on this function.
 Parses the event and the environment, calls the core's chain, shapes the answer. Needs pyarrow,
@@ -12,10 +13,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from archiver import alerts, aws
-from archiver.cold_chain import ChainDeps, erase_request, export_hop
+from archiver import alerts, aws, cold_chain
+from archiver.cold_chain import ChainDeps
 from archiver.cold_storage import open_storage
-from archiver.config import load_policy, load_settings
+from archiver.config import DEFAULT_PURGE_AFTER_DAYS, load_policy, load_settings
 from archiver.connection import open_database
 from archiver.observability import logger
 
@@ -30,7 +31,8 @@ def build_deps() -> ChainDeps:
     db = open_database(env, settings, policy.timezone, aws.fetch_secret, aws.fetch_iam_token)
     sink: alerts.AlertSink = aws.sns_sink(settings.alert_topic_arn) if settings.alert_topic_arn else alerts.LogSink()
     return ChainDeps(db=db, policy=policy, storage=open_storage(mine.dest), sink=sink, invoker=aws.LambdaInvoker(),
-                     function="", older_than_days=policy.purge_after_days,  # function: from the context
+                     function="",  # from the context, per invocation (handle)
+                     older_than_days=policy.purge_after_days or DEFAULT_PURGE_AFTER_DAYS,
                      rows_per_file=mine.rows_per_file, max_hops=settings.max_hops)
 
 
@@ -40,10 +42,7 @@ DEPS = LazyDeps(build_deps)
 def handle(event: dict[str, Any], context: LambdaContext, deps: Provider[ChainDeps]) -> dict[str, Any]:
     """One invocation, without the Lambda decorators: an erasure request, or the chain's next hop."""
     chain = replace(deps(), function=context.invoked_function_arn)  # the next hop invokes this function
-    event = event if isinstance(event, dict) else {}
-    if event.get("action") == "erase":
-        return erase_request(event, chain)
-    return export_hop(event, chain, lambda: context.get_remaining_time_in_millis() / 1000)
+    return cold_chain.handle(event, chain, lambda: context.get_remaining_time_in_millis() / 1000)
 
 
 @logger.inject_lambda_context(clear_state=True)

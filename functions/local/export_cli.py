@@ -57,7 +57,8 @@ def cmd_export(args: argparse.Namespace, db: Database, policy: Policy) -> Outcom
                     trigger="cli")
     out = result.as_dict()
     verb = "would export" if result.dry_run else "exported"
-    human = (f"{verb} {result.exported} rows in {result.files} files to {args.dest}"
+    related = "".join(f", {n} of {t}" for t, n in result.related.items())
+    human = (f"{verb} {result.exported} rows{related} in {result.files} files to {args.dest}"
              + ("" if result.dry_run else f"; verified: {'yes' if result.verified else 'NO'}; "
                 f"export id {result.export_id}")
              + "".join(f"\nproblem: {p}" for p in result.problems))

@@ -9,7 +9,15 @@ from datetime import UTC, datetime, timedelta
 from archiver import catalogue, grants, migration
 from archiver.eligibility import pin_cutoffs
 from archiver.engine import Archiver
-from tests.keyed_tables import assert_live_xor_archived, contents, create, insert, policy_for, restore
+from tests.keyed_tables import (
+    assert_live_xor_archived,
+    contents,
+    create,
+    insert,
+    order_lines_and_parts,
+    policy_for,
+    restore,
+)
 
 NOW = datetime.now(UTC)
 AGES = [NOW - timedelta(days=d, minutes=i) for i, d in enumerate([90, 5, 120, 70, 1, 200, 64, 30])]
@@ -25,11 +33,7 @@ def test_move_mode_moves_the_children_of_a_composite_key_by_both_columns_and_res
     same ``code`` stays), and restore brings every row back."""
     create(db, "orders", "composite", "timestamptz")
     keys = insert(db, "orders", "composite", "timestamptz", AGES)
-    db.run("CREATE TABLE order_lines (region int, code text, line int, part text,"
-           " PRIMARY KEY (region, code, line),"
-           " FOREIGN KEY (region, code) REFERENCES orders (region, code) ON DELETE CASCADE)")
-    db.run("CREATE TABLE line_parts (region int, code text, line int, qty int,"
-           " FOREIGN KEY (region, code, line) REFERENCES order_lines ON DELETE RESTRICT)")
+    order_lines_and_parts(db)
     # a young twin of every order: the same code in another region, which a test of the code alone
     # (or of each column apart) would take for the old order's
     db.run("INSERT INTO orders (region, code, created_at, note, amount) SELECT region + 10, code, now(), 'twin', 0"
