@@ -8,6 +8,7 @@ Brings a drifted archive table up to the live table's columns, or stops with a c
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass, field
 
 from .config import Policy
@@ -445,4 +446,47 @@ def migrate(db: Database, policy: Policy) -> MigrationReport:
         if policy.related_mode == "move":
             for schema, table in graph.tables:
                 sync_archive_table(db, schema, table, related_archive_name(policy, table), RELATED_META, report)
+        ensure_erasure_tables(db, policy, report)
     return report
+
+
+# -- erasure (erasure.py): its records and the database's HMAC key ---------------------------------
+ERASURE_SUFFIX = "_erasures"
+KEY_SUFFIX = "_erasure_key"
+
+
+def erasure_table(policy: Policy) -> str:
+    return _bounded(f"{policy.log_table}{ERASURE_SUFFIX}")
+
+
+def key_table(policy: Policy) -> str:
+    return _bounded(f"{policy.log_table}{KEY_SUFFIX}")
+
+
+def _bounded(name: str) -> str:
+    return name if len(name) <= 63 else f"{name[:50]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def ensure_erasure_tables(db: Database, policy: Policy, report: MigrationReport | None = None) -> None:
+    """The erasure records and the per-database key: created, or brought up to date. Idempotent;
+    called by migrate (self-contained, so it moves with migrate wherever that lives)."""
+    schema = policy.schema_name
+    records = qualified(schema, erasure_table(policy))
+    if not table_exists(db, schema, erasure_table(policy)):
+        db.run(f"CREATE TABLE IF NOT EXISTS {records} (id bigserial PRIMARY KEY, policy_key text NOT NULL,"
+               " key_hash text NOT NULL, key_id text, erased_at timestamptz NOT NULL DEFAULT now(),"
+               " erased_by text NOT NULL, removed jsonb NOT NULL DEFAULT '{}'::jsonb, UNIQUE (policy_key, key_hash))")
+        if report is not None:
+            report.created.append(f"{schema}.{erasure_table(policy)}")
+    elif "key_id" not in {c.name for c in columns(db, schema, erasure_table(policy))}:
+        db.run(f"ALTER TABLE {records} ADD COLUMN key_id text")  # NULL: a record of the unsalted hash
+        if report is not None:
+            report.added_columns.append(f"{erasure_table(policy)}.key_id")
+    keys = qualified(schema, key_table(policy))
+    if not table_exists(db, schema, key_table(policy)):
+        db.run(f"CREATE TABLE IF NOT EXISTS {keys} (id integer PRIMARY KEY CHECK (id = 1), secret bytea NOT NULL,"
+               " created_at timestamptz NOT NULL DEFAULT now())")
+        db.run(f"REVOKE ALL ON {keys} FROM PUBLIC")  # the owner alone reads it (docs/security.md)
+        if report is not None:
+            report.created.append(f"{schema}.{key_table(policy)}")
+    db.run(f"INSERT INTO {keys} (id, secret) VALUES (1, :s) ON CONFLICT (id) DO NOTHING", s=secrets.token_bytes(32))

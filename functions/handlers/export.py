@@ -17,6 +17,7 @@ from archiver.cold_chain import ChainDeps, erase_request, export_hop
 from archiver.cold_storage import open_storage
 from archiver.config import load_policy, load_settings
 from archiver.connection import open_database
+from archiver.erasure import ERASURE_KEY_ENV, key_from_secret
 from archiver.observability import logger
 
 _deps: ChainDeps | None = None
@@ -38,7 +39,8 @@ def build_deps(context: LambdaContext) -> ChainDeps:
     sink: alerts.AlertSink = aws.sns_sink(settings.alert_topic_arn) if settings.alert_topic_arn else alerts.LogSink()
     return ChainDeps(db=db, policy=policy, storage=open_storage(mine.dest), sink=sink, invoker=aws.LambdaInvoker(),
                      function=context.invoked_function_arn, older_than_days=policy.purge_after_days,
-                     rows_per_file=mine.rows_per_file, max_hops=settings.max_hops)
+                     rows_per_file=mine.rows_per_file, max_hops=settings.max_hops,
+                     erasure_key=key_from_secret(env.get(ERASURE_KEY_ENV), aws.fetch_secret))
 
 
 def use_deps(deps: ChainDeps | None) -> None:
