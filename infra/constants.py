@@ -44,6 +44,11 @@ API_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "openapi.json"),
 )
 API_PATHS: tuple[str, ...] = tuple(dict.fromkeys(path for _, path in API_ROUTES))
+# POST /erasures: IAM-authorised always, with its own managed policy (infra/erasure.py), and only
+# where the export function exists (export_enabled).
+ERASURE_PATH = "erasures"
+# The variable naming the erasure key's secret (functions/archiver/erasure.py reads the same name).
+ERASURE_KEY_ENV = "ARCHIVER_ERASURE_KEY_SECRET_ARN"
 
 POSTGRES_PORT = 5432
 NEW_DATABASE_NAME = "archiver"

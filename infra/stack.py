@@ -15,10 +15,11 @@ from constructs import Construct
 from .alerts import Alerts
 from .archive_function import ArchiveFunction
 from .code import ca_bundle_problem, code_hash, export_code, lambda_code, runtime_python
-from .cold_archive import ColdArchive
+from .cold_archive import EXPORT_FUNCTION_NAME, ColdArchive
 from .config import ArchiverConfig, ConfigError, config_from_context
 from .constants import PYTHON_VERSION
 from .database import DatabaseAccess
+from .erasure import ErasureAccess
 from .migration import SchemaMigration
 from .monitoring import Monitoring
 from .policies import Deployment, deployment
@@ -70,6 +71,9 @@ class ArchiverStack(Stack):
                                environment={**shared, "ARCHIVER_ALERT_TOPIC_ARN": alerts.topic.topic_arn})
             exported = [cold.function]
             CfnOutput(self, "ExportBucketName", value=cold.bucket.bucket_name)
+            erasure = ErasureAccess(self, "Erasure", status=status, export_function=cold.function,
+                                    export_function_name=EXPORT_FUNCTION_NAME)
+            CfnOutput(self, "ErasureOperatorPolicyArn", value=erasure.operator_policy.managed_policy_arn)
         for function in (archive.function, status.function, migration.function, *exported):
             database.grant_connect(function)
         for function in (archive.function, *exported):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Aws, CfnOutput, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Aws, CfnOutput, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -84,9 +84,27 @@ class StatusApi(Construct):
         for path in API_PATHS:
             self.api.root.resource_for_path(path).add_method("ANY", integration)
 
-        if not iam_auth:
+        if iam_auth:
+            self._add_operator_policy()
+        else:
             self._add_api_key(config)
         self._acknowledge(iam_auth)
+
+    def _add_operator_policy(self) -> None:
+        """execute-api:Invoke on these routes, by name: POST /erasures is not among them (its own policy)."""
+        arns = [self.api.arn_for_execute_api(method, "/" + path.replace("{job_id}", "*"), API_STAGE)
+                for method, path in API_ROUTES]
+        self.operator_policy = iam.ManagedPolicy(
+            self, "StatusOperator",
+            description="pg-archiver: read the status API, start and cancel runs (not erasure)",
+            statements=[iam.PolicyStatement(sid="StatusRoutes", actions=["execute-api:Invoke"], resources=arns)])
+        stack = Stack.of(self)
+        api_id = stack.resolve(stack.get_logical_id(self.api.node.default_child))  # type: ignore[arg-type]
+        Validations.of(self.operator_policy).acknowledge(*(Acknowledgment(
+            id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
+               f"<{api_id}>/{API_STAGE}/{method}/{path.replace('{job_id}', '*')}]",
+            reason="A route with a run's id in its path: any run may be read or cancelled, and run ids are "
+                   "created at run time.") for method, path in API_ROUTES if "{job_id}" in path))
 
     def _add_api_key(self, config: ArchiverConfig) -> None:
         plan = self.api.add_usage_plan(

@@ -17,8 +17,8 @@ from .alerts import Alert, AlertSink
 from .cold_storage import ColdStorage
 from .config import Policy
 from .db import Database
-from .erasure import erase
-from .exceptions import AlreadyRunningError, ArchiverError
+from .erasure import ErasureKey, erase_event
+from .exceptions import AlreadyRunningError
 from .export import DEFAULT_ROWS_PER_FILE, export
 from .observability import logger
 from .restore import purge
@@ -39,6 +39,7 @@ class ChainDeps:
     older_than_days: int
     rows_per_file: int = DEFAULT_ROWS_PER_FILE
     max_hops: int = 200
+    erasure_key: ErasureKey | None = None  # None: the database's own (erasure.py)
 
 
 class ChainEvent(BaseModel):
@@ -101,13 +102,6 @@ def export_hop(event: dict[str, Any], deps: ChainDeps, seconds_left: Callable[[]
 
 
 def erase_request(event: dict[str, Any], deps: ChainDeps) -> dict[str, Any]:
-    """``{"action": "erase", "key": ..., "by": ...}``: the export function erases (it alone carries
+    """``{"action": "erase", ...}`` (erasure.erase_event): the export function erases (it alone carries
     pyarrow to rewrite exported files); invoking it is its own IAM permission."""
-    key, by = event.get("key"), event.get("by")
-    if not isinstance(key, str | int) or isinstance(key, bool) or not str(key).strip() or not isinstance(by, str):
-        return {"status": "rejected", "error": "erase needs 'key' (the primary key) and 'by' (who asked)"}
-    try:
-        result = erase(deps.db, deps.policy, str(key), erased_by=by[:100], dry_run=bool(event.get("dry_run")))
-    except ArchiverError as exc:
-        return {"status": "rejected", "error": str(exc)}
-    return {"status": "erased" if not result.dry_run else "dry_run", **result.as_dict()}
+    return erase_event(event, deps.db, deps.policy, deps.erasure_key)

@@ -20,7 +20,7 @@ from .catalogue import columns, live_shape
 from .cold_storage import ColdStorage
 from .config import Policy
 from .db import Database, describe_error
-from .erasure import erased_hashes, key_hash
+from .erasure import ErasedKeys, ErasureKey, erased_keys
 from .exceptions import ConfigError, StorageError, VerificationError
 from .export import ColumnSpec, checksum, column_spec, from_parquet, manifest_key, row_digest
 from .identifiers import qualified, quote
@@ -72,8 +72,9 @@ def manifests(storage: ColdStorage, table: str, export_id: str | None) -> list[d
 
 def restore_from(db: Database, policy: Policy, storage: ColdStorage, *, export_id: str | None = None,
                  since: datetime | None = None, to: str = "archive",
-                 batch_size: int = 1000) -> tuple[Job, RestoreResult]:
-    """Bring exported rows back (all exports at ``storage``, one, or rows archived since ``since``)."""
+                 batch_size: int = 1000, erasure_key: ErasureKey | None = None) -> tuple[Job, RestoreResult]:
+    """Bring exported rows back (all exports at ``storage``, one, or rows archived since ``since``);
+    ``erasure_key``: the erasure records' key (None: the database's own)."""
     if to not in ("archive", "live"):
         raise ConfigError("--to must be archive or live")
     found = manifests(storage, policy.archive_table, export_id)
@@ -89,7 +90,7 @@ def restore_from(db: Database, policy: Policy, storage: ColdStorage, *, export_i
     result = RestoreResult()
     skipped = 0
     try:
-        erased = erased_hashes(db, policy)
+        erased = erased_keys(db, policy, erasure_key)
         for m in found:
             skipped += _restore_export(db, policy, storage, m, since, to, batch_size, erased, result)
             for section in m.get("related", []):
@@ -120,7 +121,7 @@ def _payload(names: Sequence[str], specs: Sequence[ColumnSpec], keep: Sequence[i
 
 
 def _restore_export(db: Database, policy: Policy, storage: ColdStorage, m: dict[str, Any], since: datetime | None,
-                    to: str, batch_size: int, erased: set[str], result: RestoreResult) -> int:
+                    to: str, batch_size: int, erased: ErasedKeys, result: RestoreResult) -> int:
     specs = [column_spec(c["name"], c["pg_type"]) for c in m["columns"]]
     names = [s.name for s in specs]
     shape = live_shape(db, policy)
@@ -146,8 +147,8 @@ def _restore_export(db: Database, policy: Policy, storage: ColdStorage, m: dict[
         if since_month and entry["month"] < since_month:
             continue
         rows = [r for r in _file_rows(storage, m["export_id"], entry, names) if since is None or r[ts_i] >= since]
-        # Erasure records hash a single-column key (erasure.py takes no other).
-        wanted = [r for r in rows if len(key_i) != 1 or key_hash(policy, str(r[key_i[0]])) not in erased]
+        # Erasure takes a single-column key only.
+        wanted = [r for r in rows if len(key_i) != 1 or str(r[key_i[0]]) not in erased]
         skipped += len(rows) - len(wanted)
         for start in range(0, len(wanted), batch_size):
             chunk = wanted[start:start + batch_size]

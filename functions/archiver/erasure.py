@@ -1,8 +1,16 @@
-"""Erasure of one person on request: their row (and related rows) gone from the live table, the
-archive and every exported file, and an erasure record that later restores re-apply.
+"""Erasure of one person on request: their row and every row below it in the foreign-key graph (any
+depth, live and archived) gone from the database and from every exported file, and an erasure
+record that later restores re-apply.
 
-The record holds a hash of the key, when and by whom, and counts: never the data. The hash is
-of the policy and the key's text (SHA-256), so restores can recognise the key without storing it.
+The record holds a keyed hash of the key (HMAC-SHA256), when and by whom, and counts: never the
+data. Keyed, because customer ids are few and guessable: a plain hash of one is reversed by hashing
+every id. The key comes from Secrets Manager on AWS (the edge hands it in as ``ErasureKey``) or, by
+default, from ``<log>_erasure_key``, one random key per database that migrate creates and only the
+owner role reads: it travels with the data it protects, so a restored dump still recognises its
+erasures. Each record names the key's id, so records written under another key are refused rather
+than silently missed (an erased person would come back). Records of older versions (a plain SHA-256)
+are wrapped in place, once, by the first use of the key: the hash is ``HMAC(key, sha256(...))``.
+
 Exported files are rewritten before the database rows go: if a rewrite fails, nothing in the
 database has changed and erasing again finishes the job.
 """
@@ -10,62 +18,225 @@ database has changed and erasing again finishes the job.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from .catalogue import live_shape, table_exists
+from .catalogue import TableShape, columns, live_shape, table_exists
 from .cold_storage import ColdStorage, S3Storage, open_storage
 from .config import Policy
 from .db import Database, describe_error, expecting
-from .exceptions import ConfigError, InvalidValueError, StorageError
+from .exceptions import (
+    ArchiverError,
+    ConfigError,
+    InvalidKeyError,
+    InvalidValueError,
+    RunStartError,
+    SchemaError,
+    StorageError,
+)
 from .export import (
     archive_specs,
     checksum,
     column_spec,
     from_parquet,
-    ledger_name,
     manifest,
     manifest_key,
     row_digest,
     to_parquet,
 )
 from .identifiers import qualified, quote
-from .jobs import JobStore
-from .migration import related_archive_name
-from .related import column_list, related_graph
+from .jobs import Job, JobStore
+from .migration import ensure_erasure_tables, erasure_table, key_table, ledger_name, related_archive_name
+from .observability import logger
+from .related import RelatedGraph, column_list, related_graph
 from .states import RunState
 
-ERASURE_SUFFIX = "_erasures"
+# The variable naming the key's secret on AWS (and for the CLI run against that database).
+ERASURE_KEY_ENV = "ARCHIVER_ERASURE_KEY_SECRET_ARN"
+MAX_KEY_TEXT = 200  # a primary key's text; longer is not a key of any table we archive
+_KEY_ID_LABEL = b"pg-archiver erasure key id"
+_MAX_SELF_STEPS = 1000  # rows of one table referencing each other in a chain longer than this: refused
+
+Table = tuple[str, str]
 
 
-def erasure_table(policy: Policy) -> str:
-    name = f"{policy.log_table}{ERASURE_SUFFIX}"
-    return name if len(name) <= 63 else f"{name[:50]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+class Invoker(Protocol):
+    def invoke_async(self, function: str, payload: dict[str, Any]) -> None: ...
 
 
-def key_hash(policy: Policy, key_text: str) -> str:
+def legacy_hash(policy: Policy, key_text: str) -> str:
+    """The unsalted hash earlier versions stored; now only ever stored inside the HMAC."""
     return hashlib.sha256(f"{policy.key}:{key_text}".encode()).hexdigest()
 
 
-def ensure_erasure_table(db: Database, policy: Policy) -> str:
-    name = qualified(policy.schema_name, erasure_table(policy))
-    if table_exists(db, policy.schema_name, erasure_table(policy)):  # a role without CREATE gets this far
-        return name
-    db.run(f"CREATE TABLE IF NOT EXISTS {name} (id bigserial PRIMARY KEY, policy_key text NOT NULL,"
-           " key_hash text NOT NULL, erased_at timestamptz NOT NULL DEFAULT now(), erased_by text NOT NULL,"
-           " removed jsonb NOT NULL DEFAULT '{}'::jsonb, UNIQUE (policy_key, key_hash))")
-    return name
+@dataclass(frozen=True)
+class ErasureKey:
+    """The secret of the erasure records' HMAC. Never logged (no repr of the secret)."""
+
+    secret: bytes = field(repr=False)
+
+    @classmethod
+    def from_text(cls, text: str) -> ErasureKey:
+        if len(text) < 32:
+            raise ConfigError("the erasure key secret must be at least 32 characters")
+        return cls(text.encode())
+
+    @property
+    def key_id(self) -> str:
+        """Names the key in each record, without revealing it."""
+        return hmac.new(self.secret, _KEY_ID_LABEL, hashlib.sha256).hexdigest()[:16]
+
+    def wrap(self, legacy: str) -> str:
+        return hmac.new(self.secret, legacy.encode(), hashlib.sha256).hexdigest()
+
+    def hash(self, policy: Policy, key_text: str) -> str:
+        return self.wrap(legacy_hash(policy, key_text))
 
 
-def erased_hashes(db: Database, policy: Policy) -> set[str]:
+def key_from_secret(arn: str | None, fetch: Callable[[str], str]) -> ErasureKey | None:
+    """The key in the secret ``arn`` names (``fetch``: Secrets Manager's, at the edge); None without one:
+    the database's own key is used."""
+    return ErasureKey.from_text(fetch(arn)) if arn else None
+
+
+def database_key(db: Database, policy: Policy) -> ErasureKey:
+    if not table_exists(db, policy.schema_name, key_table(policy)):
+        raise SchemaError(f"no erasure key: run archiver migrate (it creates {key_table(policy)})")
+    secret = db.scalar(f"SELECT secret FROM {qualified(policy.schema_name, key_table(policy))} WHERE id = 1")
+    if secret is None:
+        raise SchemaError(f"no erasure key in {key_table(policy)}: run archiver migrate")
+    return ErasureKey(bytes(secret))
+
+
+def _upgrade(db: Database, policy: Policy, key: ErasureKey) -> None:
+    """Wrap unsalted records in the HMAC (once), and refuse records written under another key."""
+    records = qualified(policy.schema_name, erasure_table(policy))
+    for rid, legacy in db.run(f"SELECT id, key_hash FROM {records} WHERE key_id IS NULL"):
+        db.run(f"UPDATE {records} SET key_hash = :h, key_id = :k WHERE id = :i AND key_id IS NULL",
+               h=key.wrap(legacy), k=key.key_id, i=rid)
+    other = db.scalar(f"SELECT count(*) FROM {records} WHERE key_id <> :k", k=key.key_id)
+    if other:
+        raise ConfigError(f"{other} erasure records were written under another erasure key: use that key"
+                          " (ARCHIVER_ERASURE_KEY_SECRET_ARN, or the database's own), or erased records could return")
+
+
+@dataclass(frozen=True)
+class ErasedKeys:
+    """The erased keys of one policy, as a later restore asks: was this key erased?"""
+
+    policy: Policy
+    key: ErasureKey | None
+    hashes: frozenset[str]
+
+    def __contains__(self, key_text: object) -> bool:
+        return self.key is not None and self.key.hash(self.policy, str(key_text)) in self.hashes
+
+
+def erased_keys(db: Database, policy: Policy, key: ErasureKey | None = None) -> ErasedKeys:
+    """The erasure records (none without the table); ``key`` None: the database's own key."""
     if not table_exists(db, policy.schema_name, erasure_table(policy)):
-        return set()
-    return {r[0] for r in db.run(f"SELECT key_hash FROM {qualified(policy.schema_name, erasure_table(policy))}"
-                                 " WHERE policy_key = :p", p=policy.key)}
+        return ErasedKeys(policy, None, frozenset())
+    key = key or database_key(db, policy)
+    _upgrade(db, policy, key)
+    hashes = {r[0] for r in db.run(f"SELECT key_hash FROM {qualified(policy.schema_name, erasure_table(policy))}"
+                                   " WHERE policy_key = :p", p=policy.key)}
+    return ErasedKeys(policy, key, frozenset(hashes))
 
 
+# -- which rows go: the record and the graph below it ----------------------------------------------
+@dataclass
+class _Target:
+    table: Table
+    label: str
+    where: str  # on alias x
+    params: dict[str, Any]
+
+
+def _in_values(alias: str, cols: tuple[str, ...], types: dict[str, str], values: set[tuple[str, ...]],
+               params: dict[str, Any]) -> str:
+    """``alias``'s ``cols`` are one of ``values`` (each column's text), as typed arrays: index-friendly."""
+    if not values:
+        return "false"
+    names, rows = [], sorted(values)
+    for i, col in enumerate(cols):
+        name = f"v{len(params)}"
+        params[name] = [v[i] for v in rows]
+        names.append(f"CAST(CAST(:{name} AS text[]) AS {types[col]}[])")
+    return f"({column_list(alias, cols)}) IN (SELECT * FROM unnest({', '.join(names)}))"
+
+
+class _Plan:
+    """The rows to erase, table by table, top down: each table's rows referencing a row to erase
+    (through any link of the graph, or the table's references to itself), live or archived."""
+
+    def __init__(self, db: Database, policy: Policy, graph: RelatedGraph, shape: TableShape, key_text: str) -> None:
+        self.db, self.policy, self.graph = db, policy, graph
+        self.values: dict[tuple[Table, tuple[str, ...]], set[tuple[str, ...]]] = {}
+        self.targets: list[_Target] = []
+        key_where = f"x.{quote(shape.pk)} = CAST(:k AS {shape.pk_type})"
+        root = [(graph.live, "live"), ((policy.schema_name, policy.archive_table), "archive")]
+        for table, _ in root:
+            self._collect(graph.live, table, key_where, {"k": key_text})
+        if (graph.live, (shape.pk,)) in self.values:  # purged rows' children still reference the key
+            self.values[(graph.live, (shape.pk,))].add((key_text,))
+        below = [_Target(t, label, key_where, {"k": key_text}) for t, label in root]
+        for table in graph.tables:
+            below += self._table(table)
+        self.targets = below
+
+    def _needed(self, table: Table) -> list[tuple[str, ...]]:
+        """The column lists of ``table`` that links below it reference."""
+        return list(dict.fromkeys(r.parent_columns for r in self.graph.links if r.parent == table
+                                  and not (r.is_self and table == self.graph.live)))
+
+    def _collect(self, logical: Table, table: Table, where: str, params: dict[str, Any]) -> bool:
+        """Add the referenced values of ``table``'s rows matching ``where``; True when any are new."""
+        grew = False
+        for cols in self._needed(logical):
+            found = self.values.setdefault((logical, cols), set())
+            rows = self.db.run(f"SELECT {', '.join(f'CAST(x.{quote(c)} AS text)' for c in cols)}"
+                               f" FROM {qualified(*table)} x WHERE {where}", **params)
+            new = {tuple(r) for r in rows if all(v is not None for v in r)} - found
+            found |= new
+            grew = grew or bool(new)
+        return grew
+
+    def _table(self, table: Table) -> list[_Target]:
+        types = {c.name: c.type for c in columns(self.db, *table)}
+        backup = (table[0], related_archive_name(self.policy, table[1]))
+        copies = [(table, table[1])]
+        if table_exists(self.db, *backup):
+            copies.append((backup, "archived " + table[1]))
+        for _ in range(_MAX_SELF_STEPS):  # the table's references to itself: until no row is added
+            params: dict[str, Any] = {}
+            where = " OR ".join(
+                [_in_values("x", r.columns, types, self.values.get((r.parent, r.parent_columns), set()), params)
+                 for r in self.graph.into(table)]
+                + [_in_values("x", r.columns, types, self.values.get((table, r.parent_columns), set()), params)
+                   for r in self.graph.self_links_of(table)]) or "false"
+            grew = [self._collect(table, copy, where, params) for copy, _ in copies]
+            if not any(grew) or not self.graph.self_links_of(table):
+                return [_Target(copy, label, where, params) for copy, label in copies]
+        raise SchemaError(f"rows of {table[0]}.{table[1]} reference each other more than {_MAX_SELF_STEPS} deep")
+
+
+def _referenced_by_others(db: Database, graph: RelatedGraph, shape: TableShape, key_text: str) -> None:
+    """Refuse, before anything changes, a record another live row references through the live
+    table's own references (a customer referred by another): that row is not below it."""
+    live = qualified(*graph.live)
+    for link in graph.self_links:
+        n = db.scalar(f"SELECT count(*) FROM {live} s JOIN {live} p ON ({column_list('s', link.columns)}) ="
+                      f" ({column_list('p', link.parent_columns)}) WHERE p.{quote(shape.pk)} ="
+                      f" CAST(:k AS {shape.pk_type}) AND s.{quote(shape.pk)} <> p.{quote(shape.pk)}", k=key_text)
+        if n:
+            raise SchemaError(f"{n} other rows of {graph.live[1]} reference this record ({link.describe()}):"
+                              " change them first")
+
+
+# -- erase -----------------------------------------------------------------------------------------
 @dataclass
 class EraseResult:
     key_hash: str
@@ -79,66 +250,132 @@ class EraseResult:
                 "files_rewritten": len(self.files), "files": self.files, "job_id": self.job_id}
 
 
-def erase(db: Database, policy: Policy, key: str, *, table: str | None = None, dry_run: bool = False,
-          erased_by: str = "cli", storage_for: Callable[[str], ColdStorage] = open_storage) -> EraseResult:
-    """Remove the record with primary key ``key`` everywhere (see the module doc)."""
-    if table not in (None, policy.live_table, policy.archive_table):
-        raise ConfigError(f"--table {table!r}: this policy erases from {policy.live_table} and {policy.archive_table}")
+def key_text(db: Database, policy: Policy, key: object) -> str:
+    """The key in its column's canonical text; InvalidKeyError (never quoting it) when it is not one."""
     shape = live_shape(db, policy)
+    text = str(key).strip()
+    if not text or len(text) > MAX_KEY_TEXT or isinstance(key, bool):
+        raise InvalidKeyError(f"the key must be a {shape.pk_type} of 1 to {MAX_KEY_TEXT} characters")
     try:
         with expecting(InvalidValueError):
-            text = str(db.scalar(f"SELECT CAST(CAST(:k AS {shape.pk_type}) AS text)", k=key))
+            return str(db.scalar(f"SELECT CAST(CAST(:k AS {shape.pk_type}) AS text)", k=text))
     except InvalidValueError:
-        raise ConfigError(f"--key is not a valid {shape.pk_type}") from None
-    result = EraseResult(key_hash(policy, text), dry_run)
-    pk = quote(shape.pk)
-    live = qualified(policy.schema_name, policy.live_table)
-    archive = qualified(policy.schema_name, policy.archive_table)
-    # Rows of the tables that reference the record (on its key, or another unique key of it), live or
-    # archived, go before the record itself: the foreign keys hold at every step.
-    targets: list[tuple[str, str, str]] = []
-    for link in related_graph(db, policy).children:
-        owner = (f"({column_list('x', link.columns)}) IN (SELECT {column_list('p', link.parent_columns)} FROM {{src}} p"
-                 f" WHERE p.{pk} = CAST(:k AS {shape.pk_type}))")
-        backup = related_archive_name(policy, link.table)
-        for t, label in ((link.table, link.table), (backup, "archived " + link.table)):
-            if table_exists(db, link.schema, t):
-                sources = " OR ".join(owner.format(src=src) for src in (live, archive))
-                targets.append((qualified(link.schema, t), f"({sources})", label))
-    key_match = f"x.{pk} = CAST(:k AS {shape.pk_type})"
-    targets += [(live, key_match, "live"), (archive, key_match, "archive")]
-    for tbl, where, label in targets:
-        result.removed[label] = int(db.scalar(f"SELECT count(*) FROM {tbl} x WHERE {where}", k=text))
+        raise InvalidKeyError(f"the key is not a valid {shape.pk_type}") from None
+
+
+def request_erasure(db: Database, policy: Policy, key: object, *, by: str, dry_run: bool, invoker: Invoker,
+                    function: str, erasure_key: ErasureKey | None = None) -> Job:
+    """The status API's erasure: validate the key, record an ``erase`` run (its hash only), and
+    hand the work to the export function (it alone rewrites Parquet), which finishes the run."""
+    text = key_text(db, policy, key)
+    hashed = (erasure_key or database_key(db, policy)).hash(policy, text)
+    job = JobStore(db, policy).create(kind="erase", dry_run=dry_run, batch_size=1, trigger="api",
+                                      options={"key_hash": hashed, "requested_by": by})
+    try:
+        invoker.invoke_async(function, {"action": "erase", "job_id": job.id, "table": policy.live_table,
+                                        "key": text, "by": by, "dry_run": dry_run})
+    except Exception as exc:  # noqa: BLE001 - any invoke failure leaves a run nobody works on
+        reason = type(exc).__name__
+        logger.error("could not start the erasure", extra={"job_id": job.id, "error_type": reason})
+        JobStore(db, policy).finish(job.id, None, RunState.FAILED, error=f"invoke failed: {reason}",
+                                    message="the export function could not be started")
+        raise RunStartError(job.id, reason) from exc
+    logger.info("erasure requested", extra={"job_id": job.id, "dry_run": dry_run})
+    return job
+
+
+def erase_event(event: dict[str, Any], db: Database, policy: Policy,
+                erasure_key: ErasureKey | None = None) -> dict[str, Any]:
+    """``{"action": "erase", "key", "by"[, "job_id", "table", "dry_run"]}`` as the export function
+    receives it: erase, and finish the run the status API recorded (``job_id``)."""
+    key, by, job_id = event.get("key"), event.get("by"), event.get("job_id")
+    problem = None
+    if not isinstance(key, str | int) or isinstance(key, bool) or not str(key).strip() or not isinstance(by, str):
+        problem = "erase needs 'key' (the primary key) and 'by' (who asked)"
+    elif event.get("table") not in (None, policy.live_table):
+        problem = f"this function erases from {policy.live_table} only"
+    if problem is not None:
+        if job_id:
+            JobStore(db, policy).finish(str(job_id), None, RunState.FAILED, message="erasure refused", error=problem)
+        return {"status": "rejected", "error": problem}
+    try:
+        result = erase(db, policy, str(key), erased_by=str(by)[:100], dry_run=bool(event.get("dry_run")),
+                       job_id=str(job_id) if job_id else None, erasure_key=erasure_key)
+    except ArchiverError as exc:
+        return {"status": "rejected", "error": str(exc)}
+    return {"status": "erased" if not result.dry_run else "dry_run", **result.as_dict()}
+
+
+def erase(db: Database, policy: Policy, key: str, *, table: str | None = None, dry_run: bool = False,
+          erased_by: str = "cli", storage_for: Callable[[str], ColdStorage] = open_storage,
+          job_id: str | None = None, erasure_key: ErasureKey | None = None) -> EraseResult:
+    """Remove the record with primary key ``key`` everywhere (see the module doc). ``job_id``: the
+    ``erase`` run the status API created, which this finishes (a dry run too); else one is created."""
+    jobs = JobStore(db, policy)
+    owner = f"erase-{job_id}"
+    if job_id is not None and jobs.claim(job_id, owner, 3600, None) is None:
+        raise ConfigError(f"erase run {job_id} is not waiting to be done")
+    try:
+        if table not in (None, policy.live_table, policy.archive_table):
+            raise ConfigError(f"--table {table!r}: this policy erases from {policy.live_table} and "
+                              f"{policy.archive_table}")
+        text = key_text(db, policy, key)
+        ekey = erasure_key or database_key(db, policy)
+        result = EraseResult(ekey.hash(policy, text), dry_run, job_id=job_id)
+        result = _erase(db, policy, text, ekey, result, erased_by, storage_for, jobs, owner)
+    except Exception as exc:
+        if job_id is not None:
+            jobs.fail(job_id, owner, str(exc) if isinstance(exc, ArchiverError) else describe_error(exc))
+        raise
+    return result
+
+
+def _erase(db: Database, policy: Policy, text: str, ekey: ErasureKey, result: EraseResult, erased_by: str,
+           storage_for: Callable[[str], ColdStorage], jobs: JobStore, owner: str) -> EraseResult:
+    shape = live_shape(db, policy)
+    graph = related_graph(db, policy)
+    _referenced_by_others(db, graph, shape, text)
+    plan = _Plan(db, policy, graph, shape, text)
+    for t in plan.targets:
+        result.removed[t.label] = result.removed.get(t.label, 0) + int(
+            db.scalar(f"SELECT count(*) FROM {qualified(*t.table)} x WHERE {t.where}", **t.params))
     files = _exported_files(db, policy, text, shape.pk_type)
     result.files = [f for _, _, f in files]
-    if dry_run:
+    counts = {"removed": result.removed, "files_rewritten": len(result.files)}
+    if result.dry_run:
+        if result.job_id is not None:
+            jobs.finish(result.job_id, owner, RunState.SUCCEEDED, "dry run: nothing removed", result=counts)
         return result
-    jobs = JobStore(db, policy)
-    run = jobs.create(kind="erase", batch_size=1, trigger=erased_by, options={"key_hash": result.key_hash})
-    owner = f"erase-{run.id}"
-    jobs.claim(run.id, owner, 3600, 1)
-    result.job_id = run.id
+    if table_exists(db, policy.schema_name, erasure_table(policy)):
+        _upgrade(db, policy, ekey)  # before anything changes: records under another key are refused
+    else:  # migrated by an older version: the first erase creates what migrate now does
+        ensure_erasure_tables(db, policy)
+    if result.job_id is None:
+        run = jobs.create(kind="erase", batch_size=1, trigger=erased_by, options={"key_hash": result.key_hash})
+        result.job_id, owner = run.id, f"erase-{run.id}"
+        jobs.claim(run.id, owner, 3600, 1)
     try:
         for export_id, dest in sorted({(e, d) for e, d, _ in files}):
             _rewrite(db, policy, storage_for(dest), export_id, text, [f for e, _, f in files if e == export_id])
         with db.transaction():
-            for tbl, where, _ in targets:
-                db.run(f"DELETE FROM {tbl} x WHERE {where}", k=text)
+            plan = _Plan(db, policy, graph, shape, text)  # again, inside the transaction that deletes
+            for t in reversed(plan.targets):  # deepest first: no foreign key sees a parent go first
+                db.run(f"DELETE FROM {qualified(*t.table)} x WHERE {t.where}", **t.params)
             if table_exists(db, policy.schema_name, ledger_name(policy)):
                 db.run(f"DELETE FROM {qualified(policy.schema_name, ledger_name(policy))}"
                        f" WHERE key = CAST(:k AS {shape.pk_type})", k=text)
-            db.run(f"INSERT INTO {ensure_erasure_table(db, policy)} (policy_key, key_hash, erased_by, removed)"
-                   " VALUES (:p, :h, :b, CAST(:r AS jsonb)) ON CONFLICT (policy_key, key_hash) DO UPDATE SET"
-                   " erased_at = now(), erased_by = EXCLUDED.erased_by, removed = EXCLUDED.removed",
-                   p=policy.key, h=result.key_hash, b=erased_by,
+            db.run(f"INSERT INTO {qualified(policy.schema_name, erasure_table(policy))} (policy_key, key_hash,"
+                   " key_id, erased_by, removed) VALUES (:p, :h, :i, :b, CAST(:r AS jsonb))"
+                   " ON CONFLICT (policy_key, key_hash) DO UPDATE SET erased_at = now(),"
+                   " erased_by = EXCLUDED.erased_by, removed = EXCLUDED.removed, key_id = EXCLUDED.key_id",
+                   p=policy.key, h=result.key_hash, i=ekey.key_id, b=erased_by,
                    r=json.dumps({**result.removed, "files": len(result.files)}))
     except Exception as exc:
-        jobs.fail(run.id, owner, describe_error(exc))
+        jobs.fail(result.job_id, owner, str(exc) if isinstance(exc, ArchiverError) else describe_error(exc))
         raise
     total = sum(result.removed.values())
-    jobs.finish(run.id, owner, RunState.SUCCEEDED,
-                f"erased one record: {total} rows, {len(result.files)} files rewritten",
-                result={"removed": result.removed, "files_rewritten": len(result.files)})
+    jobs.finish(result.job_id, owner, RunState.SUCCEEDED,
+                f"erased one record: {total} rows, {len(result.files)} files rewritten", result=counts)
     return result
 
 

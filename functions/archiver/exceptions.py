@@ -25,6 +25,10 @@ class IdentifierError(ConfigError, ValueError):
     """A table or column name is not acceptable as a PostgreSQL identifier."""
 
 
+class InvalidKeyError(ConfigError):
+    """A record's key (erasure) is not a value of the table's key column; the message never quotes it."""
+
+
 class InvalidEventError(ConfigError):
     """The archive function received an event it does not understand."""
 

@@ -9,6 +9,7 @@ What it reads of the database comes from ``catalogue.py``.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass, field
 
 from .catalogue import (
@@ -235,6 +236,7 @@ def migrate(db: Database, policy: Policy) -> MigrationReport:
             for schema, table in graph.tables:
                 sync_archive_table(db, schema, table, related_archive_name(policy, table), RELATED_META, report)
         migrate_export_ledgers(db, policy, shape, report)
+        ensure_erasure_tables(db, policy, report)
     return report
 # -- the export's ledgers (cold storage) ---------------------------------------------------
 # Which archive rows went into which exported file: ids and times only. Keyed rows of the archive
@@ -281,3 +283,41 @@ def migrate_export_ledgers(db: Database, policy: Policy, shape: TableShape, repo
         db.run(f"CREATE INDEX IF NOT EXISTS {quote(related_ledger_name(policy)[:50] + '_export_idx')}"
                f" ON {name} (export_id, file)")
         report.created.append(f"{schema}.{related_ledger_name(policy)}")
+
+
+# -- erasure (erasure.py): its records and the database's HMAC key ---------------------------------
+ERASURE_SUFFIX = "_erasures"
+KEY_SUFFIX = "_erasure_key"
+
+
+def erasure_table(policy: Policy) -> str:
+    return _stable_name(f"{policy.log_table}{ERASURE_SUFFIX}")
+
+
+def key_table(policy: Policy) -> str:
+    return _stable_name(f"{policy.log_table}{KEY_SUFFIX}")
+
+
+def ensure_erasure_tables(db: Database, policy: Policy, report: MigrationReport | None = None) -> None:
+    """The erasure records and the per-database key: created, or brought up to date. Idempotent;
+    called by migrate (self-contained, so it moves with migrate wherever that lives)."""
+    schema = policy.schema_name
+    records = qualified(schema, erasure_table(policy))
+    if not table_exists(db, schema, erasure_table(policy)):
+        db.run(f"CREATE TABLE IF NOT EXISTS {records} (id bigserial PRIMARY KEY, policy_key text NOT NULL,"
+               " key_hash text NOT NULL, key_id text, erased_at timestamptz NOT NULL DEFAULT now(),"
+               " erased_by text NOT NULL, removed jsonb NOT NULL DEFAULT '{}'::jsonb, UNIQUE (policy_key, key_hash))")
+        if report is not None:
+            report.created.append(f"{schema}.{erasure_table(policy)}")
+    elif "key_id" not in {c.name for c in columns(db, schema, erasure_table(policy))}:
+        db.run(f"ALTER TABLE {records} ADD COLUMN key_id text")  # NULL: a record of the unsalted hash
+        if report is not None:
+            report.added_columns.append(f"{erasure_table(policy)}.key_id")
+    keys = qualified(schema, key_table(policy))
+    if not table_exists(db, schema, key_table(policy)):
+        db.run(f"CREATE TABLE IF NOT EXISTS {keys} (id integer PRIMARY KEY CHECK (id = 1), secret bytea NOT NULL,"
+               " created_at timestamptz NOT NULL DEFAULT now())")
+        db.run(f"REVOKE ALL ON {keys} FROM PUBLIC")  # the owner alone reads it (docs/security.md)
+        if report is not None:
+            report.created.append(f"{schema}.{key_table(policy)}")
+    db.run(f"INSERT INTO {keys} (id, secret) VALUES (1, :s) ON CONFLICT (id) DO NOTHING", s=secrets.token_bytes(32))

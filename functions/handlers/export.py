@@ -18,6 +18,7 @@ from archiver.cold_chain import ChainDeps
 from archiver.cold_storage import open_storage
 from archiver.config import DEFAULT_PURGE_AFTER_DAYS, load_policy, load_settings
 from archiver.connection import open_database
+from archiver.erasure import ERASURE_KEY_ENV, key_from_secret
 from archiver.observability import logger
 
 from .env import ExportEnv
@@ -33,7 +34,8 @@ def build_deps() -> ChainDeps:
     return ChainDeps(db=db, policy=policy, storage=open_storage(mine.dest), sink=sink, invoker=aws.LambdaInvoker(),
                      function="",  # from the context, per invocation (handle)
                      older_than_days=policy.purge_after_days or DEFAULT_PURGE_AFTER_DAYS,
-                     rows_per_file=mine.rows_per_file, max_hops=settings.max_hops)
+                     rows_per_file=mine.rows_per_file, max_hops=settings.max_hops,
+                     erasure_key=key_from_secret(env.get(ERASURE_KEY_ENV), aws.fetch_secret))
 
 
 DEPS = LazyDeps(build_deps)

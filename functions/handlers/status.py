@@ -23,7 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from archiver import aws, status
+from archiver import aws, erasure, status
 from archiver.config import Policy, PolicySet, Settings, load_policies, load_settings
 from archiver.connection import open_database
 from archiver.db import Database, sqlstate
@@ -34,6 +34,7 @@ from archiver.exceptions import (
     ConfigError,
     DatabaseUnavailableError,
     InvalidJobIdError,
+    InvalidKeyError,
     JobNotFoundError,
     JobStateError,
     PermissionDeniedError,
@@ -55,6 +56,7 @@ from .status_models import (
     MAX_RUNS_LIMIT,
     MAX_STATS_DAYS,
     MAX_TABLE_NAME,
+    ErasureRequest,
     Error,
     Health,
     RunList,
@@ -81,6 +83,10 @@ class StatusDeps:
     invoker: Invoker
     function_name: str  # the archive function POST /runs starts
     policies: PolicySet | None = None  # every table's policy; None: ``policy`` alone
+    # POST /erasures: the export function (it alone rewrites Parquet), how to reach it, the HMAC key's secret.
+    export_function_name: str = ""
+    eraser: Invoker | None = None  # None: ``invoker``
+    erasure_key_secret_arn: str = ""
 
     @property
     def all_policies(self) -> PolicySet:
@@ -95,7 +101,9 @@ def build_deps() -> StatusDeps:
     policy = policies.policies[0]
     db = open_database(env, settings, policy.timezone, aws.fetch_secret, aws.fetch_iam_token)
     return StatusDeps(db=db, policy=policy, settings=settings, invoker=aws.LambdaInvoker(),
-                      function_name=mine.archive_function_name, policies=policies)
+                      function_name=mine.archive_function_name, policies=policies,
+                      export_function_name=mine.export_function_name,
+                      erasure_key_secret_arn=mine.erasure_key_secret_arn)
 
 
 DEPS = LazyDeps(build_deps)
@@ -161,6 +169,30 @@ def start_run(body: Annotated[StartRunRequest | None, Body()] = None) -> Respons
                            max_replica_lag=request.max_replica_lag)
     logger.append_keys(job_id=job.id)
     metrics.add_metric(name=MetricName.RUNS_STARTED_BY_API, unit=MetricUnit.Count, value=1)
+    started = RunStarted(job_id=job.id, state=job.state, status_url=_status_url(job.id))
+    return Response(status_code=HTTPStatus.ACCEPTED, content_type=content_types.APPLICATION_JSON,
+                    body=started, headers={"Location": started.status_url})
+
+
+@app.post("/erasures", summary="Erase one record everywhere: live, archive, related rows, exported files",
+          description="Its own IAM permission on AWS. Answers at once with the erase run (GET /runs/{job_id}"
+                      " follows it); the export function does the work. The key is never logged nor stored.",
+          responses=_responses(202, RunStarted, "Erase run created; the export function is erasing",
+                               400, 409, 413, 415, 502, 503))
+@tracer.capture_method
+def start_erasure(body: Annotated[ErasureRequest, Body()]) -> Response[RunStarted]:
+    d = deps()
+    if not d.export_function_name:
+        raise ServiceError(HTTPStatus.SERVICE_UNAVAILABLE, "erasure needs the export function (export_enabled)")
+    policy = d.all_policies.get(body.table)
+    d.db.ensure_alive()
+    identity = app.current_event.request_context.identity
+    by = (identity.user_arn or identity.caller or "api")[:100]
+    job = erasure.request_erasure(d.db, policy, body.key, by=by, dry_run=body.dry_run,
+                                  invoker=d.eraser or d.invoker, function=d.export_function_name,
+                                  erasure_key=erasure.key_from_secret(d.erasure_key_secret_arn, aws.fetch_secret))
+    logger.append_keys(job_id=job.id)
+    metrics.add_metric(name="ErasuresRequested", unit=MetricUnit.Count, value=1)
     started = RunStarted(job_id=job.id, state=job.state, status_url=_status_url(job.id))
     return Response(status_code=HTTPStatus.ACCEPTED, content_type=content_types.APPLICATION_JSON,
                     body=started, headers={"Location": started.status_url})
@@ -272,6 +304,7 @@ def openapi_json() -> str:
 _STATUS_FOR: tuple[tuple[type[ArchiverError], HTTPStatus], ...] = (
     (InvalidJobIdError, HTTPStatus.BAD_REQUEST),
     (UnknownTableError, HTTPStatus.UNPROCESSABLE_ENTITY),
+    (InvalidKeyError, HTTPStatus.UNPROCESSABLE_ENTITY),
     (JobNotFoundError, HTTPStatus.NOT_FOUND),
     (AlreadyRunningError, HTTPStatus.CONFLICT),
     (JobStateError, HTTPStatus.CONFLICT),

@@ -5,11 +5,12 @@ The OpenAPI document is generated from these (through the resolver), so they are
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from archiver.config import MAX_BATCH_SIZE
+from archiver.erasure import MAX_KEY_TEXT
 from archiver.states import RunState
 
 MAX_RUNS_LIMIT = 100
@@ -35,6 +36,18 @@ class StartRunRequest(BaseModel):
     max_replica_lag: float | None = Field(None, ge=0, le=3600,
                                           description="seconds; between batches, wait while any standby's replay "
                                                       "lag is above it (0: off); default the deployment's setting")
+
+
+class ErasureRequest(BaseModel):
+    """Body of POST /erasures. The key is never logged nor stored: the run log gets its keyed hash."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    key: Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_TEXT)] | int = Field(
+        description="the record's primary key (a string or a JSON integer)")
+    table: str | None = Field(None, min_length=1, max_length=MAX_TABLE_NAME,
+                              description="the policy's live table (GET /tables); default the only policy")
+    dry_run: bool = Field(False, description="count what would be removed (the run's result); remove nothing")
 
 
 class RunStarted(BaseModel):

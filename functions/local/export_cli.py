@@ -18,7 +18,7 @@ from archiver.cold_restore import restore_from
 from archiver.cold_storage import open_storage
 from archiver.config import DEFAULT_PURGE_AFTER_DAYS, Policy
 from archiver.db import Database
-from archiver.erasure import erase
+from archiver.erasure import ERASURE_KEY_ENV, ErasureKey, erase, key_from_secret
 from archiver.exceptions import ConfigError
 from archiver.export import DEFAULT_ROWS_PER_FILE, check_table, export, parse_days, verify_export
 
@@ -74,7 +74,8 @@ def cmd_verify(args: argparse.Namespace, db: Database, policy: Policy) -> Outcom
 
 def cmd_erase(args: argparse.Namespace, db: Database, policy: Policy) -> Outcome:
     by = args.by or os.environ.get("ARCHIVER_ERASED_BY") or getpass.getuser()
-    result = erase(db, policy, args.key, table=args.table, dry_run=args.dry_run, erased_by=by)
+    result = erase(db, policy, args.key, table=args.table, dry_run=args.dry_run, erased_by=by,
+                   erasure_key=_erasure_key())
     out = result.as_dict()
     lines = [f"{'would remove' if args.dry_run else 'removed'}: "
              + ", ".join(f"{k} {v}" for k, v in result.removed.items()),
@@ -82,12 +83,22 @@ def cmd_erase(args: argparse.Namespace, db: Database, policy: Policy) -> Outcome
     return out, "\n".join(lines), 0
 
 
+def _erasure_key() -> ErasureKey | None:
+    """Against a deployed database, the stack's key (its secret's ARN); else the database's own."""
+    def fetch(arn: str) -> str:
+        from archiver import aws  # boto3: only against a deployed database
+
+        return aws.fetch_secret(arn)
+
+    return key_from_secret(os.environ.get(ERASURE_KEY_ENV), fetch)
+
+
 def cmd_restore_from(args: argparse.Namespace, db: Database, policy: Policy, since: datetime | None) -> Outcome:
     """``restore --from``: ``since`` as cmd_restore parsed it."""
     if args.dry_run:
         raise ConfigError("--dry-run is not available with --from")
     run, result = restore_from(db, policy, open_storage(args.from_dest), export_id=args.job, since=since,
-                               to=args.to_table, batch_size=args.batch_size or 1000)
+                               to=args.to_table, batch_size=args.batch_size or 1000, erasure_key=_erasure_key())
     out = {**run.as_dict(), **result.as_dict()}
     human = f"restored   {result.restored}\nconflicts  {result.conflict_count}\nrun        {run.id}"
     return out, human, 0

@@ -22,6 +22,8 @@ from urllib.parse import parse_qs, urlsplit
 from archiver import slack
 from archiver.config import Policy, PolicySet, Settings, load_policies, load_settings
 from archiver.connection import open_database
+from archiver.db import Database
+from archiver.erasure import erase_event
 from archiver.observability import logger
 from archiver.worker import Deps, LocalInvoker
 
@@ -35,6 +37,7 @@ STAGE = "local"
 REQUEST_SECONDS = 29  # API Gateway's integration timeout
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOCAL_EXPORT_ARN = "arn:aws:lambda:local:000000000000:function:archiver-export"
 
 
 def build_event(method: str, path: str, query: str = "", body: bytes | str | None = None,
@@ -107,6 +110,25 @@ class BackgroundInvoker:
             thread.join(timeout)
 
 
+class LocalEraser:
+    """Stands in for the asynchronous invocation of the export function by POST /erasures: the
+    erasure runs in-process, at once, on its own database connection (the run log records it)."""
+
+    def __init__(self, make_db: Callable[[], Database], policies: PolicySet) -> None:
+        self.make_db = make_db
+        self.policies = policies
+
+    def invoke_async(self, function: str, payload: dict[str, Any]) -> None:
+        db = self.make_db()
+        try:
+            out = erase_event(payload, db, self.policies.get(payload.get("table")))
+            logger.info("local erasure done", extra={"job_id": payload.get("job_id"), "status": out["status"]})
+        except Exception as exc:  # noqa: BLE001 - erase has marked the run failed
+            logger.error("local erasure failed", extra={"error_type": type(exc).__name__})
+        finally:
+            db.close()
+
+
 def local_deps(env: Mapping[str, str], policy: Policy | PolicySet, settings: Settings) -> StatusDeps:
     """The status function's dependencies, with the archive function run in-process."""
     from handlers.status import StatusDeps
@@ -119,10 +141,13 @@ def local_deps(env: Mapping[str, str], policy: Policy | PolicySet, settings: Set
         return Deps(db=db, policy=first, settings=settings, invoker=LocalInvoker(), alerts=slack.local_sink(env),
                     policies=policies)
 
-    db = open_database(env, settings, first.timezone, fallback=embedded.socket_for)
-    return StatusDeps(db=db, policy=first, settings=settings,
+    def connect() -> Database:
+        return open_database(env, settings, first.timezone, fallback=embedded.socket_for)
+
+    return StatusDeps(db=connect(), policy=first, settings=settings,
                       invoker=BackgroundInvoker(archive_deps, settings.hop_seconds),
-                      function_name=LOCAL_FUNCTION_ARN, policies=policies)
+                      function_name=LOCAL_FUNCTION_ARN, policies=policies,
+                      export_function_name=LOCAL_EXPORT_ARN, eraser=LocalEraser(connect, policies))
 
 
 class HttpHandler(BaseHTTPRequestHandler):

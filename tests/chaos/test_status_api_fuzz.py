@@ -52,6 +52,9 @@ def fuzz_target(server_params, tmp_path_factory) -> Iterator[tuple[str, Database
 
 
 def _call(case, url: str, leak_watch) -> None:
+    if case.path == "/erasures" and isinstance(case.body, dict):
+        # Fuzz the route, erase no one: every row is checked at the end (test_zz_...).
+        case.body = {**case.body, "dry_run": True}
     response = case.call(base_url=url, timeout=30)
     STATUS_CODES[response.status_code] += 1
     leak_watch.add("api", response.text)

@@ -248,7 +248,7 @@ def test_erasure_removes_the_record_everywhere_and_a_restore_does_not_bring_it_b
     record = db.row(f"SELECT * FROM {erasure_table(policy)}")
     text = json.dumps(record, default=str)
     assert record["erased_by"] == "dpo" and len(record["key_hash"]) == 64 and record["policy_key"] == policy.key
-    assert set(record) == {"id", "policy_key", "key_hash", "erased_at", "erased_by", "removed"}
+    assert set(record) == {"id", "policy_key", "key_hash", "key_id", "erased_at", "erased_by", "removed"}
     assert all(isinstance(v, int) for v in record["removed"].values()) and "victim" not in text
 
 

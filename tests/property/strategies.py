@@ -219,12 +219,16 @@ def expected(schema: Schema, data: Data) -> Expected:
         has_children = schema.mode == "skip" and any(r.ref == i for t in children for r in data.related[t])
         if row.age_days > RETENTION_DAYS and not referenced and not has_children:
             eligible.add(i)
-    moved: list[frozenset[int]] = []
+    moved = below(schema, data, eligible) if schema.mode == "move" else tuple(frozenset() for _ in schema.related)
+    return Expected(False, frozenset(eligible), moved)
+
+
+def below(schema: Schema, data: Data, live_rows: set[int]) -> tuple[frozenset[int], ...]:
+    """Per related table, its rows below ``live_rows`` (indexes of live rows): referencing one of
+    them, or a row below them, through the links and the tables' references to themselves."""
+    found: list[frozenset[int]] = []
     for t, table in enumerate(schema.related):
-        if schema.mode != "move":
-            moved.append(frozenset())
-            continue
-        parents = eligible if table.link.parent == LIVE else moved[table.link.parent]
+        parents = live_rows if table.link.parent == LIVE else found[table.link.parent]
         rows = data.related[t]
         going = {j for j, r in enumerate(rows) if r.ref in parents}
         while True:  # and the rows referencing those through the table's reference to itself
@@ -232,5 +236,5 @@ def expected(schema: Schema, data: Data) -> Expected:
             if not more:
                 break
             going |= more
-        moved.append(frozenset(going))
-    return Expected(False, frozenset(eligible), tuple(moved))
+        found.append(frozenset(going))
+    return tuple(found)

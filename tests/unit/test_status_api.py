@@ -233,7 +233,8 @@ def test_openapi_document_is_served_and_documents_every_route(down):
     assert answer.status == 200
     assert answer.body == json.loads(status.openapi_json())
     paths = answer.body["paths"]
-    assert set(paths) == {"/", "/runs", "/runs/{job_id}", "/runs/{job_id}/cancel", "/stats", "/health", "/tables"}
+    assert set(paths) == {"/", "/runs", "/runs/{job_id}", "/runs/{job_id}/cancel", "/stats", "/health", "/tables",
+                          "/erasures"}
     start = paths["/runs"]["post"]
     assert {"202", "400", "409", "422"} <= set(start["responses"])
     schema = answer.body["components"]["schemas"]["StartRunRequest"]
