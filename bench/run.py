@@ -39,9 +39,9 @@ from archiver.observability import logger
 from . import cases, cost, data, report
 from .harness import Bench, env_int, env_ints, say
 from .report import Target
-from .scenarios import DEFAULT_RUN, JobRun, Moved, run_job, run_limit
+from .scenarios import DEFAULT_RUN, JobRun, run_job, run_limit
 from .server import Server, open_server, open_stock_server
-from .sweep import NO_CLIFF, spread, sweep
+from .sweep import NO_CLIFF, ratio, spread, sweep
 from .traffic import LiveRun, run_live
 
 DEFAULT_ROWS = 1_000_000
@@ -75,10 +75,6 @@ def job_with_nagle(db: Database, policy: Policy, settings: Settings) -> JobRun:
     with nagle_on():
         db.ensure_alive()
     return run_job(db, policy, settings, DEFAULT_RUN)
-
-
-def ratio(job: JobRun, limit: Moved) -> float:
-    return round(job.rows_per_s / limit.rows_per_s, 3) if limit.rows_per_s else 0.0
 
 
 def rounds_on(bench: Bench, rounds: int, extra: bool) -> list[dict[str, Any]]:
@@ -143,7 +139,7 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     keys = [k for k in first if k != "limit"]
     out: dict[str, Any] = {"limit_rows_per_s": spread([r["limit"].rows_per_s for r in rounds])}
     for k in keys:
-        out[k] = {"limit_ratio": spread([ratio(r[k], r["limit"]) for r in rounds]),
+        out[k] = {"limit_ratio": spread([ratio(r[k].rows_per_s, r["limit"]) for r in rounds]),
                   "rows_per_s": spread([r[k].rows_per_s for r in rounds]),
                   "mean_batch_ms": spread([r[k].mean_ms for r in rounds]),
                   "mean_rows_per_batch": spread([r[k].archived / max(len(r[k].working), 1) for r in rounds])}
@@ -152,7 +148,7 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 def median_round(rounds: list[dict[str, Any]], key: str) -> JobRun:
     """The round whose ``key`` run has the median ratio to its limit (the one a target reads)."""
-    ordered = sorted(rounds, key=lambda r: ratio(r[key], r["limit"]))
+    ordered = sorted(rounds, key=lambda r: ratio(r[key].rows_per_s, r["limit"]))
     return ordered[(len(ordered) - 1) // 2][key]
 
 
