@@ -165,18 +165,3 @@ def run_row_by_row(db: Database, policy: Policy, settings: Settings, sample: int
             break
         moved += len(rows)
     return Moved(moved, time.perf_counter() - started)
-
-
-def run_batches(db: Database, policy: Policy, settings: Settings, batch_size: int) -> JobRun:
-    """The engine's batches at a fixed size, in one hop; the run's time is its batches' (BEGIN to
-    COMMIT each), as the one-statement prototype's (bench/onestatement.py)."""
-    archiver = Archiver(db, policy, settings)
-    job = archiver.start(fixed_batch_size=batch_size, trigger="bench")
-    batches: list[Batch] = []
-
-    def record(_job: Job, result: BatchResult) -> None:
-        batches.append(Batch(0.0, result.ms, result.locked, result.moved))
-
-    outcome = archiver.run_hop(job.id, owner="bench", hop=1, on_batch=record)
-    state = outcome.job.state if outcome.job else "unknown"
-    return JobRun(batch_size, outcome.archived, sum(b.ms for b in batches) / 1000, 1, state, batches, job.id)

@@ -36,6 +36,8 @@ def next_batch_size(size: int, ms: float, target_ms: float) -> int:
 ROWS_PER_FIXED = 3.0
 MAX_STRETCH = 3.0  # ... nor stretches a batch past this many times the target for it
 DISTINCT_SIZES = 1.5  # two batches this far apart in size tell the fixed part from the rows' part
+RECENT = 5  # batches whose median cost a row steers the next size (one slow batch does not halve it)
+ESTIMATES = 16  # fixed-part estimates whose median is the fixed part
 
 
 @dataclass
@@ -45,29 +47,37 @@ class Steering:
 
     Without that floor, a fixed cost near the target (the Phase-2 rules plan ten anti-joins for
     every batch, ~7 ms) shrank batches to a single row, each still taking the fixed cost: the run
-    crawled at a tenth of its speed. The fixed part is estimated from consecutive batches whose
-    sizes differ enough (``ms = fixed + per_row * size``), never above either batch's own time;
-    a disturbed batch skews one estimate, the average with the next halves the error. Costs are
-    not quite linear (larger batches cost less a row), so the estimate runs high: the floor never
-    stretches a batch past MAX_STRETCH times the target.
+    crawled at a tenth of its speed. The fixed part is estimated from pairs of recent batches whose
+    sizes differ enough (``ms = fixed + per_row * size``), never above either batch's own time.
+
+    On a shared server a batch's time varies by +-30% and more from one batch to the next
+    (docs/decisions/adaptive-steering.md). Steered by the last batch alone, one fast batch doubled
+    the next and one stall halved it; estimated from the last pair alone, the fixed part took the
+    noise for a fixed cost and stretched batches to 10,000 rows and 3.7 times the target. So the
+    size follows the median cost a row of the last RECENT batches, and the fixed part is the median
+    of the last ESTIMATES pair estimates.
     """
 
     target_ms: float
     fixed_ms: float = 0.0
-    _last: tuple[int, float] | None = field(default=None, init=False, repr=False)
+    _recent: list[tuple[int, float]] = field(default_factory=list, init=False, repr=False)
+    _estimates: list[float] = field(default_factory=list, init=False, repr=False)
 
     def next(self, size: int, ms: float) -> int:
-        if self._last is not None:
-            size0, ms0 = self._last
+        for size0, ms0 in self._recent:
             if max(size, size0) >= DISTINCT_SIZES * min(size, size0):
                 per_row = (ms - ms0) / (size - size0)
                 if per_row > 0:
-                    estimate = min(max(0.0, ms - per_row * size), ms, ms0)
-                    self.fixed_ms = estimate if not self.fixed_ms else (self.fixed_ms + estimate) / 2
-        self._last = (size, ms)
-        wanted = next_batch_size(size, ms, self.target_ms)
-        if self.fixed_ms and ms > self.fixed_ms:
-            floor = int(ROWS_PER_FIXED * self.fixed_ms * size / (ms - self.fixed_ms))
-            stretched = int(size * MAX_STRETCH * self.target_ms / ms)
+                    self._estimates.append(min(max(0.0, ms - per_row * size), ms, ms0))
+        del self._estimates[:-ESTIMATES]
+        if self._estimates:
+            self.fixed_ms = sorted(self._estimates)[len(self._estimates) // 2]
+        self._recent.append((size, ms))
+        del self._recent[:-RECENT]
+        typical = sorted(m / s for s, m in self._recent)[len(self._recent) // 2] * size
+        wanted = next_batch_size(size, typical, self.target_ms)
+        if self.fixed_ms and typical > self.fixed_ms:
+            floor = int(ROWS_PER_FIXED * self.fixed_ms * size / (typical - self.fixed_ms))
+            stretched = int(size * MAX_STRETCH * self.target_ms / typical)
             wanted = max(wanted, min(floor, stretched, size * 2, MAX_BATCH_SIZE))
         return wanted
