@@ -48,13 +48,18 @@ def test_dry_run_then_run_then_status_in_json(env, demo_db):
     assert [r["job_id"] for r in runs] == [real["job_id"], dry["job_id"]]
 
 
+# Hops of 0.3 s and batches of 3 rows: ~530 batches take more than one hop on any machine, and one
+# batch stays well inside a hop even on a loaded one (a batch longer than the hop never fits).
+HOPS = ("--batch-size", "3", "--hop-seconds", "0.3")
+
+
 def test_hops_happen_locally_too(env, demo_db):
-    out = as_json(cli(env, "run", "--batch-size", "20", "--hop-seconds", "0.05", "--json", check_code=0))
+    out = as_json(cli(env, "run", *HOPS, "--json", check_code=0))
     assert out["state"] == "succeeded" and out["hops"] >= 2
 
 
 def test_human_output_shows_a_summary_table_and_hops(env, demo_db):
-    proc = cli(env, "run", "--batch-size", "20", "--hop-seconds", "0.05", check_code=0)
+    proc = cli(env, "run", *HOPS, check_code=0)
     assert "state" in proc.stdout and "succeeded" in proc.stdout and "archived" in proc.stdout
     assert "handed over to hop 2" in proc.stderr
 
