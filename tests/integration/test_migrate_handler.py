@@ -44,9 +44,9 @@ def test_create_migrates_and_reports_counts(deps, db, policy):
     demo.create_tables(db, policy)
     result = migrate.handler(cfn_event("Create"), FakeContext(300))
     assert result["PhysicalResourceId"] == "archiver-schema"
-    assert result["Data"]["Created"] == 2 and result["Data"]["LiveTable"] == "present"
+    assert result["Data"]["Created"] == 3 and result["Data"]["LiveTable"] == "present"
     assert result["Data"]["Indexes"] >= 1
-    assert {"nic_cc_archive_log", "nic_cc_customer_backup"} <= tables(db)
+    assert {"nic_cc_archive_log", "nic_cc_customer_backup", "nic_cc_customer_backup_exported"} <= tables(db)
 
 
 def test_update_is_idempotent(deps, db, policy):
