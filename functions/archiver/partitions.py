@@ -28,7 +28,7 @@ from .exceptions import ColumnsChangedError, LeaseLostError
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
 from .observability import logger
-from .schema import ARCHIVE_META, COLUMNS_SIGNATURE_SQL, columns
+from .schema import ARCHIVE_META, COLUMNS_SIGNATURE_SQL, TableShape, columns
 
 # How long the move waits for the partition's lock: an application transaction holding it wins, and
 # queries that arrive meanwhile queue behind the request no longer than this.
@@ -132,24 +132,30 @@ def lowest_cutoff(cutoffs: Cutoffs) -> Any:
     return min([cutoffs.default, *cutoffs.by_lob.values()])
 
 
-def whole_leaves(db: Database, policy: Policy, cutoffs: Cutoffs) -> list[Leaf]:
+def whole_leaves(db: Database, policy: Policy, age_type: str, cutoffs: Cutoffs) -> list[Leaf]:
     """The leaf partitions of the live table lying entirely past ``cutoffs``, oldest first; none when
-    the table is not range-partitioned on the age column alone. The bound meets the cutoff exactly as
-    eligibility compares a row's age with it (``eligibility._age_bound``)."""
-    age = next((c for c in columns(db, policy.schema_name, policy.live_table) if c.name == policy.age_column), None)
-    if age is None:
-        return []
-    sql = _LEAVES_SQL.format(age_type=age.type, cutoff=_age_bound(age.type).format(":cut"))
+    the table is not range-partitioned on the age column (of ``age_type``) alone. The bound meets the
+    cutoff exactly as eligibility compares a row's age with it (``eligibility._age_bound``)."""
+    sql = _LEAVES_SQL.format(age_type=age_type, cutoff=_age_bound(age_type).format(":cut"))
     return [Leaf(r["schema"], r["name"], r["top_schema"], r["top_name"]) for r in db.rows(
         sql, live=qualified(policy.schema_name, policy.live_table), age=policy.age_column,
         cut=lowest_cutoff(cutoffs))]
 
 
+def partition_moves(db: Database, policy: Policy, jobs: JobStore, lease_seconds: int, shape: TableShape | None,
+                    only_the_row: bool) -> PartitionMoves | None:
+    """The run loop's whole-partition moves, or None (no catalogue read at all) unless the live table is
+    partitioned and eligibility reads only the row (``engine.only_the_row``)."""
+    if shape is None or not shape.partitioned or not only_the_row:
+        return None
+    return PartitionMoves(db, policy, jobs, lease_seconds, shape.age.type)
+
+
 class PartitionMoves:
     """The whole-partition moves of one hop: the leaves are found at the first call, one moves per call."""
 
-    def __init__(self, db: Database, policy: Policy, jobs: JobStore, lease_seconds: int) -> None:
-        self.db, self.policy, self.jobs, self.lease_seconds = db, policy, jobs, lease_seconds
+    def __init__(self, db: Database, policy: Policy, jobs: JobStore, lease_seconds: int, age_type: str) -> None:
+        self.db, self.policy, self.jobs, self.lease_seconds, self.age_type = db, policy, jobs, lease_seconds, age_type
         self._leaves: list[Leaf] | None = None
         self._cutoffs: Cutoffs | None = None
 
@@ -158,7 +164,7 @@ class PartitionMoves:
         cancel was asked): the row batches go on from there."""
         if self._leaves is None:
             self._cutoffs = Cutoffs.from_json(job.options["cutoffs"])
-            self._leaves = whole_leaves(self.db, self.policy, self._cutoffs)
+            self._leaves = whole_leaves(self.db, self.policy, self.age_type, self._cutoffs)
         while self._leaves:
             leaf = self._leaves.pop(0)
             try:
@@ -197,7 +203,7 @@ class PartitionMoves:
             # still wholly past the cutoff (the catalogue, read after the lock).
             self.db.run(f"LOCK TABLE {leaf.top} IN ACCESS EXCLUSIVE MODE")
             assert self._cutoffs is not None
-            if leaf not in whole_leaves(self.db, self.policy, self._cutoffs):
+            if leaf not in whole_leaves(self.db, self.policy, self.age_type, self._cutoffs):
                 raise _Skip
             # Read once the partition is locked: DDL on the live table waits for this transaction from here.
             same = self.db.scalar(f"SELECT ({COLUMNS_SIGNATURE_SQL}) = :sig", sig=stmts.signature,
