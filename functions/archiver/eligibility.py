@@ -50,7 +50,7 @@ def pin_cutoffs(db: Database, policy: Policy) -> Cutoffs:
     return Cutoffs(as_of=as_of, default=default, by_lob=by_lob)
 
 
-def _age_bound(age_type: str) -> str:
+def age_bound(age_type: str) -> str:
     """How a pinned cutoff (timestamptz) is compared with an age column of ``age_type``, as a format
     string for the cutoff's SQL. A ``timestamp`` column meets the cutoff as the wall-clock time in the
     policy's time zone (the session's): ``timestamp < timestamp`` is the index's own order. Turning
@@ -81,7 +81,7 @@ class Eligibility:
                  job_id: str | None = None) -> None:
         self.params: dict[str, Any] = {"c_upper": cutoffs.upper, "run_job": job_id}
         age = f"l.{quote(policy.age_column)}"
-        bound = _age_bound(shape.age.type)
+        bound = age_bound(shape.age.type)
         parts = [f"{age} < {bound.format(':c_upper')}"]
         if cutoffs.by_lob:
             whens = []

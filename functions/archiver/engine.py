@@ -23,7 +23,7 @@ from .exceptions import ColumnsChangedError, HopLimitError, LeaseLostError, Sche
 from .jobs import Job, JobStore
 from .migration import ARCHIVE_META, RELATED_META, MigrationReport, related_archive_name, sync_archive_table
 from .observability import NullMetrics, RunMetrics, logger
-from .partitions import PartitionMoves
+from .partitions import partition_moves
 from .related import RelatedGraph, Table, preflight, related_graph
 from .replicas import LagReader, replay_lag_reader, wait_for_replicas
 from .statements import SKIP_ROOM, Columns, Locked, OneStatementBatch, Rechecked, Statements, only_the_row
@@ -198,8 +198,8 @@ class Archiver:
         target = float(job.options.get("target_batch_ms") or 0) if job.options.get("adaptive") else 0.0
         steering = Steering(target)
         reprepared = 0
-        wholes = (PartitionMoves(self.db, self.policy, self.jobs, self.settings.lease_seconds)
-                  if self._related is not None and only_the_row(self.policy, self._related) else None)
+        wholes = partition_moves(self.db, self.policy, self.jobs, self.settings.lease_seconds, self._shape,
+                                 self._related is not None and only_the_row(self.policy, self._related))
         while True:
             reason = stop_for() if stop_for is not None else None
             if reason or (max_batches is not None and outcome.batches >= max_batches):

@@ -136,6 +136,27 @@ class InvalidValueError(ServerError):
     sqlstate = "22"
 
 
+class LockNotAvailableError(ServerError):
+    """SQLSTATE 55P03: a lock was not granted within ``lock_timeout`` (or NOWAIT). Raised only where the
+    caller expects it (``db.expecting``): a whole-partition move then gives way to row batches."""
+
+    sqlstate = "55P03"
+
+
+class QueryCanceledError(ServerError):
+    """SQLSTATE 57014: a statement ran past ``statement_timeout`` (or was cancelled). Raised only where
+    the caller expects it (``db.expecting``)."""
+
+    sqlstate = "57014"
+
+
+class FeatureNotSupportedError(ServerError):
+    """SQLSTATE 0A000: e.g. TRUNCATE of a table a foreign key references. Raised only where the caller
+    expects it (``db.expecting``)."""
+
+    sqlstate = "0A000"
+
+
 class ServerRefusedError(ServerError):
     """The server refused a statement for a reason the operator must fix, not the data: translated for
     every statement (``db.translate``)."""

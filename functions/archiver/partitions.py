@@ -21,11 +21,21 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .catalogue import COLUMNS_SIGNATURE_SQL, columns
+from .catalogue import COLUMNS_SIGNATURE_SQL, TableShape, columns
 from .config import Policy
-from .db import Database, sqlstate
-from .eligibility import Cutoffs, _age_bound
-from .exceptions import ColumnsChangedError, LeaseLostError
+from .db import Database, expecting
+from .eligibility import Cutoffs, age_bound
+from .exceptions import (
+    ColumnsChangedError,
+    FeatureNotSupportedError,
+    LeaseLostError,
+    LockNotAvailableError,
+    PermissionDeniedError,
+    QueryCanceledError,
+    ServerError,
+    UndefinedTableError,
+    UniqueViolationError,
+)
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
 from .migration import ARCHIVE_META
@@ -38,12 +48,14 @@ LOCK_TIMEOUT_MS = 200
 # back and leaves the rest of the hop to the row batches, which make progress where it could not.
 HOP_SHARE = 0.5
 # Why a move gives way to the row batches (SQLSTATE): nothing has changed when they happen.
-GIVES_WAY = {"55P03": "the partition is locked by another session",
-             "23505": "the archive already holds a key of the partition",
-             "57014": "the move would take longer than the hop allows",
-             "0A000": "a foreign key references the partition",
-             "42P01": "the partition is gone",
-             "42501": "the role may not lock or truncate the partition"}
+GIVES_WAY: dict[type[ServerError], str] = {
+    LockNotAvailableError: "the partition is locked by another session",
+    UniqueViolationError: "the archive already holds a key of the partition",
+    QueryCanceledError: "the move would take longer than the hop allows",
+    FeatureNotSupportedError: "a foreign key references the partition",
+    UndefinedTableError: "the partition is gone",
+    PermissionDeniedError: "the role may not lock or truncate the partition",
+}
 
 # The leaves (with the partition of the live table above each) under each partition whose range on
 # the age column ends at or before the cutoff, oldest first. Only a range partitioning on the age
@@ -133,24 +145,30 @@ def lowest_cutoff(cutoffs: Cutoffs) -> Any:
     return min([cutoffs.default, *cutoffs.by_lob.values()])
 
 
-def whole_leaves(db: Database, policy: Policy, cutoffs: Cutoffs) -> list[Leaf]:
+def whole_leaves(db: Database, policy: Policy, age_type: str, cutoffs: Cutoffs) -> list[Leaf]:
     """The leaf partitions of the live table lying entirely past ``cutoffs``, oldest first; none when
-    the table is not range-partitioned on the age column alone. The bound meets the cutoff exactly as
-    eligibility compares a row's age with it (``eligibility._age_bound``)."""
-    age = next((c for c in columns(db, policy.schema_name, policy.live_table) if c.name == policy.age_column), None)
-    if age is None:
-        return []
-    sql = _LEAVES_SQL.format(age_type=age.type, cutoff=_age_bound(age.type).format(":cut"))
+    the table is not range-partitioned on the age column (of ``age_type``) alone. The bound meets the
+    cutoff exactly as eligibility compares a row's age with it (``eligibility.age_bound``)."""
+    sql = _LEAVES_SQL.format(age_type=age_type, cutoff=age_bound(age_type).format(":cut"))
     return [Leaf(r["schema"], r["name"], r["top_schema"], r["top_name"]) for r in db.rows(
         sql, live=qualified(policy.schema_name, policy.live_table), age=policy.age_column,
         cut=lowest_cutoff(cutoffs))]
 
 
+def partition_moves(db: Database, policy: Policy, jobs: JobStore, lease_seconds: int, shape: TableShape | None,
+                    only_the_row: bool) -> PartitionMoves | None:
+    """The run loop's whole-partition moves, or None (no catalogue read at all) unless the live table is
+    partitioned and eligibility reads only the row (``engine.only_the_row``)."""
+    if shape is None or not shape.partitioned or not only_the_row:
+        return None
+    return PartitionMoves(db, policy, jobs, lease_seconds, shape.age.type)
+
+
 class PartitionMoves:
     """The whole-partition moves of one hop: the leaves are found at the first call, one moves per call."""
 
-    def __init__(self, db: Database, policy: Policy, jobs: JobStore, lease_seconds: int) -> None:
-        self.db, self.policy, self.jobs, self.lease_seconds = db, policy, jobs, lease_seconds
+    def __init__(self, db: Database, policy: Policy, jobs: JobStore, lease_seconds: int, age_type: str) -> None:
+        self.db, self.policy, self.jobs, self.lease_seconds, self.age_type = db, policy, jobs, lease_seconds, age_type
         self._leaves: list[Leaf] | None = None
         self._cutoffs: Cutoffs | None = None
 
@@ -159,18 +177,20 @@ class PartitionMoves:
         cancel was asked): the row batches go on from there."""
         if self._leaves is None:
             self._cutoffs = Cutoffs.from_json(job.options["cutoffs"])
-            self._leaves = whole_leaves(self.db, self.policy, self._cutoffs)
+            self._leaves = whole_leaves(self.db, self.policy, self.age_type, self._cutoffs)
         while self._leaves:
             leaf = self._leaves.pop(0)
             try:
-                moved = self._move(leaf, job, owner, stmts, remaining_ms * HOP_SHARE)
+                with expecting(LockNotAvailableError, UniqueViolationError, QueryCanceledError,
+                               FeatureNotSupportedError):
+                    moved = self._move(leaf, job, owner, stmts, remaining_ms * HOP_SHARE)
             except _Skip:
                 continue
             except ColumnsChangedError:  # the run builds its statements again and comes back for it
                 self._leaves.insert(0, leaf)
                 raise
-            except Exception as exc:
-                reason = GIVES_WAY.get(sqlstate(exc) or "")
+            except ServerError as exc:
+                reason = next((why for cls, why in GIVES_WAY.items() if isinstance(exc, cls)), None)
                 if reason is None:
                     raise
                 logger.info("partition left to row batches", extra={"partition": leaf.name, "reason": reason})
@@ -198,7 +218,7 @@ class PartitionMoves:
             # still wholly past the cutoff (the catalogue, read after the lock).
             self.db.run(f"LOCK TABLE {leaf.top} IN ACCESS EXCLUSIVE MODE")
             assert self._cutoffs is not None
-            if leaf not in whole_leaves(self.db, self.policy, self._cutoffs):
+            if leaf not in whole_leaves(self.db, self.policy, self.age_type, self._cutoffs):
                 raise _Skip
             # Read once the partition is locked: DDL on the live table waits for this transaction from here.
             same = self.db.scalar(f"SELECT ({COLUMNS_SIGNATURE_SQL}) = :sig", sig=stmts.signature,
