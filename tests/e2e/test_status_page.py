@@ -228,7 +228,8 @@ def test_the_page_makes_only_the_documented_requests(server, page):
             continue
         used.add(found)
         assert set(parse_qs(parts.query)) <= ops[found], (url, ops[found])
-    assert used == set(ops), f"documented but never used by the page: {set(ops) - used}"
+    # Erasure is not a page control: it has its own IAM permission (an operator calls it deliberately).
+    assert used == set(ops) - {("POST", "/erasures")}, f"documented but never used by the page: {set(ops) - used}"
 
 
 TWO_TABLES = {"tables": [
