@@ -231,7 +231,8 @@ class Archiver:
                 outcome.job = self.jobs.finish(job.id, owner, RunState.CANCELLED, "cancelled on request")
                 return outcome
             slowest = max(slowest, result.ms)
-            if target and result.locked == size:  # a short batch says nothing about the cost
+            # A short batch says nothing about the cost, nor does a whole partition's move.
+            if target and whole is None and result.locked == size:
                 size = steering.next(size, result.ms)
             outcome.batches += 1
             outcome.archived += result.moved
