@@ -8,11 +8,21 @@ import pytest
 
 from archiver.erasure import database_key, erase_event
 from handlers import status
-from tests.api_client import request
+from tests import api_client
 from tests.helpers import add_customers, count, setup
 from tests.integration.test_status_api import RecordingInvoker, ThrottledInvoker
 
 SECRET_LOOKING = "not-a-key-7f3a9c"
+_DEPS: list[status.StatusDeps | None] = [None]  # the deps the next requests are answered with
+
+
+def use_deps(deps: status.StatusDeps | None) -> None:
+    _DEPS[0] = deps
+
+
+def request(method: str, path: str, **kwargs):
+    assert _DEPS[0] is not None
+    return api_client.request(_DEPS[0], method, path, **kwargs)
 
 
 @pytest.fixture
@@ -27,11 +37,11 @@ def victim(db, policy) -> int:
 def eraser(db, policy, settings):
     """The status function's deps with an export function to hand erasures to; returns its invoker."""
     invoker = RecordingInvoker()
-    status.use_deps(status.StatusDeps(db=db, policy=policy, settings=settings, invoker=RecordingInvoker(),
+    use_deps(status.StatusDeps(db=db, policy=policy, settings=settings, invoker=RecordingInvoker(),
                                       function_name="archiver-archive", export_function_name="archiver-export",
                                       eraser=invoker))
     yield invoker
-    status.use_deps(None)
+    use_deps(None)
 
 
 def test_an_erasure_is_recorded_handed_to_the_export_function_and_followed_as_a_run(db, policy, victim, eraser):
@@ -70,6 +80,8 @@ def test_a_dry_run_erasure_removes_nothing_and_reports_what_it_would(db, policy,
     ({}, 422),
     ({"key": True}, 422),
     ({"key": 1.5}, 422),
+    ({"key": [1, 2]}, 422),  # two values for a key of one column
+    ({"key": []}, 422),
     ({"key": "1", "by": "me"}, 422),
     ({"key": "1", "table": "nope"}, 422),
     ("{not json", 400),
@@ -84,23 +96,23 @@ def test_bad_input_gets_one_line_and_never_the_key_back(db, policy, victim, eras
 
 
 def test_erasure_without_an_export_function_is_unavailable(db, policy, settings, victim):
-    status.use_deps(status.StatusDeps(db=db, policy=policy, settings=settings, invoker=RecordingInvoker(),
+    use_deps(status.StatusDeps(db=db, policy=policy, settings=settings, invoker=RecordingInvoker(),
                                       function_name="archiver-archive"))
     try:
         answer = request("POST", "/erasures", body={"key": victim})
     finally:
-        status.use_deps(None)
+        use_deps(None)
     assert answer.status == 503 and "export" in answer.body["error"]
 
 
 def test_an_export_function_that_cannot_be_invoked_fails_the_run_and_answers_502(db, policy, settings, victim):
-    status.use_deps(status.StatusDeps(db=db, policy=policy, settings=settings, invoker=RecordingInvoker(),
+    use_deps(status.StatusDeps(db=db, policy=policy, settings=settings, invoker=RecordingInvoker(),
                                       function_name="archiver-archive", export_function_name="archiver-export",
                                       eraser=ThrottledInvoker()))
     try:
         answer = request("POST", "/erasures", body={"key": victim})
     finally:
-        status.use_deps(None)
+        use_deps(None)
     assert answer.status == 502
     assert db.scalar("SELECT state FROM nic_cc_archive_log WHERE kind = 'erase'") == "failed"
     assert count(db, "nic_cc_customer", "id = :i", i=victim) == 1
@@ -112,3 +124,27 @@ def test_an_erasure_while_a_run_is_active_is_a_conflict(db, policy, victim, eras
     JobStore(db, policy).create(batch_size=10, trigger="manual")
     answer = request("POST", "/erasures", body={"key": victim})
     assert answer.status == 409 and not eraser.calls
+
+
+def test_a_composite_key_is_an_array_and_one_of_the_wrong_width_is_refused(db, policy, settings):
+    from tests.integration.test_export_keys_and_related import archived_family
+
+    pol, _ = archived_family(db, policy, settings)
+    region, code = db.run("SELECT region, code FROM orders_backup ORDER BY code LIMIT 1")[0]
+    invoker = RecordingInvoker()
+    use_deps(status.StatusDeps(db=db, policy=pol, settings=settings, invoker=RecordingInvoker(),
+                                      function_name="archiver-archive", export_function_name="archiver-export",
+                                      eraser=invoker))
+    try:
+        for bad in ([region], [region, code, 1], region):
+            refused = request("POST", "/erasures", body={"key": bad})
+            assert refused.status == 422 and "\n" not in refused.body["error"] and code not in refused.body["error"]
+        answer = request("POST", "/erasures", body={"key": [region, code]})
+        assert answer.status == 202, answer.body
+    finally:
+        use_deps(None)
+    ((_, payload),) = invoker.calls
+    assert payload["key"] == f'["{region}","{code}"]'  # the canonical text the export function parses
+    assert erase_event(payload, db, pol)["status"] == "erased"
+    assert count(db, "orders_backup", "region = :r AND code = :c", r=region, c=code) == 0
+    assert count(db, "line_parts_backup", "region = :r AND code = :c", r=region, c=code) == 0
