@@ -85,3 +85,18 @@ def test_a_composite_key_of_the_wrong_width_is_refused_without_quoting_it(db, po
     dry = erase(db, pol, [region, code], dry_run=True)  # a list, as the API hands it over
     assert dry.removed["archived order_lines"] == 2 and dry.removed["archived line_parts"] == 4
     assert dry.key_hash == erase(db, pol, json.dumps([str(region), code]), dry_run=True).key_hash
+
+
+def test_a_copy_of_the_export_taken_before_the_erasure_brings_back_neither_the_order_nor_its_rows(
+        db, policy, settings, tmp_path):
+    import shutil
+
+    pol, before = archived_family(db, policy, settings)
+    old = export(db, pol, LocalStorage(tmp_path / "cold"), 730, rows_per_file=5)
+    shutil.copytree(tmp_path / "cold", tmp_path / "copy")  # say, a backup of the bucket
+    region, code = db.run("SELECT region, code FROM orders_backup ORDER BY code DESC LIMIT 1")[0]
+    erase(db, pol, [region, code])
+    assert purge(db, pol, 730).as_dict()["purged"] == 42
+    _, restored = restore_from(db, pol, LocalStorage(tmp_path / "copy"), export_id=old.export_id)
+    assert restored.restored == 6 and restored.related_restored == 36  # the erased order's 6 rows stay out
+    assert {t: rows_of(db, t) for t in TABLES} == {t: without(before[t], region, code) for t in TABLES}
