@@ -65,7 +65,7 @@ class ArchiverStack(Stack):
         exported = []
         if config.export_enabled:
             first = policies.policies[0] if policies.policies else None
-            cold = ColdArchive(self, "ColdArchive", config=config, code=export_code(root, source_hash),
+            cold = ColdArchive(self, "ColdArchive", config=config, code=export_code(root, source_hash, ca_bundle),
                                placement=database.placement, archive_table=config.archive_table or
                                "nic_cc_customer_backup",
                                environment={**shared, "ARCHIVER_ALERT_TOPIC_ARN": alerts.topic.topic_arn},
