@@ -12,7 +12,12 @@ than silently missed (an erased person would come back). Records of older versio
 are wrapped in place, once, by the first use of the key: the hash is ``HMAC(key, sha256(...))``.
 
 Exported files are rewritten before the database rows go: if a rewrite fails, nothing in the
-database has changed and erasing again finishes the job.
+database has changed and erasing again finishes the job. The archive table's files come from its
+ledger (by key); in move mode the related tables' files from the related ledger, by the batches
+(``archived_at``) the record and its rows were archived in, and the graph is followed inside them,
+so rows purged from the database since are found too.
+
+A key of several columns is a list (or its JSON text); the record hashes ``canonical_key``.
 """
 
 from __future__ import annotations
@@ -309,13 +314,18 @@ def key_values(db: Database, policy: Policy, key: object) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _key_where(shape: TableShape, alias: str, params: dict[str, Any], texts: Sequence[str]) -> str:
-    """``alias``'s key is ``texts`` (cast to the columns' types)."""
+def _key_casts(shape: TableShape, params: dict[str, Any], texts: Sequence[str]) -> str:
+    """The key ``texts`` as SQL values of the key columns' types (parameters added to ``params``)."""
     casts = []
     for i, (col, text) in enumerate(zip(shape.key, texts, strict=True)):
         params[f"k{i}"] = text
         casts.append(f"CAST(:k{i} AS {col.type})")
-    return f"({shape.key_list(alias)}) = ({', '.join(casts)})"
+    return ", ".join(casts)
+
+
+def _key_where(shape: TableShape, alias: str, params: dict[str, Any], texts: Sequence[str]) -> str:
+    """``alias``'s key is ``texts``."""
+    return f"({shape.key_list(alias)}) = ({_key_casts(shape, params, texts)})"
 
 
 def request_erasure(db: Database, policy: Policy, key: object, *, by: str, dry_run: bool, invoker: Invoker,
@@ -443,11 +453,7 @@ def _erase(db: Database, policy: Policy, key: tuple[str, ...], ekey: ErasureKey,
 def _ledger_key_where(shape: TableShape, params: dict[str, Any], key: Sequence[str]) -> str:
     """The ledger rows (alias ``l``) of the key."""
     cols = ", ".join(f"l.{quote(c)}" for c in ledger_key_columns(len(shape.key)))
-    casts = []
-    for i, (col, text) in enumerate(zip(shape.key, key, strict=True)):
-        params[f"k{i}"] = text
-        casts.append(f"CAST(:k{i} AS {col.type})")
-    return f"({cols}) = ({', '.join(casts)})"
+    return f"({cols}) = ({_key_casts(shape, params, key)})"
 
 
 def _exported_files(db: Database, policy: Policy, shape: TableShape, key: Sequence[str]) -> list[tuple[str, str, str]]:
