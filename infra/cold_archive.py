@@ -26,7 +26,8 @@ class ColdArchive(Construct):
     with partition projection on ``month``, and the export function with rights on its prefix only."""
 
     def __init__(self, scope: Construct, id: str, *, config: ArchiverConfig, code: lambda_.Code,
-                 placement: Placement, environment: dict[str, str], archive_table: str) -> None:
+                 placement: Placement, environment: dict[str, str], archive_table: str,
+                 own_schedule: bool = True) -> None:
         super().__init__(scope, id)
         prefix = config.export_prefix
         rules = [s3.LifecycleRule(
@@ -98,6 +99,12 @@ class ColdArchive(Construct):
             statements=[iam.PolicyStatement(actions=["lambda:InvokeFunction"],
                                             resources=[function_arn(self, EXPORT_FUNCTION_NAME)])])
 
+        # The default policy's chain, unless its purge schedule runs it already (schedule.py).
+        self.schedule: scheduler.Schedule | None = None
+        if own_schedule:
+            self._schedule(config)
+
+    def _schedule(self, config: ArchiverConfig) -> None:
         role = iam.Role(self, "ScheduleRole", assumed_by=iam.ServicePrincipal(
             "scheduler.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}))
         self.schedule = scheduler.Schedule(

@@ -63,10 +63,14 @@ def archive_event(policy: ScheduledPolicy) -> dict[str, Any]:
 
 
 class Schedules(Construct):
-    """Invokes the archive function for each policy's nightly run and purge, and for the summary reports."""
+    """Invokes the archive function for each policy's nightly run and purge, and for the summary reports.
+    With cold storage on (``purge_function``: the export function), each purge is the export ->
+    verify -> purge chain instead: the export function gets the purge event, and the archive
+    function never deletes rows no verified export holds."""
 
     def __init__(self, scope: Construct, id: str, *, config: ArchiverConfig,
-                 policies: Sequence[ScheduledPolicy], function: lambda_.IFunction) -> None:
+                 policies: Sequence[ScheduledPolicy], function: lambda_.IFunction,
+                 purge_function: lambda_.IFunction | None = None) -> None:
         super().__init__(scope, id)
         self._config = config
         self._function = function
@@ -86,7 +90,7 @@ class Schedules(Construct):
                           policy.timezone, PURGE_TIME,
                           {"action": "purge", "table": name,
                            "scheduled_time": scheduler.ContextAttribute.scheduled_time},
-                          week_day="SUN")
+                          week_day="SUN", function=purge_function)
         if config.summary_reports:
             zone = policies[0].timezone
             for period, days in (("weekly", {"week_day": "MON"}), ("monthly", {"day": "1"})):
@@ -96,11 +100,14 @@ class Schedules(Construct):
                            "scheduled_time": scheduler.ContextAttribute.scheduled_time}, **days)
         acknowledge_version_invoke(self._role, function, (
             "The scheduler may invoke the archive function and its versions; nothing else."))
+        if purge_function is not None:
+            acknowledge_version_invoke(self._role, purge_function, (
+                "The scheduler may invoke the export function and its versions for the purge chain."))
 
     def _add(self, id: str, description: str, zone: str, at: dt.time, event: dict[str, Any],
-             week_day: str | None = None, day: str | None = None) -> None:
-        target = targets.LambdaInvoke(
-            self._function,
+             week_day: str | None = None, day: str | None = None, function: lambda_.IFunction | None = None) -> None:
+        target = targets.LambdaInvoke(  # grants the role lambda:InvokeFunction on the function
+            function or self._function,
             role=self._role,
             input=scheduler.ScheduleTargetInput.from_object(event),
             retry_attempts=3,

@@ -59,21 +59,25 @@ class ArchiverStack(Stack):
         archive = ArchiveFunction(self, "Archive", config=config, code=code, placement=database.placement,
                                   environment={**shared, "ARCHIVER_ALERT_TOPIC_ARN": alerts.topic.topic_arn,
                                                "ARCHIVER_STATUS_BASE_URL": status.base_url})
-        schedule = Schedules(self, "Schedule", config=config, policies=policies.policies, function=archive.function)
         migration = SchemaMigration(self, "Migration", config=config, code=code, code_hash=source_hash,
                                     placement=database.placement, environment=shared, database_ready=database)
 
         exported = []
         if config.export_enabled:
-            cold = ColdArchive(self, "ColdArchive", config=config, code=export_code(root, source_hash),
+            first = policies.policies[0] if policies.policies else None
+            cold = ColdArchive(self, "ColdArchive", config=config, code=export_code(root, source_hash, ca_bundle),
                                placement=database.placement, archive_table=config.archive_table or
                                "nic_cc_customer_backup",
-                               environment={**shared, "ARCHIVER_ALERT_TOPIC_ARN": alerts.topic.topic_arn})
+                               environment={**shared, "ARCHIVER_ALERT_TOPIC_ARN": alerts.topic.topic_arn},
+                               own_schedule=first is None or first.mode == "off" or first.purge_after_days is None)
             exported = [cold.function]
             CfnOutput(self, "ExportBucketName", value=cold.bucket.bucket_name)
             erasure = ErasureAccess(self, "Erasure", status=status, export_function=cold.function,
                                     export_function_name=EXPORT_FUNCTION_NAME)
             CfnOutput(self, "ErasureOperatorPolicyArn", value=erasure.operator_policy.managed_policy_arn)
+        # With cold storage on, each policy's purge schedule runs the export -> verify -> purge chain.
+        schedule = Schedules(self, "Schedule", config=config, policies=policies.policies, function=archive.function,
+                             purge_function=exported[0] if exported else None)
         for function in (archive.function, status.function, migration.function, *exported):
             database.grant_connect(function)
         for function in (archive.function, *exported):

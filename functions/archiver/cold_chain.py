@@ -8,14 +8,14 @@ holds are purged. A failure has already alerted (export.py); a hop limit stops t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
 from .alerts import Alert, AlertSink
 from .cold_storage import ColdStorage
-from .config import Policy
+from .config import DEFAULT_PURGE_AFTER_DAYS, Policy, PolicySet
 from .db import Database
 from .erasure import ErasureKey, erase_event
 from .exceptions import AlreadyRunningError
@@ -40,6 +40,20 @@ class ChainDeps:
     rows_per_file: int = DEFAULT_ROWS_PER_FILE
     max_hops: int = 200
     erasure_key: ErasureKey | None = None  # None: the database's own (erasure.py)
+    # Every policy of the deployment: an event naming a table works on that policy's archive (each
+    # policy's purge schedule runs this chain). None: ``policy`` alone.
+    policies: PolicySet | None = None
+
+    def for_table(self, table: str | None) -> ChainDeps | None:
+        """These deps for the policy of ``table`` (its live table, archive table or key; None: the
+        default policy); None when no policy has it."""
+        found = [p for p in (self.policies.policies if self.policies else (self.policy,))
+                 if table in (p.live_table, p.archive_table, p.key)]
+        if table is None or (found and found[0] == self.policy):
+            return self
+        if not found:
+            return None
+        return replace(self, policy=found[0], older_than_days=found[0].purge_after_days or DEFAULT_PURGE_AFTER_DAYS)
 
 
 class ChainEvent(BaseModel):
@@ -63,11 +77,13 @@ def handle(event: Any, deps: ChainDeps, seconds_left: Callable[[], float]) -> di
     except ValidationError as exc:
         first = exc.errors()[0]
         return _rejected(f"bad export event: {'.'.join(map(str, first['loc']))}: {first['msg']}")
-    if parsed.table not in (None, deps.policy.live_table, deps.policy.archive_table):
-        return _rejected(f"this export function exports the archive of {deps.policy.live_table}, not {parsed.table}")
+    mine = deps.for_table(parsed.table)
+    if mine is None:
+        tables = ", ".join(p.live_table for p in (deps.policies.policies if deps.policies else (deps.policy,)))
+        return _rejected(f"this export function exports the archives of {tables}, not {parsed.table}")
     if parsed.action == "continue" and not parsed.job_id:
         return _rejected("a continuation names its export (job_id)")
-    return export_hop({"job_id": parsed.job_id, "hop": parsed.hop}, deps, seconds_left)
+    return export_hop({"job_id": parsed.job_id, "hop": parsed.hop}, mine, seconds_left)
 
 
 def _rejected(error: str) -> dict[str, Any]:
@@ -88,7 +104,8 @@ def export_hop(event: dict[str, Any], deps: ChainDeps, seconds_left: Callable[[]
                     rows_per_file=deps.rows_per_file, job_id=job_id, trigger="schedule", time_left=seconds_left)
     out: dict[str, Any] = {"export": result.as_dict(), "hop": hop}
     if not result.done:
-        deps.invoker.invoke_async(deps.function, {"action": "continue", "job_id": result.export_id, "hop": hop + 1})
+        deps.invoker.invoke_async(deps.function, {"action": "continue", "job_id": result.export_id, "hop": hop + 1,
+                                                  "table": deps.policy.live_table})
         return {**out, "status": "continue", "next_hop": hop + 1}
     if not result.verified:
         return {**out, "status": "failed"}
@@ -104,4 +121,5 @@ def export_hop(event: dict[str, Any], deps: ChainDeps, seconds_left: Callable[[]
 def erase_request(event: dict[str, Any], deps: ChainDeps) -> dict[str, Any]:
     """``{"action": "erase", ...}`` (erasure.erase_event): the export function erases (it alone carries
     pyarrow to rewrite exported files); invoking it is its own IAM permission."""
-    return erase_event(event, deps.db, deps.policy, deps.erasure_key)
+    mine = deps.for_table(event.get("table") if isinstance(event.get("table"), str) else None) or deps
+    return erase_event(event, mine.db, mine.policy, mine.erasure_key)

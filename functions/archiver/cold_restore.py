@@ -20,7 +20,7 @@ from .catalogue import columns, live_shape
 from .cold_storage import ColdStorage
 from .config import Policy
 from .db import Database, describe_error
-from .erasure import ErasedKeys, ErasureKey, erased_keys
+from .erasure import ErasedKeys, ErasureKey, canonical_key, erased_keys
 from .exceptions import ConfigError, StorageError, VerificationError
 from .export import ColumnSpec, checksum, column_spec, from_parquet, manifest_key, row_digest
 from .identifiers import qualified, quote
@@ -147,8 +147,10 @@ def _restore_export(db: Database, policy: Policy, storage: ColdStorage, m: dict[
         if since_month and entry["month"] < since_month:
             continue
         rows = [r for r in _file_rows(storage, m["export_id"], entry, names) if since is None or r[ts_i] >= since]
-        # Erasure takes a single-column key only.
-        wanted = [r for r in rows if len(key_i) != 1 or str(r[key_i[0]]) not in erased]
+        wanted = rows
+        if erased.hashes and rows:  # each row's key as the database writes it, as erasure hashed it
+            texts = [tuple(r[0]) for r in db.run(keys_sql, rows=_payload(names, specs, keep, rows))]
+            wanted = [r for r, t in zip(rows, texts, strict=True) if canonical_key(t) not in erased]
         skipped += len(rows) - len(wanted)
         for start in range(0, len(wanted), batch_size):
             chunk = wanted[start:start + batch_size]

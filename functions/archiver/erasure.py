@@ -12,7 +12,12 @@ than silently missed (an erased person would come back). Records of older versio
 are wrapped in place, once, by the first use of the key: the hash is ``HMAC(key, sha256(...))``.
 
 Exported files are rewritten before the database rows go: if a rewrite fails, nothing in the
-database has changed and erasing again finishes the job.
+database has changed and erasing again finishes the job. The archive table's files come from its
+ledger (by key); in move mode the related tables' files from the related ledger, by the batches
+(``archived_at``) the record and its rows were archived in, and the graph is followed inside them,
+so rows purged from the database since are found too.
+
+A key of several columns is a list (or its JSON text); the record hashes ``canonical_key``.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
+from datetime import time as dtime
 from typing import Any, Protocol
 
 from .catalogue import TableShape, columns, live_shape, table_exists
@@ -38,6 +45,8 @@ from .exceptions import (
     StorageError,
 )
 from .export import (
+    FORMAT,
+    ColumnSpec,
     archive_specs,
     checksum,
     column_spec,
@@ -49,7 +58,15 @@ from .export import (
 )
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
-from .migration import ensure_erasure_tables, erasure_table, key_table, ledger_name, related_archive_name
+from .migration import (
+    ensure_erasure_tables,
+    erasure_table,
+    key_table,
+    ledger_key_columns,
+    ledger_name,
+    related_archive_name,
+    related_ledger_name,
+)
 from .observability import logger
 from .related import RelatedGraph, column_list, related_graph
 from .states import RunState
@@ -172,22 +189,24 @@ class _Plan:
     """The rows to erase, table by table, top down: each table's rows referencing a row to erase
     (through any link of the graph, or the table's references to itself), live or archived."""
 
-    def __init__(self, db: Database, policy: Policy, graph: RelatedGraph, shape: TableShape, key_text: str) -> None:
+    def __init__(self, db: Database, policy: Policy, graph: RelatedGraph, shape: TableShape,
+                 key: tuple[str, ...]) -> None:
         self.db, self.policy, self.graph = db, policy, graph
         self.values: dict[tuple[Table, tuple[str, ...]], set[tuple[str, ...]]] = {}
         self.targets: list[_Target] = []
-        key_where = f"x.{quote(shape.pk)} = CAST(:k AS {shape.pk_type})"
+        key_params: dict[str, Any] = {}
+        key_where = _key_where(shape, "x", key_params, key)
         root = [(graph.live, "live"), ((policy.schema_name, policy.archive_table), "archive")]
         for table, _ in root:
-            self._collect(graph.live, table, key_where, {"k": key_text})
-        if (graph.live, (shape.pk,)) in self.values:  # purged rows' children still reference the key
-            self.values[(graph.live, (shape.pk,))].add((key_text,))
-        below = [_Target(t, label, key_where, {"k": key_text}) for t, label in root]
+            self._collect(graph.live, table, key_where, key_params)
+        if (graph.live, shape.key_names) in self.values:  # purged rows' children still reference the key
+            self.values[(graph.live, shape.key_names)].add(key)
+        below = [_Target(t, label, key_where, key_params) for t, label in root]
         for table in graph.tables:
             below += self._table(table)
         self.targets = below
 
-    def _needed(self, table: Table) -> list[tuple[str, ...]]:
+    def needed(self, table: Table) -> list[tuple[str, ...]]:
         """The column lists of ``table`` that links below it reference."""
         return list(dict.fromkeys(r.parent_columns for r in self.graph.links if r.parent == table
                                   and not (r.is_self and table == self.graph.live)))
@@ -195,7 +214,7 @@ class _Plan:
     def _collect(self, logical: Table, table: Table, where: str, params: dict[str, Any]) -> bool:
         """Add the referenced values of ``table``'s rows matching ``where``; True when any are new."""
         grew = False
-        for cols in self._needed(logical):
+        for cols in self.needed(logical):
             found = self.values.setdefault((logical, cols), set())
             rows = self.db.run(f"SELECT {', '.join(f'CAST(x.{quote(c)} AS text)' for c in cols)}"
                                f" FROM {qualified(*table)} x WHERE {where}", **params)
@@ -223,14 +242,15 @@ class _Plan:
         raise SchemaError(f"rows of {table[0]}.{table[1]} reference each other more than {_MAX_SELF_STEPS} deep")
 
 
-def _referenced_by_others(db: Database, graph: RelatedGraph, shape: TableShape, key_text: str) -> None:
+def _referenced_by_others(db: Database, graph: RelatedGraph, shape: TableShape, key: tuple[str, ...]) -> None:
     """Refuse, before anything changes, a record another live row references through the live
     table's own references (a customer referred by another): that row is not below it."""
     live = qualified(*graph.live)
     for link in graph.self_links:
+        params: dict[str, Any] = {}
         n = db.scalar(f"SELECT count(*) FROM {live} s JOIN {live} p ON ({column_list('s', link.columns)}) ="
-                      f" ({column_list('p', link.parent_columns)}) WHERE p.{quote(shape.pk)} ="
-                      f" CAST(:k AS {shape.pk_type}) AND s.{quote(shape.pk)} <> p.{quote(shape.pk)}", k=key_text)
+                      f" ({column_list('p', link.parent_columns)}) WHERE {_key_where(shape, 'p', params, key)}"
+                      f" AND ({shape.key_list('s')}) <> ({shape.key_list('p')})", **params)
         if n:
             raise SchemaError(f"{n} other rows of {graph.live[1]} reference this record ({link.describe()}):"
                               " change them first")
@@ -251,16 +271,61 @@ class EraseResult:
 
 
 def key_text(db: Database, policy: Policy, key: object) -> str:
-    """The key in its column's canonical text; InvalidKeyError (never quoting it) when it is not one."""
+    """The key in its columns' canonical text (see ``canonical_key``); InvalidKeyError (never quoting
+    it) when it is not one. A key of several columns: a list, or its JSON text (``[1, "2026-01-01"]``)."""
+    return canonical_key(key_values(db, policy, key))
+
+
+def canonical_key(texts: Sequence[str]) -> str:
+    """What the erasure record hashes: a single key's text as it always was; a composite key's
+    column texts (as PostgreSQL writes them) as a compact JSON array."""
+    return texts[0] if len(texts) == 1 else json.dumps(list(texts), ensure_ascii=False, separators=(",", ":"))
+
+
+def _key_parts(key: object, width: int, names: str) -> list[object]:
+    if width == 1:
+        return [key[0] if isinstance(key, list) and len(key) == 1 else key]
+    if isinstance(key, str):
+        try:
+            key = json.loads(key)
+        except ValueError:
+            key = None
+    if not isinstance(key, list):
+        raise InvalidKeyError(f"the key is a JSON array of {width} values ({names})")
+    if len(key) != width:
+        raise InvalidKeyError(f"the key has {len(key)} values; the table's key has {width} ({names})")
+    return list(key)
+
+
+def key_values(db: Database, policy: Policy, key: object) -> tuple[str, ...]:
+    """Each key column's canonical text (the live table's key, in index order)."""
     shape = live_shape(db, policy)
-    text = str(key).strip()
-    if not text or len(text) > MAX_KEY_TEXT or isinstance(key, bool):
-        raise InvalidKeyError(f"the key must be a {shape.pk_type} of 1 to {MAX_KEY_TEXT} characters")
-    try:
-        with expecting(InvalidValueError):
-            return str(db.scalar(f"SELECT CAST(CAST(:k AS {shape.pk_type}) AS text)", k=text))
-    except InvalidValueError:
-        raise InvalidKeyError(f"the key is not a valid {shape.pk_type}") from None
+    out = []
+    for part, col in zip(_key_parts(key, len(shape.key), ", ".join(shape.key_names)), shape.key, strict=True):
+        label = "the key" if len(shape.key) == 1 else f"the key's {col.name}"
+        text = str(part).strip()
+        if not text or len(text) > MAX_KEY_TEXT or isinstance(part, bool | list | dict) or part is None:
+            raise InvalidKeyError(f"{label} must be a {col.type} of 1 to {MAX_KEY_TEXT} characters")
+        try:
+            with expecting(InvalidValueError):
+                out.append(str(db.scalar(f"SELECT CAST(CAST(:k AS {col.type}) AS text)", k=text)))
+        except InvalidValueError:
+            raise InvalidKeyError(f"{label} is not a valid {col.type}") from None
+    return tuple(out)
+
+
+def _key_casts(shape: TableShape, params: dict[str, Any], texts: Sequence[str]) -> str:
+    """The key ``texts`` as SQL values of the key columns' types (parameters added to ``params``)."""
+    casts = []
+    for i, (col, text) in enumerate(zip(shape.key, texts, strict=True)):
+        params[f"k{i}"] = text
+        casts.append(f"CAST(:k{i} AS {col.type})")
+    return ", ".join(casts)
+
+
+def _key_where(shape: TableShape, alias: str, params: dict[str, Any], texts: Sequence[str]) -> str:
+    """``alias``'s key is ``texts``."""
+    return f"({shape.key_list(alias)}) = ({_key_casts(shape, params, texts)})"
 
 
 def request_erasure(db: Database, policy: Policy, key: object, *, by: str, dry_run: bool, invoker: Invoker,
@@ -290,8 +355,9 @@ def erase_event(event: dict[str, Any], db: Database, policy: Policy,
     receives it: erase, and finish the run the status API recorded (``job_id``)."""
     key, by, job_id = event.get("key"), event.get("by"), event.get("job_id")
     problem = None
-    if not isinstance(key, str | int) or isinstance(key, bool) or not str(key).strip() or not isinstance(by, str):
-        problem = "erase needs 'key' (the primary key) and 'by' (who asked)"
+    if not isinstance(key, str | int | list) or isinstance(key, bool) or not str(key).strip() \
+            or not isinstance(by, str):
+        problem = "erase needs 'key' (the primary key; several columns: a list) and 'by' (who asked)"
     elif event.get("table") not in (None, policy.live_table):
         problem = f"this function erases from {policy.live_table} only"
     if problem is not None:
@@ -299,17 +365,18 @@ def erase_event(event: dict[str, Any], db: Database, policy: Policy,
             JobStore(db, policy).finish(str(job_id), None, RunState.FAILED, message="erasure refused", error=problem)
         return {"status": "rejected", "error": problem}
     try:
-        result = erase(db, policy, str(key), erased_by=str(by)[:100], dry_run=bool(event.get("dry_run")),
+        result = erase(db, policy, key, erased_by=str(by)[:100], dry_run=bool(event.get("dry_run")),
                        job_id=str(job_id) if job_id else None, erasure_key=erasure_key)
     except ArchiverError as exc:
         return {"status": "rejected", "error": str(exc)}
     return {"status": "erased" if not result.dry_run else "dry_run", **result.as_dict()}
 
 
-def erase(db: Database, policy: Policy, key: str, *, table: str | None = None, dry_run: bool = False,
+def erase(db: Database, policy: Policy, key: object, *, table: str | None = None, dry_run: bool = False,
           erased_by: str = "cli", storage_for: Callable[[str], ColdStorage] = open_storage,
           job_id: str | None = None, erasure_key: ErasureKey | None = None) -> EraseResult:
-    """Remove the record with primary key ``key`` everywhere (see the module doc). ``job_id``: the
+    """Remove the record with key ``key`` everywhere (see the module doc; several columns: a list or
+    its JSON text). ``job_id``: the
     ``erase`` run the status API created, which this finishes (a dry run too); else one is created."""
     jobs = JobStore(db, policy)
     owner = f"erase-{job_id}"
@@ -319,10 +386,10 @@ def erase(db: Database, policy: Policy, key: str, *, table: str | None = None, d
         if table not in (None, policy.live_table, policy.archive_table):
             raise ConfigError(f"--table {table!r}: this policy erases from {policy.live_table} and "
                               f"{policy.archive_table}")
-        text = key_text(db, policy, key)
+        values = key_values(db, policy, key)
         ekey = erasure_key or database_key(db, policy)
-        result = EraseResult(ekey.hash(policy, text), dry_run, job_id=job_id)
-        result = _erase(db, policy, text, ekey, result, erased_by, storage_for, jobs, owner)
+        result = EraseResult(ekey.hash(policy, canonical_key(values)), dry_run, job_id=job_id)
+        result = _erase(db, policy, values, ekey, result, erased_by, storage_for, jobs, owner)
     except Exception as exc:
         if job_id is not None:
             jobs.fail(job_id, owner, str(exc) if isinstance(exc, ArchiverError) else describe_error(exc))
@@ -330,17 +397,19 @@ def erase(db: Database, policy: Policy, key: str, *, table: str | None = None, d
     return result
 
 
-def _erase(db: Database, policy: Policy, text: str, ekey: ErasureKey, result: EraseResult, erased_by: str,
-           storage_for: Callable[[str], ColdStorage], jobs: JobStore, owner: str) -> EraseResult:
+def _erase(db: Database, policy: Policy, key: tuple[str, ...], ekey: ErasureKey, result: EraseResult,
+           erased_by: str, storage_for: Callable[[str], ColdStorage], jobs: JobStore, owner: str) -> EraseResult:
     shape = live_shape(db, policy)
     graph = related_graph(db, policy)
-    _referenced_by_others(db, graph, shape, text)
-    plan = _Plan(db, policy, graph, shape, text)
+    _referenced_by_others(db, graph, shape, key)
+    plan = _Plan(db, policy, graph, shape, key)
     for t in plan.targets:
         result.removed[t.label] = result.removed.get(t.label, 0) + int(
             db.scalar(f"SELECT count(*) FROM {qualified(*t.table)} x WHERE {t.where}", **t.params))
-    files = _exported_files(db, policy, text, shape.pk_type)
-    result.files = [f for _, _, f in files]
+    files = _exported_files(db, policy, shape, key)
+    related = _RelatedFiles(db, policy, graph, plan, storage_for)
+    related.follow(_archived_times(db, policy, shape, key, plan))
+    result.files = [f for _, _, f in files] + [e.key for e in related.edits]
     counts = {"removed": result.removed, "files_rewritten": len(result.files)}
     if result.dry_run:
         if result.job_id is not None:
@@ -355,15 +424,17 @@ def _erase(db: Database, policy: Policy, text: str, ekey: ErasureKey, result: Er
         result.job_id, owner = run.id, f"erase-{run.id}"
         jobs.claim(run.id, owner, 3600, 1)
     try:
-        for export_id, dest in sorted({(e, d) for e, d, _ in files}):
-            _rewrite(db, policy, storage_for(dest), export_id, text, [f for e, _, f in files if e == export_id])
+        for export_id, dest in sorted({(e, d) for e, d, _ in files} | {(e.export_id, e.dest) for e in related.edits}):
+            _rewrite(db, policy, storage_for(dest), export_id, key, [f for e, _, f in files if e == export_id],
+                     [e for e in related.edits if e.export_id == export_id])
         with db.transaction():
-            plan = _Plan(db, policy, graph, shape, text)  # again, inside the transaction that deletes
+            plan = _Plan(db, policy, graph, shape, key)  # again, inside the transaction that deletes
             for t in reversed(plan.targets):  # deepest first: no foreign key sees a parent go first
                 db.run(f"DELETE FROM {qualified(*t.table)} x WHERE {t.where}", **t.params)
             if table_exists(db, policy.schema_name, ledger_name(policy)):
-                db.run(f"DELETE FROM {qualified(policy.schema_name, ledger_name(policy))}"
-                       f" WHERE key = CAST(:k AS {shape.pk_type})", k=text)
+                params: dict[str, Any] = {}
+                db.run(f"DELETE FROM {qualified(policy.schema_name, ledger_name(policy))} l"
+                       f" WHERE {_ledger_key_where(shape, params, key)}", **params)
             db.run(f"INSERT INTO {qualified(policy.schema_name, erasure_table(policy))} (policy_key, key_hash,"
                    " key_id, erased_by, removed) VALUES (:p, :h, :i, :b, CAST(:r AS jsonb))"
                    " ON CONFLICT (policy_key, key_hash) DO UPDATE SET erased_at = now(),"
@@ -379,19 +450,139 @@ def _erase(db: Database, policy: Policy, text: str, ekey: ErasureKey, result: Er
     return result
 
 
-def _exported_files(db: Database, policy: Policy, key: str, pk_type: str) -> list[tuple[str, str, str]]:
+def _ledger_key_where(shape: TableShape, params: dict[str, Any], key: Sequence[str]) -> str:
+    """The ledger rows (alias ``l``) of the key."""
+    cols = ", ".join(f"l.{quote(c)}" for c in ledger_key_columns(len(shape.key)))
+    return f"({cols}) = ({_key_casts(shape, params, key)})"
+
+
+def _exported_files(db: Database, policy: Policy, shape: TableShape, key: Sequence[str]) -> list[tuple[str, str, str]]:
     """(export id, destination, file) of every exported file that holds the key, from the ledger."""
     if not table_exists(db, policy.schema_name, ledger_name(policy)):
         return []
     ledger = qualified(policy.schema_name, ledger_name(policy))
+    params: dict[str, Any] = {}
     return [(str(r[0]), r[1], r[2]) for r in db.run(
         f"SELECT DISTINCT l.export_id, e.options->>'dest', l.file FROM {ledger} l"
         f" JOIN {qualified(policy.schema_name, policy.log_table)} e ON e.job_id = l.export_id"
-        f" WHERE l.key = CAST(:k AS {pk_type}) ORDER BY 3", k=key)]
+        f" WHERE {_ledger_key_where(shape, params, key)} ORDER BY 3", **params)]
 
 
-def _rewrite(db: Database, policy: Policy, storage: ColdStorage, export_id: str, key: str, keys: list[str]) -> None:
-    """Rewrite the export's files without the key's rows, then its file list and manifest."""
+def _archived_times(db: Database, policy: Policy, shape: TableShape, key: Sequence[str], plan: _Plan) -> list[str]:
+    """When the record and the rows below it were archived (each archive batch moves a row and its
+    related rows at one ``archived_at``): from the export ledger (rows purged since) and the archive."""
+    times: set[str] = set()
+    if table_exists(db, policy.schema_name, ledger_name(policy)):
+        params: dict[str, Any] = {}
+        times |= {r[0] for r in db.run(f"SELECT CAST(l.archived_at AS text) FROM"
+                                       f" {qualified(policy.schema_name, ledger_name(policy))} l"
+                                       f" WHERE {_ledger_key_where(shape, params, key)}", **params)}
+    for t in plan.targets:
+        if t.label == "archive" or t.label.startswith("archived "):
+            times |= {r[0] for r in db.run(f"SELECT DISTINCT CAST(x.archived_at AS text) FROM {qualified(*t.table)} x"
+                                           f" WHERE {t.where}", **t.params)}
+    return sorted(times)
+
+
+def _literal(v: Any) -> str:
+    """A value read from Parquet as PostgreSQL reads it back."""
+    if isinstance(v, bytes | bytearray | memoryview):
+        return "\\x" + bytes(v).hex()
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, date | dtime):
+        return v.isoformat()
+    return str(v)
+
+
+def _pg_texts(db: Database, pg_type: str, values: Sequence[Any]) -> list[str | None]:
+    """Values of one column of a file, as PostgreSQL writes them (as the plan and the key have them)."""
+    if not values:
+        return []
+    return [r[0] for r in db.run(
+        f"SELECT CAST(CAST(u.v AS {pg_type}) AS text) FROM unnest(CAST(:v AS text[])) WITH ORDINALITY u(v, n)"
+        " ORDER BY u.n", v=[None if x is None else _literal(x) for x in values])]
+
+
+@dataclass
+class _RelatedEdit:
+    """One exported file of a related archive table (move mode) and the rows erasure leaves in it."""
+
+    export_id: str
+    dest: str
+    key: str
+    table: Table  # the live-side table its rows were archived from
+    specs: list[ColumnSpec]
+    rows: list[tuple[Any, ...]]
+    texts: dict[str, list[str | None]]  # the graph's columns, as PostgreSQL writes them
+    drop: set[int] = field(default_factory=set)
+
+
+class _RelatedFiles:
+    """The exported related rows below the record: the files of the batches the record and its rows
+    were archived in (the related ledger names them), read, and the graph followed inside them from
+    what the database plan found, top down, to any depth (rows purged since are only in the files)."""
+
+    def __init__(self, db: Database, policy: Policy, graph: RelatedGraph, plan: _Plan,
+                 storage_for: Callable[[str], ColdStorage]) -> None:
+        self.db, self.policy, self.graph, self.plan, self.storage_for = db, policy, graph, plan, storage_for
+        self.edits: list[_RelatedEdit] = []
+
+    def follow(self, times: list[str]) -> None:
+        ledger = related_ledger_name(self.policy)
+        if self.policy.related_mode != "move" or not times or not table_exists(self.db, self.policy.schema_name,
+                                                                                ledger):
+            return
+        found = self.db.run(
+            f"SELECT DISTINCT CAST(l.export_id AS text), e.options->>'dest', l.file"
+            f" FROM {qualified(self.policy.schema_name, ledger)} l"
+            f" JOIN {qualified(self.policy.schema_name, self.policy.log_table)} e ON e.job_id = l.export_id"
+            " WHERE l.archived_at = ANY(CAST(CAST(:t AS text[]) AS timestamptz[])) ORDER BY 3", t=times)
+        loaded = [e for export_id, dest, file in found if (e := self._load(export_id, dest, file)) is not None]
+        values = {k: set(v) for k, v in self.plan.values.items()}
+        for table in self.graph.tables:
+            mine = [e for e in loaded if e.table == table]
+            links = [*self.graph.into(table), *self.graph.self_links_of(table)]
+            while any(self._drop(e, links, values) for e in mine):  # until no row is added (self references)
+                pass
+        self.edits = [e for e in loaded if e.drop]
+
+    def _load(self, export_id: str, dest: str, file: str) -> _RelatedEdit | None:
+        options = JobStore(self.db, self.policy).get(export_id).options
+        entry = next((f for f in options.get("related_files", []) if f["key"] == file), None)
+        meta = next((m for m in options.get("related", []) if entry and m["table"] == entry.get("table")), None)
+        if entry is None or meta is None:
+            return None
+        table = (meta["schema"], meta["source_table"])
+        specs = [column_spec(c["name"], c["pg_type"]) for c in meta["columns"]]
+        rows = from_parquet(self.storage_for(dest).get(file), [s.name for s in specs])
+        wanted = {c for r in self.graph.links if r.child == table for c in r.columns}
+        wanted |= {c for r in self.graph.links if r.parent == table for c in r.parent_columns}
+        texts = {s.name: _pg_texts(self.db, s.pg_type, [r[i] for r in rows])
+                 for i, s in enumerate(specs) if s.name in wanted}
+        return _RelatedEdit(export_id, dest, file, table, specs, rows, texts)
+
+    def _drop(self, edit: _RelatedEdit, links: list[Any], values: dict[tuple[Table, tuple[str, ...]],
+                                                                       set[tuple[str, ...]]]) -> bool:
+        """Mark the file's rows that belong to an erased row; True when any was marked."""
+        grew = False
+        for i in range(len(edit.rows)):
+            if i in edit.drop or not any(tuple(edit.texts[c][i] for c in r.columns)
+                                         in values.get((r.parent, r.parent_columns), ()) for r in links):
+                continue
+            edit.drop.add(i)
+            grew = True
+            for cols in self.plan.needed(edit.table):
+                row = tuple(edit.texts[c][i] for c in cols)
+                if all(v is not None for v in row):
+                    values.setdefault((edit.table, cols), set()).add(row)  # type: ignore[arg-type]
+        return grew
+
+
+def _rewrite(db: Database, policy: Policy, storage: ColdStorage, export_id: str, key: tuple[str, ...],
+             keys: list[str], related: list[_RelatedEdit]) -> None:
+    """Rewrite the export's files without the record's rows (``keys``: the archive table's files that
+    hold it; ``related``: its related files), then their ledger rows, file lists and manifest."""
     jobs = JobStore(db, policy)
     job = jobs.get(export_id)
     try:
@@ -400,32 +591,71 @@ def _rewrite(db: Database, policy: Policy, storage: ColdStorage, export_id: str,
         stored = None
     specs = ([column_spec(c["name"], c["pg_type"]) for c in stored["columns"]] if stored
              else archive_specs(db, policy))
-    pk = stored["primary_key"] if stored else live_shape(db, policy).pk
-    names = [s.name for s in specs]
-    pk_i = names.index(pk)
-    entries = []
-    for entry in job.options.get("files", []):
-        if entry["key"] in keys:
-            file_key = entry["key"]
-            rows = [r for r in from_parquet(storage.get(entry["key"]), names) if str(r[pk_i]) != key]
-            if rows:
-                data = to_parquet(specs, rows, {"export_id": export_id, "table": policy.archive_table})
-                storage.put(entry["key"], data)
-                entry = {**entry, "rows": len(rows), "bytes": len(data),
-                         "checksum": checksum(row_digest(r) for r in rows)}
-            else:
-                storage.delete(entry["key"])
-                entry = {}
-            if isinstance(storage, S3Storage):  # a versioned bucket keeps the old object otherwise
-                storage.purge_old_versions(file_key)
-        if entry:
-            entries.append(entry)
-    jobs.record_export_files(export_id, entries, rows=sum(e["rows"] for e in entries))
+    key_names = (list(stored.get("key") or [stored["primary_key"]]) if stored
+                 else list(live_shape(db, policy).key_names))
+    if keys:
+        names = [s.name for s in specs]
+        entries = []
+        for entry in job.options.get("files", []):
+            if entry["key"] in keys:
+                rows = from_parquet(storage.get(entry["key"]), names)
+                texts = list(zip(*(_pg_texts(db, specs[names.index(k)].pg_type, [r[names.index(k)] for r in rows])
+                                   for k in key_names), strict=True))
+                kept = [r for r, t in zip(rows, texts, strict=True) if t != key]
+                entry = _put_or_delete(storage, entry, specs, kept, {"export_id": export_id,
+                                                                     "table": policy.archive_table})
+            if entry:
+                entries.append(entry)
+        jobs.record_export_files(export_id, entries, rows=sum(e["rows"] for e in entries))
+    if related:
+        _rewrite_related(db, policy, storage, jobs, export_id, related)
     if stored is None:
         return
     current = jobs.get(export_id)
-    doc = {**manifest(current, policy, specs, pk), "created_at": stored["created_at"],
+    doc = {**manifest(current, policy, specs, key_names), "created_at": stored["created_at"],
            "erasures": int(stored.get("erasures", 0)) + 1}
     storage.put(manifest_key(policy.archive_table, export_id), json.dumps(doc, indent=1).encode())
     if isinstance(storage, S3Storage):
         storage.purge_old_versions(manifest_key(policy.archive_table, export_id))
+
+
+def _put_or_delete(storage: ColdStorage, entry: dict[str, Any], specs: Sequence[ColumnSpec],
+                   rows: list[tuple[Any, ...]], meta: dict[str, Any]) -> dict[str, Any]:
+    """The file again with ``rows`` (its new entry), or gone without any (an empty entry)."""
+    if rows:
+        data = to_parquet(specs, rows, meta)
+        storage.put(entry["key"], data)
+        out = {**entry, "rows": len(rows), "bytes": len(data), "checksum": checksum(row_digest(r) for r in rows)}
+    else:
+        storage.delete(entry["key"])
+        out = {}
+    if isinstance(storage, S3Storage):  # a versioned bucket keeps the old object otherwise
+        storage.purge_old_versions(entry["key"])
+    return out
+
+
+def _rewrite_related(db: Database, policy: Policy, storage: ColdStorage, jobs: JobStore, export_id: str,
+                     related: list[_RelatedEdit]) -> None:
+    """The related files without the erased rows, their entries in the run, and the related ledger:
+    a batch's row there goes with the last of its rows in the file."""
+    by_key = {e.key: e for e in related}
+    ledger = qualified(policy.schema_name, related_ledger_name(policy))
+    entries = []
+    for entry in jobs.get(export_id).options.get("related_files", []):
+        edit = by_key.get(entry["key"])
+        if edit is not None:
+            kept = [r for i, r in enumerate(edit.rows) if i not in edit.drop]
+            entry = _put_or_delete(storage, entry, edit.specs, kept, {"export_id": export_id, "table": entry["table"],
+                                                                       "format": FORMAT})
+            names = [s.name for s in edit.specs]
+            job_i, at_i = names.index("archive_job_id"), names.index("archived_at")
+            left = {(str(r[job_i]), r[at_i]) for r in kept}
+            for job_id, at in db.run(f"SELECT CAST(archive_job_id AS text), archived_at FROM {ledger}"
+                                     " WHERE export_id = CAST(:e AS uuid) AND file = :f", e=export_id, f=edit.key):
+                if (job_id, at) not in left:
+                    db.run(f"DELETE FROM {ledger} WHERE export_id = CAST(:e AS uuid) AND file = :f"
+                           " AND archive_job_id = CAST(:j AS uuid) AND archived_at = :t",
+                           e=export_id, f=edit.key, j=job_id, t=at)
+        if entry:
+            entries.append(entry)
+    jobs.record_export_files(export_id, entries, field="related_files")

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from archiver import alerts, aws, cold_chain
 from archiver.cold_chain import ChainDeps
 from archiver.cold_storage import open_storage
-from archiver.config import DEFAULT_PURGE_AFTER_DAYS, load_policy, load_settings
+from archiver.config import DEFAULT_PURGE_AFTER_DAYS, load_policies, load_settings
 from archiver.connection import open_database
 from archiver.erasure import ERASURE_KEY_ENV, key_from_secret
 from archiver.observability import logger
@@ -27,7 +27,8 @@ from .lazy import LazyDeps, Provider
 
 def build_deps() -> ChainDeps:
     env = dict(os.environ)
-    policy, settings = load_policy(env), load_settings(env)
+    policies, settings = load_policies(env), load_settings(env)
+    policy = policies.policies[0]  # an event naming no table: the first (the only) policy
     mine = ExportEnv.from_env(env)
     db = open_database(env, settings, policy.timezone, aws.fetch_secret, aws.fetch_iam_token)
     sink: alerts.AlertSink = aws.sns_sink(settings.alert_topic_arn) if settings.alert_topic_arn else alerts.LogSink()
@@ -35,7 +36,7 @@ def build_deps() -> ChainDeps:
                      function="",  # from the context, per invocation (handle)
                      older_than_days=policy.purge_after_days or DEFAULT_PURGE_AFTER_DAYS,
                      rows_per_file=mine.rows_per_file, max_hops=settings.max_hops,
-                     erasure_key=key_from_secret(env.get(ERASURE_KEY_ENV), aws.fetch_secret))
+                     erasure_key=key_from_secret(env.get(ERASURE_KEY_ENV), aws.fetch_secret), policies=policies)
 
 
 DEPS = LazyDeps(build_deps)

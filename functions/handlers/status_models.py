@@ -38,13 +38,18 @@ class StartRunRequest(BaseModel):
                                                       "lag is above it (0: off); default the deployment's setting")
 
 
+KeyPart = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_TEXT)] | int
+MAX_KEY_COLUMNS = 32  # PostgreSQL's limit of an index's columns
+
+
 class ErasureRequest(BaseModel):
     """Body of POST /erasures. The key is never logged nor stored: the run log gets its keyed hash."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    key: Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_TEXT)] | int = Field(
-        description="the record's primary key (a string or a JSON integer)")
+    key: KeyPart | Annotated[list[KeyPart], Field(min_length=1, max_length=MAX_KEY_COLUMNS)] = Field(
+        description="the record's key: a string or a JSON integer; a key of several columns: an array of them,"
+                    " in the key's column order")
     table: str | None = Field(None, min_length=1, max_length=MAX_TABLE_NAME,
                               description="the policy's live table (GET /tables); default the only policy")
     dry_run: bool = Field(False, description="count what would be removed (the run's result); remove nothing")

@@ -44,7 +44,8 @@ def add_export_commands(cmd: Callable[[str, str], argparse.ArgumentParser]) -> N
     vf.add_argument("--job", required=True, help="the export id")
     er = cmd("erase", "erase one record from the live table, the archive and every exported file")
     er.add_argument("--table", metavar="NAME", help="the live table (default: the only policy)")
-    er.add_argument("--key", required=True, help="the record's primary key")
+    er.add_argument("--key", required=True,
+                    help="the record's key; a key of several columns as a JSON array: '[1, \"2026-01-01\"]'")
     er.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
     er.add_argument("--by", help="who asked (default: the user running the command)")
 

@@ -40,6 +40,7 @@ def test_bad_export_input_gets_one_line_and_exit_2(env, old_archive, tmp_path):
                  ["export", "--to", "ftp://x/y"],
                  ["export", "--table", "other", "--to", str(tmp_path)],
                  ["erase", "--key", "not-a-number"],
+                 ["erase", "--key", "[1, 2]"],  # two values for a key of one column
                  ["restore", "--from", str(tmp_path), "--job", "00000000-0000-0000-0000-000000000000"]):
         proc = cli(env, *args, "--json", check_code=2)
         assert "Traceback" not in proc.stderr and "error" in as_json(proc)

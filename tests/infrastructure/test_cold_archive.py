@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
@@ -137,3 +138,70 @@ def test_erasure_is_a_permission_of_its_own(cold: Synth) -> None:
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == "lambda:InvokeFunction"
     assert "function:archiver-export" in json.dumps(statement["Resource"])
+
+
+# -- with cold storage on, each policy's purge schedule runs the chain ---------------------------------
+@pytest.fixture(scope="module")
+def cold_two_tables(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The example policy file (the call log purges after 730 days) with cold storage on."""
+    return synthesize({"policy_file": "examples/policies.toml", "export_enabled": True},
+                      tmp_path_factory.mktemp("cold-two-tables"))
+
+
+def _arn_of(synth: Synth, path: tuple[str, ...]) -> dict[str, Any]:
+    node = synth.stack.node
+    for name in path:
+        node = node.find_child(name).node
+    return {"Fn::GetAtt": [synth.stack.resolve(synth.stack.get_logical_id(node.default_child)), "Arn"]}
+
+
+def _schedule(synth: Synth, description: str) -> dict[str, Any]:
+    (found,) = [s["Properties"] for s in synth.of_type("AWS::Scheduler::Schedule").values()
+                if s["Properties"]["Description"].startswith(description)]
+    return found
+
+
+def test_with_cold_storage_on_each_purge_schedule_invokes_the_export_chain(cold_two_tables: Synth) -> None:
+    export_arn = _arn_of(cold_two_tables, ("ColdArchive", "Function"))
+    purge = _schedule(cold_two_tables, "Weekly purge of nic_cc_call_log")
+    assert purge["Target"]["Arn"] == export_arn
+    assert json.loads(purge["Target"]["Input"])["action"] == "purge"  # the chain's purge event, naming its table
+    assert json.loads(purge["Target"]["Input"])["table"] == "nic_cc_call_log"
+    # The nightly runs stay on the archive function; no schedule invokes the archive function's plain purge.
+    archive_arn = _arn_of(cold_two_tables, ("Archive", "Function"))
+    nightly = _schedule(cold_two_tables, "Nightly archiving run of nic_cc_call_log")
+    assert nightly["Target"]["Arn"] == archive_arn
+    assert not [s for s in cold_two_tables.of_type("AWS::Scheduler::Schedule").values()
+                if s["Properties"]["Target"]["Arn"] == archive_arn
+                and json.loads(s["Properties"]["Target"]["Input"]).get("action") == "purge"]
+
+
+def test_the_scheduler_role_may_invoke_the_export_function_for_the_purge(cold_two_tables: Synth) -> None:
+    purge = _schedule(cold_two_tables, "Weekly purge of nic_cc_call_log")
+    role = purge["Target"]["RoleArn"]["Fn::GetAtt"][0]
+    export_arn = _arn_of(cold_two_tables, ("ColdArchive", "Function"))
+    cold_two_tables.template.has_resource_properties("AWS::IAM::Policy", {
+        "Roles": [{"Ref": role}],
+        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
+            "Action": "lambda:InvokeFunction", "Effect": "Allow",
+            "Resource": Match.array_with([export_arn])})])}})
+
+
+def test_without_cold_storage_the_purge_schedule_stays_on_the_archive_function(two_tables: Synth) -> None:
+    purge = _schedule(two_tables, "Weekly purge of nic_cc_call_log")
+    assert purge["Target"]["Arn"] == _arn_of(two_tables, ("Archive", "Function"))
+
+
+def test_the_export_schedule_of_its_own_only_where_no_purge_schedule_runs_the_chain(
+        cold: Synth, cold_two_tables: Synth) -> None:
+    # The example's first policy (the customers) sets no purge_after_days: its chain keeps the export schedule.
+    for synth in (cold, cold_two_tables):
+        assert _schedule(synth, "Export, verify, then purge the archive")["Target"]["Arn"] == _arn_of(
+            synth, ("ColdArchive", "Function"))
+
+
+def test_cdk_nag_passes_with_purge_schedules_on_the_export_function(cold_two_tables: Synth) -> None:
+    from cdk_nag import AwsSolutionsChecks
+
+    report = AwsSolutionsChecks().validate_scope(cold_two_tables.app)
+    assert [v.rule_name for v in report.violations] == []

@@ -71,6 +71,8 @@ def test_a_dry_run_erasure_removes_nothing_and_reports_what_it_would(db, policy,
     ({}, 422),
     ({"key": True}, 422),
     ({"key": 1.5}, 422),
+    ({"key": [1, 2]}, 422),  # two values for a key of one column
+    ({"key": []}, 422),
     ({"key": "1", "by": "me"}, 422),
     ({"key": "1", "table": "nope"}, 422),
     ("{not json", 400),
@@ -107,3 +109,24 @@ def test_an_erasure_while_a_run_is_active_is_a_conflict(db, policy, victim, eras
     JobStore(db, policy).create(batch_size=10, trigger="manual")
     answer = request(eraser.deps, "POST", "/erasures", body={"key": victim})
     assert answer.status == 409 and not eraser.calls
+
+
+def test_a_composite_key_is_an_array_and_one_of_the_wrong_width_is_refused(db, policy, settings):
+    from tests.integration.test_export_keys_and_related import archived_family
+
+    pol, _ = archived_family(db, policy, settings)
+    region, code = db.run("SELECT region, code FROM orders_backup ORDER BY code LIMIT 1")[0]
+    invoker = RecordingInvoker()
+    deps = status.StatusDeps(db=db, policy=pol, settings=settings, invoker=RecordingInvoker(),
+                             function_name="archiver-archive", export_function_name="archiver-export",
+                             eraser=invoker)
+    for bad in ([region], [region, code, 1], region):
+        refused = request(deps, "POST", "/erasures", body={"key": bad})
+        assert refused.status == 422 and "\n" not in refused.body["error"] and code not in refused.body["error"]
+    answer = request(deps, "POST", "/erasures", body={"key": [region, code]})
+    assert answer.status == 202, answer.body
+    ((_, payload),) = invoker.calls
+    assert payload["key"] == f'["{region}","{code}"]'  # the canonical text the export function parses
+    assert erase_event(payload, db, pol)["status"] == "erased"
+    assert count(db, "orders_backup", "region = :r AND code = :c", r=region, c=code) == 0
+    assert count(db, "line_parts_backup", "region = :r AND code = :c", r=region, c=code) == 0
