@@ -48,7 +48,6 @@ API_PATHS: tuple[str, ...] = tuple(dict.fromkeys(path for _, path in API_ROUTES)
 # where the export function exists (export_enabled).
 ERASURE_PATH = "erasures"
 # The variable naming the erasure key's secret (functions/archiver/erasure.py reads the same name).
-ERASURE_KEY_ENV = "ARCHIVER_ERASURE_KEY_SECRET_ARN"
 
 POSTGRES_PORT = 5432
 NEW_DATABASE_NAME = "archiver"

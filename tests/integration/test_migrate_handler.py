@@ -47,7 +47,8 @@ def test_create_migrates_and_reports_counts(deps, db, policy):
     demo.create_tables(db, policy)
     result = migrate.handler(cfn_event("Create"), FakeContext(300), deps=deps)
     assert result["PhysicalResourceId"] == "archiver-schema"
-    assert result["Data"]["Created"] == 5 and result["Data"]["LiveTable"] == "present"  # log, archive, ledger, erasures, key
+    # the log, the archive, the export ledger, the erasure records and the erasure key
+    assert result["Data"]["Created"] == 5 and result["Data"]["LiveTable"] == "present"
     assert result["Data"]["Indexes"] >= 1
     assert {"nic_cc_archive_log", "nic_cc_customer_backup", "nic_cc_customer_backup_exported"} <= tables(db)
 
