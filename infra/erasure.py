@@ -18,11 +18,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from archiver.environment import ERASURE_KEY_ENV
 from handlers.env import StatusEnv
 
 from .archive_function import function_arn
-from .constants import API_STAGE, ERASURE_PATH
+from .constants import API_STAGE, ERASURE_KEY_ENV, ERASURE_PATH
 from .status_api import StatusApi
 
 

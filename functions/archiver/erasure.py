@@ -119,7 +119,7 @@ def _upgrade(db: Database, policy: Policy, key: ErasureKey) -> None:
     other = db.scalar(f"SELECT count(*) FROM {records} WHERE key_id <> :k", k=key.key_id)
     if other:
         raise ConfigError(f"{other} erasure records were written under another erasure key: use that key"
-                          " (ARCHIVER_ERASURE_KEY_SECRET_ARN, or the database's own), or erased records could return")
+                          f" ({ERASURE_KEY_ENV}, or the database's own), or erased records could return")
 
 
 @dataclass(frozen=True)
