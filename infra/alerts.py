@@ -10,6 +10,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from handlers.env import SlackEnv
+
 from .config import ArchiverConfig
 from .constants import HANDLER_SLACK
 from .function import archiver_function, grant_imported_secret_read, imported_secret
@@ -48,7 +50,7 @@ class Alerts(Construct):
                 self, "SlackFunction",
                 config=config, code=code, handler=HANDLER_SLACK,
                 description="Posts archiver alerts to Slack",
-                environment={"ARCHIVER_SLACK_WEBHOOK_SECRET_ARN": config.slack_webhook_secret_arn},
+                environment={SlackEnv.variable("webhook_secret_arn"): config.slack_webhook_secret_arn},
                 timeout=Duration.seconds(30),
             )
             grant_imported_secret_read(webhook, self.slack_function, config)

@@ -12,6 +12,9 @@ from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as targets
 from constructs import Construct
 
+from archiver.config import policy_variable
+from handlers.env import ExportEnv
+
 from .archive_function import failure_queue, function_arn
 from .config import ArchiverConfig
 from .constants import EXPORT_ARCHITECTURE, HANDLER_EXPORT, SCHEDULE_SOURCE
@@ -80,8 +83,8 @@ class ColdArchive(Construct):
             self, "Function", config=config, code=code, handler=HANDLER_EXPORT,
             description="Exports old archive rows to S3 as Parquet, verifies them, then purges them",
             function_name=EXPORT_FUNCTION_NAME,
-            environment={**environment, "ARCHIVER_EXPORT_DEST": self.dest,
-                         "ARCHIVER_PURGE_AFTER_DAYS": str(config.purge_after_days)},
+            environment={**environment, ExportEnv.variable("dest"): self.dest,
+                         policy_variable("purge_after_days"): str(config.purge_after_days)},
             timeout=Duration.minutes(15), memory_size=config.export_memory_mb, placement=placement,
             architecture=EXPORT_ARCHITECTURE, reserved_concurrent_executions=1,
             recursive_loop=lambda_.RecursiveLoop.ALLOW, retry_attempts=config.async_retry_attempts,

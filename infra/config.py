@@ -15,7 +15,17 @@ from aws_cdk import aws_logs as logs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from archiver import identifiers
-from archiver.config import DEFAULT_PURGE_AFTER_DAYS, Policy, RelatedMode, Settings, hhmm, iana_zone
+from archiver.config import (
+    DEFAULT_PURGE_AFTER_DAYS,
+    MAX_DAYS,
+    Policy,
+    RelatedMode,
+    Settings,
+    hhmm,
+    iana_zone,
+    policy_variable,
+    settings_variable,
+)
 
 from .constants import POSTGRES_PORT
 
@@ -123,10 +133,10 @@ class ArchiverConfig(BaseModel):
     purge_after_days: int = core(Policy, "purge_after_days", DEFAULT_PURGE_AFTER_DAYS,
                                  description="Export, then purge, archive rows older than this.")
     export_prefix: str = Field("exports", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Key prefix in the bucket.")
-    export_archive_class_after_days: int = Field(90, ge=0, le=36500, description="Move exported files to "
+    export_archive_class_after_days: int = Field(90, ge=0, le=MAX_DAYS, description="Move exported files to "
                                                  "Glacier Instant Retrieval (still queryable) after this many "
                                                  "days.")
-    export_object_lock_days: int | None = Field(None, ge=1, le=36500, description="Object lock (governance "
+    export_object_lock_days: int | None = Field(None, ge=1, le=MAX_DAYS, description="Object lock (governance "
                                                 "mode) on exported files for this many days; erasure then "
                                                 "needs the bypass permission.")
     export_columns: str = Field(
@@ -316,29 +326,21 @@ class ArchiverConfig(BaseModel):
 
     def policy_environment(self) -> dict[str, str]:
         """The ARCHIVER_* variables of the single policy (no policy document)."""
-        return _present({
-            "ARCHIVER_TIMEZONE": self.timezone,
-            "ARCHIVER_RETENTION_DAYS": self.retention_days,
-            "ARCHIVER_BATCH_SIZE": self.batch_size,
-            "ARCHIVER_RELATED_MODE": self.related_mode,
-            "ARCHIVER_SCHEMA": self.schema_name,
-            "ARCHIVER_LIVE_TABLE": self.live_table,
-            "ARCHIVER_ARCHIVE_TABLE": self.archive_table,
-            "ARCHIVER_LOG_TABLE": self.log_table,
-            "ARCHIVER_PURGE_AFTER_DAYS": self.purge_after_days if self.purge_after_days != DEFAULT_PURGE_AFTER_DAYS
-            else None,
-        })
+        values = {name: getattr(self, name) for name in _POLICY_FIELDS}
+        if self.purge_after_days == DEFAULT_PURGE_AFTER_DAYS:
+            values["purge_after_days"] = None
+        return _present({policy_variable(name): value for name, value in values.items()})
 
     def settings_environment(self) -> dict[str, str]:
         """The ARCHIVER_* variables of the run settings, shared by every policy."""
-        return _present({
-            "ARCHIVER_MAX_HOPS": self.max_hops,
-            "ARCHIVER_TARGET_BATCH_MS": self.target_batch_ms,
-            "ARCHIVER_BATCH_PAUSE_MS": self.batch_pause_ms,
-            "ARCHIVER_LEASE_SECONDS": self.lease_seconds,
-            "ARCHIVER_STUCK_AFTER_MINUTES": self.stuck_after_minutes,
-            "ARCHIVER_MAX_REPLICA_LAG": self.max_replica_lag,
-        })
+        return _present({settings_variable(name): getattr(self, name) for name in _SETTINGS_FIELDS})
+
+
+# The core's fields this config sets (same names), handed to the functions by their variables.
+_POLICY_FIELDS = ("timezone", "retention_days", "batch_size", "related_mode", "schema_name", "live_table",
+                  "archive_table", "log_table", "purge_after_days")
+_SETTINGS_FIELDS = ("max_hops", "target_batch_ms", "batch_pause_ms", "lease_seconds", "stuck_after_minutes",
+                    "max_replica_lag")
 
 
 def _present(values: Mapping[str, Any]) -> dict[str, str]:

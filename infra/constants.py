@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from aws_cdk import aws_lambda as lambda_
 
+from archiver import environment
+
 # The asset's wheels are built for this CPython; the runtime below must stay in step with it.
 PYTHON_VERSION = "3.12"
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -47,8 +49,8 @@ API_PATHS: tuple[str, ...] = tuple(dict.fromkeys(path for _, path in API_ROUTES)
 # POST /erasures: IAM-authorised always, with its own managed policy (infra/erasure.py), and only
 # where the export function exists (export_enabled).
 ERASURE_PATH = "erasures"
-# The variable naming the erasure key's secret (functions/archiver/erasure.py reads the same name).
-ERASURE_KEY_ENV = "ARCHIVER_ERASURE_KEY_SECRET_ARN"
+# The variable naming the erasure key's secret: the core's name, which the functions read.
+ERASURE_KEY_ENV = environment.ERASURE_KEY_ENV
 
 POSTGRES_PORT = 5432
 NEW_DATABASE_NAME = "archiver"

@@ -16,6 +16,8 @@ from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from archiver.environment import DatabaseEnv
+
 from .config import ArchiverConfig
 from .constants import NEW_DATABASE_ADMIN, NEW_DATABASE_NAME, POSTGRES_PORT
 from .function import Placement, grant_imported_secret_read, imported_secret
@@ -70,18 +72,19 @@ class DatabaseAccess(Construct):
 
         if config.database == "new":
             self._new_cluster(config, subnets)
-            self.environment = {"ARCHIVER_DB_NAME": config.db_name or NEW_DATABASE_NAME}
+            self.environment = {DatabaseEnv.variable("name"): config.db_name or NEW_DATABASE_NAME}
         else:
             self._existing_database(config)
-            self.environment = {"ARCHIVER_DB_HOST": config.db_host or "", "ARCHIVER_DB_PORT": str(config.db_port)}
+            self.environment = {DatabaseEnv.variable("host"): config.db_host or "",
+                                DatabaseEnv.variable("port"): str(config.db_port)}
             if config.db_name:
-                self.environment["ARCHIVER_DB_NAME"] = config.db_name
+                self.environment[DatabaseEnv.variable("name")] = config.db_name
             if config.db_iam_auth:
-                self.environment["ARCHIVER_DB_USER"] = config.db_user or ""
+                self.environment[DatabaseEnv.variable("user")] = config.db_user or ""
         if self.secret is not None:
-            self.environment["ARCHIVER_DB_SECRET_ARN"] = self.secret.secret_arn
-        self.environment["ARCHIVER_DB_IAM_AUTH"] = "true" if config.db_iam_auth else "false"
-        self.environment["ARCHIVER_DB_SSL"] = "verify-full"
+            self.environment[DatabaseEnv.variable("secret_arn")] = self.secret.secret_arn
+        self.environment[DatabaseEnv.variable("iam_auth")] = "true" if config.db_iam_auth else "false"
+        self.environment[DatabaseEnv.variable("ssl_mode")] = "verify-full"
 
     def _new_vpc(self, config: ArchiverConfig) -> ec2.Vpc:
         flow_logs = logs.LogGroup(self, "FlowLogs", retention=config.log_retention,

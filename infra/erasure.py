@@ -18,6 +18,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from handlers.env import StatusEnv
+
 from .archive_function import function_arn
 from .constants import API_STAGE, ERASURE_KEY_ENV, ERASURE_PATH
 from .status_api import StatusApi
@@ -41,7 +43,7 @@ class ErasureAccess(Construct):
             self.key.grant_read(function)
             function.add_environment(ERASURE_KEY_ENV, self.key.secret_arn)
 
-        status.function.add_environment("ARCHIVER_EXPORT_FUNCTION_NAME", export_function_name)
+        status.function.add_environment(StatusEnv.variable("export_function_name"), export_function_name)
         status.function.add_to_role_policy(iam.PolicyStatement(
             sid="EraseThroughTheExportFunction", actions=["lambda:InvokeFunction"],
             resources=[function_arn(self, export_function_name)]))

@@ -22,7 +22,7 @@ from archiver.exceptions import ArchiverError
 
 from .config import ArchiverConfig, ConfigError, core
 
-POLICIES_ENV = "ARCHIVER_POLICIES"
+POLICIES_ENV = core_config.POLICIES_ENV
 # Lambda allows 4 KB for all of a function's variables; the rest need about 500 bytes.
 MAX_POLICIES_BYTES = 3500
 # The keys a policy entry adds to the core's Policy for its schedule (the contract's "policy file").

@@ -12,6 +12,8 @@ from aws_cdk import Acknowledgment, App, CfnOutput, Stack, Tags, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
+from archiver.config import settings_variable
+
 from .alerts import Alerts
 from .archive_function import ArchiveFunction
 from .code import ca_bundle_problem, code_hash, export_code, lambda_code, runtime_python
@@ -57,8 +59,8 @@ class ArchiverStack(Stack):
         status = StatusApi(self, "StatusApi", config=config, code=code, placement=database.placement,
                            environment=shared)
         archive = ArchiveFunction(self, "Archive", config=config, code=code, placement=database.placement,
-                                  environment={**shared, "ARCHIVER_ALERT_TOPIC_ARN": alerts.topic.topic_arn,
-                                               "ARCHIVER_STATUS_BASE_URL": status.base_url})
+                                  environment={**shared, settings_variable("alert_topic_arn"): alerts.topic.topic_arn,
+                                               settings_variable("status_base_url"): status.base_url})
         migration = SchemaMigration(self, "Migration", config=config, code=code, code_hash=source_hash,
                                     placement=database.placement, environment=shared, database_ready=database)
 
@@ -68,7 +70,7 @@ class ArchiverStack(Stack):
             cold = ColdArchive(self, "ColdArchive", config=config, code=export_code(root, source_hash, ca_bundle),
                                placement=database.placement, archive_table=config.archive_table or
                                "nic_cc_customer_backup",
-                               environment={**shared, "ARCHIVER_ALERT_TOPIC_ARN": alerts.topic.topic_arn},
+                               environment={**shared, settings_variable("alert_topic_arn"): alerts.topic.topic_arn},
                                own_schedule=first is None or first.mode == "off" or first.purge_after_days is None)
             exported = [cold.function]
             CfnOutput(self, "ExportBucketName", value=cold.bucket.bucket_name)

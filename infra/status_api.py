@@ -9,6 +9,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from archiver.config import settings_variable
+from handlers.env import StatusEnv
+
 from .archive_function import function_arn
 from .config import ArchiverConfig
 from .constants import API_PATHS, API_ROUTES, API_STAGE, HANDLER_STATUS
@@ -62,8 +65,8 @@ class StatusApi(Construct):
             self, "Function",
             config=config, code=code, handler=HANDLER_STATUS,
             description="Archiver job-status API",
-            environment={**environment, "ARCHIVER_STATUS_BASE_URL": self.base_url,
-                         "ARCHIVER_ARCHIVE_FUNCTION_NAME": config.archive_function_name},
+            environment={**environment, settings_variable("status_base_url"): self.base_url,
+                         StatusEnv.variable("archive_function_name"): config.archive_function_name},
             timeout=Duration.seconds(29),
             placement=placement,
         )

@@ -31,6 +31,8 @@ Mode = Literal["archive", "dry_run", "off"]
 DEFAULT_PURGE_AFTER_DAYS = 730  # `archiver purge` without --older-than, when the policy sets none
 # Rows per batch transaction, at most: a policy, a start request, the CLI flag, the steering.
 MAX_BATCH_SIZE = 10000
+# Any count of days (retention, purge age, --older-than, the infra's lifecycle): at most a century.
+MAX_DAYS = 36500
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)(:00)?")
 RULE_NAMES = ("no_active_aod", "no_unpaid_installment", "no_upcoming_follow_up", "no_recent_call")
 
@@ -109,7 +111,7 @@ class Policy(_Model):
     log_table: str = "nic_cc_archive_log"
     age_column: str = "created_at"
     lob_column: str = "line_of_business"
-    retention_days: int = Field(60, ge=1, le=36500)
+    retention_days: int = Field(60, ge=1, le=MAX_DAYS)
     retention_by_lob: dict[str, int] = Field(default_factory=dict)
     # The starting size of a run's steered batch size (Settings.target_batch_ms), and every batch's size
     # when the target is 0; not the fixed size a run may be started with (Archiver.start). A night's
@@ -122,7 +124,7 @@ class Policy(_Model):
     related_archive_suffix: str = "_backup"
     rules: Rules = Rules()
     # Long-term retention of the archive: set, a scheduled purge removes rows archived longer ago.
-    purge_after_days: int | None = Field(None, ge=1, le=36500)
+    purge_after_days: int | None = Field(None, ge=1, le=MAX_DAYS)
     # The scheduled purge deletes only rows a verified export holds (issue: verify before delete);
     # true lets it delete archive rows without one, for a deployment that keeps no cold copy (logged).
     purge_without_export: bool = False
@@ -166,8 +168,8 @@ class Policy(_Model):
         for lob, days in v.items():
             if not lob or len(lob) > 100:
                 raise ValueError("line-of-business names must be 1-100 characters")
-            if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 36500:
-                raise ValueError(f"retention for {lob!r} must be a whole number of days in 1..36500")
+            if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+                raise ValueError(f"retention for {lob!r} must be a whole number of days in 1..{MAX_DAYS}")
         return v
 
     @field_validator("timezone")
@@ -247,6 +249,22 @@ class Settings(_Model):
 _POLICY_ENV = {f"ARCHIVER_{name.upper()}": name for name in Policy.model_fields if name != "rules"}
 _POLICY_ENV["ARCHIVER_SCHEMA"] = "schema_name"
 _SETTINGS_ENV = {f"ARCHIVER_{name.upper()}": name for name in Settings.model_fields}
+# Field -> the variable that sets it (ARCHIVER_SCHEMA, the shorter one, for schema_name).
+_POLICY_VARIABLE = {name: var for var, name in _POLICY_ENV.items()}
+_SETTINGS_VARIABLE = {name: var for var, name in _SETTINGS_ENV.items()}
+POLICY_FILE_ENV = "ARCHIVER_POLICY_FILE"  # a policy document's path
+POLICIES_ENV = "ARCHIVER_POLICIES"  # the same document as inline JSON (how the infra hands it over)
+RULES_ENV = "ARCHIVER_RULES"  # the rules to turn on: all, none, or RULE_NAMES separated by commas
+
+
+def policy_variable(field: str) -> str:
+    """The environment variable that sets the policy's ``field`` (the infra hands values over by it)."""
+    return _POLICY_VARIABLE[field]
+
+
+def settings_variable(field: str) -> str:
+    """The environment variable that sets the run settings' ``field``."""
+    return _SETTINGS_VARIABLE[field]
 
 
 def _parse_mapping(text: str, what: str) -> dict[str, int]:
@@ -275,7 +293,7 @@ def _parse_rules(text: str) -> dict[str, bool]:
         names = list(RULE_NAMES)
     unknown = [n for n in names if n not in RULE_NAMES and n != "none"]
     if unknown:
-        raise ConfigError(f"ARCHIVER_RULES: unknown rule {unknown[0]!r}; known: {', '.join(RULE_NAMES)}, all")
+        raise ConfigError(f"{RULES_ENV}: unknown rule {unknown[0]!r}; known: {', '.join(RULE_NAMES)}, all")
     return {n: True for n in names if n != "none"}
 
 
@@ -295,14 +313,14 @@ def read_document(path: Path) -> Any:
 def _document(env: Mapping[str, str], path: Path | None) -> tuple[str, Any] | None:
     """The policy document and where it came from: ``path``, else ARCHIVER_POLICY_FILE, else
     ARCHIVER_POLICIES (the same document as inline JSON), else none."""
-    file_path = path or (Path(env["ARCHIVER_POLICY_FILE"]) if env.get("ARCHIVER_POLICY_FILE") else None)
+    file_path = path or (Path(env[POLICY_FILE_ENV]) if env.get(POLICY_FILE_ENV) else None)
     if file_path is not None:
         return f"policy file {file_path}", read_document(file_path)
-    if env.get("ARCHIVER_POLICIES"):
+    if env.get(POLICIES_ENV):
         try:
-            return "ARCHIVER_POLICIES", json.loads(env["ARCHIVER_POLICIES"])
+            return POLICIES_ENV, json.loads(env[POLICIES_ENV])
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"ARCHIVER_POLICIES is not valid JSON: {exc}") from None
+            raise ConfigError(f"{POLICIES_ENV} is not valid JSON: {exc}") from None
     return None
 
 
@@ -346,8 +364,8 @@ def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
 def _with_env(entry: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     """One policy's values with the ARCHIVER_* variables on top (environment wins over the file)."""
     data = {**entry, **_env_values(env)}
-    if env.get("ARCHIVER_RULES"):
-        data["rules"] = {**dict(data.get("rules") or {}), **_parse_rules(env["ARCHIVER_RULES"])}
+    if env.get(RULES_ENV):
+        data["rules"] = {**dict(data.get("rules") or {}), **_parse_rules(env[RULES_ENV])}
     return data
 
 

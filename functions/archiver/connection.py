@@ -36,7 +36,7 @@ def params_from_env(
     ca_file = db.ca_file or (str(RDS_CA_BUNDLE) if RDS_CA_BUNDLE.exists() else None)
     if db.secret_arn:
         if fetch_secret is None:
-            raise ConfigError("ARCHIVER_DB_SECRET_ARN is set but no secret fetcher is available")
+            raise ConfigError(f"{DatabaseEnv.variable('secret_arn')} is set but no secret fetcher is available")
         try:
             secret = json.loads(fetch_secret(db.secret_arn))
             return ConnectionParams(
@@ -52,14 +52,15 @@ def params_from_env(
         password = db.password.get_secret_value() if db.password else None
         if db.iam_auth:
             if fetch_token is None:
-                raise ConfigError("ARCHIVER_DB_IAM_AUTH is true but no token fetcher is available")
+                raise ConfigError(f"{DatabaseEnv.variable('iam_auth')} is true but no token fetcher is available")
             password = fetch_token(db.host, db.port, db.user)
             ssl_mode = "verify-full" if ssl_mode in ("disable", "prefer", "allow") else ssl_mode
         return ConnectionParams(user=db.user, password=password, host=db.host, port=db.port,
                                 database=db.name or "postgres", ssl_mode=ssl_mode, ca_file=ca_file,
                                 timezone=timezone)
     if fallback is None:
-        raise ConfigError("no database configured: set DATABASE_URL, ARCHIVER_DB_SECRET_ARN or ARCHIVER_DB_HOST")
+        url, secret, host = (DatabaseEnv.variable(f) for f in ("url", "secret_arn", "host"))
+        raise ConfigError(f"no database configured: set {url}, {secret} or {host}")
     sock = fallback(env)
     return ConnectionParams(user="postgres", unix_sock=sock, database=db.name or "postgres", timezone=timezone)
 

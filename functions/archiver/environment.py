@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from .exceptions import ConfigError
 
+# The secret holding the erasure records' HMAC key: read by the status and export functions and the CLI.
+ERASURE_KEY_ENV = "ARCHIVER_ERASURE_KEY_SECRET_ARN"
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
@@ -26,6 +28,11 @@ class EnvModel(BaseModel):
     @classmethod
     def variables(cls) -> tuple[str, ...]:
         return tuple(str(f.alias) for f in cls.model_fields.values() if f.alias)
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        """The variable that sets ``field`` (the infra hands values over by it)."""
+        return str(cls.model_fields[field].alias)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Self:

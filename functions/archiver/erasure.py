@@ -35,6 +35,7 @@ from .catalogue import TableShape, columns, live_shape, table_exists
 from .cold_storage import ColdStorage, S3Storage, open_storage
 from .config import Policy
 from .db import Database, describe_error, expecting
+from .environment import ERASURE_KEY_ENV as ERASURE_KEY_ENV  # the key's secret: defined in environment
 from .exceptions import (
     ArchiverError,
     ConfigError,
@@ -71,8 +72,6 @@ from .observability import logger
 from .related import RelatedGraph, column_list, related_graph
 from .states import RunState
 
-# The variable naming the key's secret on AWS (and for the CLI run against that database).
-ERASURE_KEY_ENV = "ARCHIVER_ERASURE_KEY_SECRET_ARN"
 MAX_KEY_TEXT = 200  # a primary key's text; longer is not a key of any table we archive
 _KEY_ID_LABEL = b"pg-archiver erasure key id"
 _MAX_SELF_STEPS = 1000  # rows of one table referencing each other in a chain longer than this: refused
@@ -137,7 +136,7 @@ def _upgrade(db: Database, policy: Policy, key: ErasureKey) -> None:
     other = db.scalar(f"SELECT count(*) FROM {records} WHERE key_id <> :k", k=key.key_id)
     if other:
         raise ConfigError(f"{other} erasure records were written under another erasure key: use that key"
-                          " (ARCHIVER_ERASURE_KEY_SECRET_ARN, or the database's own), or erased records could return")
+                          f" ({ERASURE_KEY_ENV}, or the database's own), or erased records could return")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from typing import Any
 from .alerts import Alert, AlertSink, LogSink
 from .catalogue import Column, TableShape, columns, live_shape, table_exists
 from .cold_storage import ColdStorage
-from .config import Policy
+from .config import MAX_DAYS, Policy
 from .db import Database, describe_error
 from .exceptions import ConfigError, JobStateError, LeaseLostError, StorageError
 from .identifiers import qualified, quote, validate
@@ -256,8 +256,8 @@ def parse_days(text: str | None, default: int) -> int:
     if text is None:
         return default
     m = re.fullmatch(r"(\d+)d?", text.strip())
-    if not m or not 1 <= int(m.group(1)) <= 36500:
-        raise ConfigError(f"--older-than: expected days in 1..36500 like 730d, got {text!r}")
+    if not m or not 1 <= int(m.group(1)) <= MAX_DAYS:
+        raise ConfigError(f"--older-than: expected days in 1..{MAX_DAYS} like 730d, got {text!r}")
     return int(m.group(1))
 
 

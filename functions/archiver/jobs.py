@@ -48,7 +48,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
@@ -412,6 +412,15 @@ class JobStore:
         """Count a batch that moved nothing (its rows were held, or none were left) and move the cursor."""
         return self.recorded(params["job"], self.db.row(self._record_sql, **params))[2]
 
+    def record_whole_partition(self, job_id: str, partition: str, rows: int) -> None:
+        """A partition the run moved whole, in its notes (``options->'whole_partitions'``): its name and
+        rows, no row's data. In the move's own transaction, after ``record_from`` counted it."""
+        self.db.run(f"UPDATE {self.log} SET options = jsonb_set(options, '{{whole_partitions}}',"
+                    " COALESCE(options -> 'whole_partitions', CAST('[]' AS jsonb))"
+                    " || jsonb_build_array(jsonb_build_object('partition', CAST(:name AS text),"
+                    " 'rows', CAST(:rows AS bigint)))) WHERE job_id = CAST(:job AS uuid)",
+                    name=partition, rows=rows, job=job_id)
+
     def record_step(self, job_id: str, lease_seconds: int = 3600) -> None:
         """Count a batch of a run that records its totals at its end (restore), and renew its lease."""
         self.db.run(f"UPDATE {self.log} SET batches = batches + 1, heartbeat_at = now(),"
@@ -529,3 +538,72 @@ class JobStore:
         """A finished export failed its verification again: failed, so the next export continues it."""
         self.db.run(f"UPDATE {self.log} SET state = {sql_state(RunState.FAILED)}, error_message = :e"
                     " WHERE job_id = CAST(:j AS uuid)", e=error, j=job_id)
+
+
+# The seed's weekly review ("SUM(records_archived), AVG(execution_time_ms) ... GROUP BY
+# DATE(run_date)"), over the policy's calendar days, with the days without a run shown as zeros.
+_DAILY_ARCHIVE_SQL = """
+WITH bounds AS (
+  SELECT COALESCE(CAST(:last AS date), CAST(now() AT TIME ZONE :tz AS date)) AS today
+), days AS (
+  SELECT CAST(d AS date) AS day
+  FROM bounds, generate_series(today - (:n - 1), today, interval '1 day') AS d
+), runs AS (
+  SELECT CAST(run_date AT TIME ZONE :tz AS date) AS day, state, records_archived, execution_time_ms
+  FROM {log}, bounds
+  WHERE policy_key = :p AND kind = 'archive' AND NOT dry_run
+    AND run_date >= CAST(today - (:n - 1) AS timestamp) AT TIME ZONE :tz
+    AND run_date < CAST(today + 1 AS timestamp) AT TIME ZONE :tz
+)
+SELECT days.day, count(runs.day) AS runs, COALESCE(sum(runs.records_archived), 0) AS archived,
+       CAST(round(avg(runs.execution_time_ms)) AS bigint) AS avg_duration_ms,
+       count(*) FILTER (WHERE runs.state = {failed}) AS failures,
+       count(*) FILTER (WHERE runs.state = {partial}) AS partial
+FROM days LEFT JOIN runs ON runs.day = days.day
+GROUP BY days.day ORDER BY days.day DESC"""
+
+_LAST_SUCCESS_AND_ACTIVE_SQL = """
+SELECT max(finished_at) FILTER (WHERE state = {succeeded} AND kind = 'archive' AND NOT dry_run) AS last_ok,
+       max(CAST(job_id AS text)) FILTER (WHERE {active}) AS active
+FROM {log} WHERE policy_key = ANY(CAST(:p AS text[]))"""
+
+
+@dataclass(frozen=True)
+class DayTotals:
+    """One calendar day of a policy's archive runs (dry runs left out), as the weekly review shows it."""
+
+    day: date
+    runs: int
+    archived: int
+    avg_duration_ms: int | None
+    failures: int
+    partial: int
+
+
+class RunLogSummary:
+    """The read side of the run log every policy shares: the aggregates the status API and the
+    reports show. Read-only, and unlike ``JobStore`` bound to no policy and preparing nothing."""
+
+    def __init__(self, db: Database, schema: str, log_table: str) -> None:
+        self.db = db
+        self.log = qualified(schema, log_table)
+
+    def daily_archive_totals(self, policy_key: str, timezone: str, days: int,
+                             last_day: date | None = None) -> list[DayTotals]:
+        """Per calendar day (in ``timezone``) of the ``days`` ending with ``last_day`` (default today),
+        newest first, the policy's archive runs: count, rows archived, average time, failures, partial."""
+        sql = _DAILY_ARCHIVE_SQL.format(log=self.log, failed=sql_state(RunState.FAILED),
+                                        partial=sql_state(RunState.PARTIAL))
+        return [DayTotals(day=r["day"], runs=int(r["runs"]), archived=int(r["archived"]),
+                          avg_duration_ms=None if r["avg_duration_ms"] is None else int(r["avg_duration_ms"]),
+                          failures=int(r["failures"]), partial=int(r["partial"]))
+                for r in self.db.rows(sql, tz=timezone, n=days, p=policy_key, last=last_day)]
+
+    def last_success_and_active(self, policy_keys: Sequence[str]) -> tuple[datetime | None, str | None]:
+        """When the last successful (not dry) archive run of these policies finished, and the id of
+        an active run of any of them (None for either when there is none)."""
+        sql = _LAST_SUCCESS_AND_ACTIVE_SQL.format(log=self.log, succeeded=sql_state(RunState.SUCCEEDED),
+                                                  active=ACTIVE_SQL)
+        row = self.db.row(sql, p=list(policy_keys))
+        assert row is not None  # an aggregate always answers one row
+        return row["last_ok"], row["active"]

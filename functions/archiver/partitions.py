@@ -92,13 +92,6 @@ _TIMEOUTS_SQL = (
     "CAST(:cap AS bigint), COALESCE(NULLIF(extract(epoch FROM CAST(current_setting('statement_timeout') AS interval))"
     " * 1000, 0), CAST(:cap AS bigint))) AS bigint) AS text), true)")
 
-# The run's notes: each partition moved whole, by name, with its rows (no row's data).
-_NOTE_SQL = ("UPDATE {log} SET options = jsonb_set(options, '{{whole_partitions}}',"
-             " COALESCE(options -> 'whole_partitions', CAST('[]' AS jsonb))"
-             " || jsonb_build_array(jsonb_build_object('partition', CAST(:name AS text),"
-             " 'rows', CAST(:rows AS bigint)))) WHERE job_id = CAST(:job AS uuid)")
-
-
 @dataclass(frozen=True)
 class Leaf:
     """A leaf partition, and the partition of the live table it lies under (itself, unless that one is
@@ -236,7 +229,7 @@ class PartitionMoves:
             if not moved:  # emptied since it was looked at: a batch of nothing must not end the run
                 raise _Skip
             self.db.run(f"TRUNCATE {leaf.table}")
-            self.db.run(_NOTE_SQL.format(log=self.jobs.log), name=leaf.name, rows=moved, job=job.id)
+            self.jobs.record_whole_partition(job.id, leaf.name, moved)
         ms = (time.perf_counter() - started) * 1000
         logger.info("partition moved whole", extra={"partition": leaf.name, "rows": moved, "ms": round(ms, 1)})
         return Moved(moved, ms, after)

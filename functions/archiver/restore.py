@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from .catalogue import TableShape, columns, live_shape, table_exists
-from .config import Policy
+from .config import MAX_BATCH_SIZE, MAX_DAYS, Policy
 from .db import Database, describe_error
 from .exceptions import ConfigError
 from .export import purge_gate, related_purge_gate
@@ -221,12 +221,12 @@ class Restorer:
 
 
 def purge(db: Database, policy: Policy, older_than_days: int, dry_run: bool = False,
-          batch_size: int = 10000, trigger: str = "manual", without_export: bool = False) -> Job:
+          batch_size: int = MAX_BATCH_SIZE, trigger: str = "manual", without_export: bool = False) -> Job:
     """Delete archive rows archived more than ``older_than_days`` ago, and in move mode related archive
     rows: only those in a verified export (export.purge_gate, related_purge_gate), unless
     ``without_export``, which is logged."""
-    if not 1 <= older_than_days <= 36500:
-        raise ConfigError("--older-than must be between 1 and 36500 days")
+    if not 1 <= older_than_days <= MAX_DAYS:
+        raise ConfigError(f"--older-than must be between 1 and {MAX_DAYS} days")
     db.use_timezone(policy.timezone)  # "N days" in the policy's calendar
     jobs = JobStore(db, policy)
     run = jobs.create(kind="purge", dry_run=dry_run, batch_size=batch_size, trigger=trigger,

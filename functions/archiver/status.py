@@ -1,11 +1,12 @@
 """What the status API reports, without any HTTP: the weekly review, health, and starting a run.
 
-The REST handler and the local server shape these answers; the queries live here, next to
-the run log they read.
+The REST handler and the local server shape these answers; the run log's statements are the job
+store's (``jobs.RunLogSummary`` for the aggregates read here).
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date
 from typing import Any
 
@@ -16,47 +17,17 @@ from .db import Database, check_writable
 from .engine import Archiver
 from .exceptions import DatabaseUnavailableError, RunStartError, SchemaError
 from .identifiers import qualified
-from .jobs import Job, JobStore
+from .jobs import Job, JobStore, RunLogSummary
 from .observability import logger
-from .states import ACTIVE_SQL, RunState, sql_state
+from .states import RunState
 
 # Above this planner estimate a count(*) would take seconds of a 29-second API call: report
 # pg_class.reltuples (refreshed by autovacuum's ANALYZE) instead, and say it is an estimate.
 EXACT_COUNT_LIMIT = 1_000_000
 
-# The seed's weekly review ("SUM(records_archived), AVG(execution_time_ms) ... GROUP BY
-# DATE(run_date)"), over the policy's calendar days, with the days without a run shown as zeros.
-_PER_DAY_SQL = """
-WITH bounds AS (
-  SELECT COALESCE(CAST(:last AS date), CAST(now() AT TIME ZONE :tz AS date)) AS today
-), days AS (
-  SELECT CAST(d AS date) AS day
-  FROM bounds, generate_series(today - (:n - 1), today, interval '1 day') AS d
-), runs AS (
-  SELECT CAST(run_date AT TIME ZONE :tz AS date) AS day, state, records_archived, execution_time_ms
-  FROM {log}, bounds
-  WHERE policy_key = :p AND kind = 'archive' AND NOT dry_run
-    AND run_date >= CAST(today - (:n - 1) AS timestamp) AT TIME ZONE :tz
-    AND run_date < CAST(today + 1 AS timestamp) AT TIME ZONE :tz
-)
-SELECT days.day, count(runs.day) AS runs, COALESCE(sum(runs.records_archived), 0) AS archived,
-       CAST(round(avg(runs.execution_time_ms)) AS bigint) AS avg_duration_ms,
-       count(*) FILTER (WHERE runs.state = {failed}) AS failures,
-       count(*) FILTER (WHERE runs.state = {partial}) AS partial
-FROM days LEFT JOIN runs ON runs.day = days.day
-GROUP BY days.day ORDER BY days.day DESC"""
-
-# The states these queries name, spelt from RunState.
-_STATES = {s.value: sql_state(s) for s in (RunState.FAILED, RunState.PARTIAL, RunState.SUCCEEDED)}
-
 _RELTUPLES_SQL = """
 SELECT CAST(c.reltuples AS bigint) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = :s AND c.relname = :t"""
-
-_HEALTH_SQL = """
-SELECT max(finished_at) FILTER (WHERE state = {succeeded} AND kind = 'archive' AND NOT dry_run) AS last_ok,
-       max(CAST(job_id AS text)) FILTER (WHERE {active}) AS active
-FROM {log} WHERE policy_key = ANY(CAST(:p AS text[]))"""
 
 
 def stats(db: Database, policy: Policy, days: int) -> dict[str, Any]:
@@ -74,14 +45,9 @@ def history(db: Database, policy: Policy, days: int, last_day: date | None = Non
     with ``last_day`` (default today, in the policy's time zone), newest first, and their totals."""
     if not table_exists(db, policy.schema_name, policy.log_table):
         raise SchemaError(f"run log {policy.schema_name}.{policy.log_table} does not exist: run migrate")
-    log = qualified(policy.schema_name, policy.log_table)
-    per_day = [
-        {"day": r["day"].isoformat(), "runs": int(r["runs"]), "archived": int(r["archived"]),
-         "avg_duration_ms": None if r["avg_duration_ms"] is None else int(r["avg_duration_ms"]),
-         "failures": int(r["failures"]), "partial": int(r["partial"])}
-        for r in db.rows(_PER_DAY_SQL.format(log=log, **_STATES), tz=policy.timezone, n=days, p=policy.key,
-                         last=last_day)
-    ]
+    summary = RunLogSummary(db, policy.schema_name, policy.log_table)
+    per_day = [{**asdict(d), "day": d.day.isoformat()}
+               for d in summary.daily_archive_totals(policy.key, policy.timezone, days, last_day)]
     finished = [(d["avg_duration_ms"], d["runs"]) for d in per_day if d["avg_duration_ms"] is not None]
     weight = sum(n for _, n in finished)
     totals = {
@@ -133,11 +99,9 @@ def health(db: Database, policy: Policy | PolicySet) -> dict[str, Any]:
         out["missing_tables"] = [f"{first.schema_name}.{t}" for t in missing]
         out["schema_migrated"] = not missing
         if first.log_table not in missing:
-            log = qualified(first.schema_name, first.log_table)
-            row = db.row(_HEALTH_SQL.format(log=log, active=ACTIVE_SQL, **_STATES), p=[p.key for p in policies])
-            assert row is not None  # an aggregate always answers one row
-            out["last_successful_run"] = row["last_ok"].isoformat() if row["last_ok"] else None
-            out["active_job_id"] = row["active"]
+            summary = RunLogSummary(db, first.schema_name, first.log_table)
+            last_ok, out["active_job_id"] = summary.last_success_and_active([p.key for p in policies])
+            out["last_successful_run"] = last_ok.isoformat() if last_ok else None
     except DatabaseUnavailableError as exc:
         logger.warning("health check: database unreachable", extra={"error": str(exc)})
         return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from archiver.environment import EnvModel
+from archiver.environment import ERASURE_KEY_ENV, EnvModel
 
 
 class StatusEnv(EnvModel):
@@ -17,7 +17,7 @@ class StatusEnv(EnvModel):
     # POST /erasures hands its work to the export function (cold storage on): its name, and the
     # secret holding the erasure records' HMAC key. Empty: no cold storage, the route answers 501.
     export_function_name: str = Field("", alias="ARCHIVER_EXPORT_FUNCTION_NAME", pattern=r"^[A-Za-z0-9_:.-]{0,170}$")
-    erasure_key_secret_arn: str = Field("", alias="ARCHIVER_ERASURE_KEY_SECRET_ARN", max_length=2048)
+    erasure_key_secret_arn: str = Field("", alias=ERASURE_KEY_ENV, max_length=2048)
 
 
 class SlackEnv(EnvModel):

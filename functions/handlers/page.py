@@ -17,6 +17,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from archiver.config import MAX_BATCH_SIZE
 from archiver.states import ACTIVE_STATES
 
 WEB = Path(__file__).with_name("web")
@@ -36,11 +37,13 @@ def _sha256(text: str) -> str:
 
 @cache
 def assets() -> Assets:
-    """The template with its style and script inlined, and headers allowing those two and nothing else."""
+    """The template with its style, script and batch-size bound inlined, and headers allowing those two alone."""
     style = (WEB / "app.css").read_text(encoding="utf-8")
     script = (WEB / "app.js").read_text(encoding="utf-8")
     template = (WEB / "index.html").read_text(encoding="utf-8")
-    template = template.replace("%%STYLE%%", style).replace("%%SCRIPT%%", script)
+    template = (template.replace("%%STYLE%%", style).replace("%%SCRIPT%%", script)
+                .replace("%%MAX_BATCH_SIZE%%", str(MAX_BATCH_SIZE))
+                .replace("%%MAX_BATCH_SIZE_TEXT%%", f"{MAX_BATCH_SIZE:,}"))
     # The page talks only to the API it came from; no other origin can frame it or be reached.
     csp = ("default-src 'none'; "
            f"script-src {_sha256(script)}; style-src {_sha256(style)}; "

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from archiver import slack
-from archiver.config import Policy, PolicySet, Settings, load_policies, load_settings
+from archiver.config import Policy, PolicySet, Settings, load_policies, load_settings, settings_variable
 from archiver.connection import open_database
 from archiver.db import Database
 from archiver.erasure import erase_event
@@ -217,7 +217,8 @@ def make_server(host: str, port: int, env: Mapping[str, str],
     server = LocalServer((host, port), _Handler)
     policy = policy or load_policies(env)
     bound = server.server_address[1]
-    settings = load_settings(env, status_base_url=env.get("ARCHIVER_STATUS_BASE_URL") or f"http://{host}:{bound}")
+    base_url = env.get(settings_variable("status_base_url")) or f"http://{host}:{bound}"
+    settings = load_settings(env, status_base_url=base_url)
     server.deps = local_deps(env, policy, settings)
     return server
 

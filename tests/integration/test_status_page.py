@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from archiver.config import MAX_BATCH_SIZE
 from archiver.engine import Archiver
 from archiver.identifiers import qualified
 from handlers import page, status
@@ -67,6 +68,13 @@ def test_the_page_allows_only_its_own_script_and_style_and_this_api(api):
     assert page._sha256(script) in csp
     assert headers["x-content-type-options"] == "nosniff" and headers["cache-control"] == "no-store"
     assert "<link rel=\"icon\" href=\"data:,\">" in body  # no favicon request outside the API
+
+
+def test_the_pages_batch_size_input_has_the_apis_bound_and_no_placeholder_left(api):
+    _, _, body = get_page(api)
+    (field,) = re.findall(r'<input id="batch-size"[^>]*>', body)
+    assert f'max="{MAX_BATCH_SIZE}"' in field and f"1 to {MAX_BATCH_SIZE:,}." in body
+    assert "%%" not in body
 
 
 def test_the_page_still_loads_when_the_run_log_is_missing_and_says_why(db, policy, settings):
