@@ -440,7 +440,7 @@ class Exporter:
                     while True:
                         if (max_files is not None and written >= max_files) or (time_left and time_left() < 60):
                             self._pause(job.id, owner)
-                            return self._result(job.id, "running", done=False)
+                            return self._result(job.id, RunState.RUNNING, done=False)
                         n = self._write_chunk(job, owner, part, month)
                         written += n > 0
                         if n < self.rows_per_file:
@@ -467,9 +467,10 @@ class Exporter:
                                         "dest": self.storage.url})
         assert done is not None
         logger.info("export verified", extra={"export_id": job.id, "rows": current.records_archived})
-        return self._result(job.id, "succeeded")
+        return self._result(job.id, RunState.SUCCEEDED)
 
     def _result(self, export_id: str, state: str, done: bool = True, problems: list[str] | None = None) -> ExportResult:
+        """``state``: the export run's ``RunState``, or "superseded" (another export took over its rows)."""
         job = self.jobs.get(export_id)
         related: dict[str, int] = {}
         for entry in job.options.get("related_files", []):
@@ -491,7 +492,7 @@ class Exporter:
                              summary=f"export failed, nothing purged: {error}"[:300],
                              counts={"exported": job.records_archived, "files": len(_files(job))}))
         logger.error("export failed", extra={"export_id": export_id, "error": error[:300]})
-        return self._result(export_id, "failed", problems=problems or [error])
+        return self._result(export_id, RunState.FAILED, problems=problems or [error])
 
     def _months(self, part: Part, cutoff: datetime) -> list[str]:
         return [r[0] for r in self.db.run(
