@@ -29,19 +29,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from datetime import time as dtime
-from typing import Any, Protocol
+from typing import Any
 
 from .catalogue import TableShape, columns, live_shape, table_exists
 from .cold_storage import ColdStorage, S3Storage, open_storage
 from .config import Policy
 from .db import Database, describe_error, expecting
 from .environment import ERASURE_KEY_ENV as ERASURE_KEY_ENV  # the key's secret: defined in environment
+from .events import Invoker, hand_to
 from .exceptions import (
     ArchiverError,
     ConfigError,
     InvalidKeyError,
     InvalidValueError,
-    RunStartError,
     SchemaError,
     StorageError,
 )
@@ -77,10 +77,6 @@ _KEY_ID_LABEL = b"pg-archiver erasure key id"
 _MAX_SELF_STEPS = 1000  # rows of one table referencing each other in a chain longer than this: refused
 
 Table = tuple[str, str]
-
-
-class Invoker(Protocol):
-    def invoke_async(self, function: str, payload: dict[str, Any]) -> None: ...
 
 
 def legacy_hash(policy: Policy, key_text: str) -> str:
@@ -333,17 +329,11 @@ def request_erasure(db: Database, policy: Policy, key: object, *, by: str, dry_r
     hand the work to the export function (it alone rewrites Parquet), which finishes the run."""
     text = key_text(db, policy, key)
     hashed = (erasure_key or database_key(db, policy)).hash(policy, text)
-    job = JobStore(db, policy).create(kind="erase", dry_run=dry_run, batch_size=1, trigger="api",
-                                      options={"key_hash": hashed, "requested_by": by})
-    try:
-        invoker.invoke_async(function, {"action": "erase", "job_id": job.id, "table": policy.live_table,
-                                        "key": text, "by": by, "dry_run": dry_run})
-    except Exception as exc:  # noqa: BLE001 - any invoke failure leaves a run nobody works on
-        reason = type(exc).__name__
-        logger.error("could not start the erasure", extra={"job_id": job.id, "error_type": reason})
-        JobStore(db, policy).finish(job.id, None, RunState.FAILED, error=f"invoke failed: {reason}",
-                                    message="the export function could not be started")
-        raise RunStartError(job.id, reason) from exc
+    jobs = JobStore(db, policy)
+    job = jobs.create(kind="erase", dry_run=dry_run, batch_size=1, trigger="api",
+                      options={"key_hash": hashed, "requested_by": by})
+    hand_to(jobs, job.id, invoker, function, {"action": "erase", "job_id": job.id, "table": policy.live_table,
+                                              "key": text, "by": by, "dry_run": dry_run}, "export")
     logger.info("erasure requested", extra={"job_id": job.id, "dry_run": dry_run})
     return job
 

@@ -8,11 +8,28 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .exceptions import InvalidEventError
+from .exceptions import InvalidEventError, RunStartError
+from .jobs import JobStore
+from .observability import logger
+from .states import RunState
 
 
 class Invoker(Protocol):
     def invoke_async(self, function: str, payload: dict[str, Any]) -> None: ...
+
+
+def hand_to(jobs: JobStore, job_id: str, invoker: Invoker, function: str, payload: dict[str, Any],
+            what: str) -> None:
+    """Hand a run the caller just recorded to ``function`` (the ``what`` function). If the invocation
+    fails, nobody would ever work on the run: it is finished as failed and RunStartError raised."""
+    try:
+        invoker.invoke_async(function, payload)
+    except Exception as exc:  # noqa: BLE001 - any invoke failure leaves a run nobody works on
+        reason = type(exc).__name__
+        logger.error(f"could not start the {what} function", extra={"job_id": job_id, "error_type": reason})
+        jobs.finish(job_id, None, RunState.FAILED, error=f"invoke failed: {reason}",
+                    message=f"the {what} function could not be started")
+        raise RunStartError(job_id, reason) from exc
 
 
 class LocalInvoker:

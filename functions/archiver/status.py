@@ -15,11 +15,10 @@ from .catalogue import table_exists
 from .config import Policy, PolicySet, Settings
 from .db import Database, check_writable
 from .engine import Archiver
-from .exceptions import DatabaseUnavailableError, RunStartError, SchemaError
+from .exceptions import DatabaseUnavailableError, SchemaError
 from .identifiers import qualified
 from .jobs import Job, JobStore, RunLogSummary
 from .observability import logger
-from .states import RunState
 
 # Above this planner estimate a count(*) would take seconds of a 29-second API call: report
 # pg_class.reltuples (refreshed by autovacuum's ANALYZE) instead, and say it is an estimate.
@@ -121,13 +120,7 @@ def start_run(db: Database, policy: Policy, settings: Settings, invoker: events.
     grants.check(db, policy, "dry-run" if dry_run else "run")
     job = Archiver(db, policy, settings).start(dry_run=dry_run, fixed_batch_size=fixed_batch_size, trigger="api",
                                                max_replica_lag=max_replica_lag)
-    try:
-        invoker.invoke_async(function_name, events.start_event(job.id, policy.live_table))
-    except Exception as exc:  # noqa: BLE001 - any invoke failure leaves a run nobody works on
-        reason = type(exc).__name__
-        logger.error("could not start the archive function", extra={"job_id": job.id, "error_type": reason})
-        JobStore(db, policy).finish(job.id, None, RunState.FAILED, error=f"invoke failed: {reason}",
-                                    message="the archive function could not be started")
-        raise RunStartError(job.id, reason) from exc
+    events.hand_to(JobStore(db, policy), job.id, invoker, function_name, events.start_event(job.id, policy.live_table),
+                   "archive")
     logger.info("run started", extra={"job_id": job.id, "dry_run": dry_run, "fixed_batch_size": fixed_batch_size})
     return job
