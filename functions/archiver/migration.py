@@ -101,12 +101,13 @@ class MigrationReport:
 
 
 # -- indexes -------------------------------------------------------------------------------
+def _stable_name(name: str) -> str:
+    """``name`` within PostgreSQL's 63 bytes: it truncates silently; keep names unique and stable instead."""
+    return name if len(name) <= 63 else f"{name[:50]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
 def _index_name(table: str, cols: tuple[str, ...], suffix: str = "archiver_idx") -> str:
-    name = f"{table}_{'_'.join(cols)}_{suffix}"
-    if len(name) > 63:  # PostgreSQL truncates silently; keep names unique and stable instead.
-        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-        name = f"{name[:50]}_{digest}"
-    return name
+    return _stable_name(f"{table}_{'_'.join(cols)}_{suffix}")
 
 
 def _ensure_index(db: Database, schema: str, table: str, cols: tuple[str, ...], report: MigrationReport) -> None:
@@ -244,10 +245,6 @@ def migrate(db: Database, policy: Policy) -> MigrationReport:
 # can be called anything); rows of related archive tables (move mode; they may have no key) by
 # the group one archive batch moved together, ``(archive_job_id, archived_at)``.
 LEDGER_SUFFIX, RELATED_LEDGER_SUFFIX = "_exported", "_exported_related"
-
-
-def _stable_name(name: str) -> str:
-    return name if len(name) <= 63 else f"{name[:50]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def ledger_name(policy: Policy) -> str:
