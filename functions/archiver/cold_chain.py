@@ -39,7 +39,9 @@ class ChainDeps:
     older_than_days: int
     rows_per_file: int = DEFAULT_ROWS_PER_FILE
     max_hops: int = 200
-    erasure_key: ErasureKey | None = None  # None: the database's own (erasure.py)
+    # The erasure records' key, fetched on first use (an erasure), not on every hop's cold start;
+    # None: the database's own (erasure.py).
+    erasure_key: Callable[[], ErasureKey | None] = lambda: None
     # Every policy of the deployment: an event naming a table works on that policy's archive (each
     # policy's purge schedule runs this chain). None: ``policy`` alone.
     policies: PolicySet | None = None
@@ -122,4 +124,4 @@ def erase_request(event: dict[str, Any], deps: ChainDeps) -> dict[str, Any]:
     """``{"action": "erase", ...}`` (erasure.erase_event): the export function erases (it alone carries
     pyarrow to rewrite exported files); invoking it is its own IAM permission."""
     mine = deps.for_table(event.get("table") if isinstance(event.get("table"), str) else None) or deps
-    return erase_event(event, mine.db, mine.policy, mine.erasure_key)
+    return erase_event(event, mine.db, mine.policy, mine.erasure_key())

@@ -31,3 +31,4 @@ class ExportEnv(EnvModel):
 
     dest: str = Field(alias="ARCHIVER_EXPORT_DEST", pattern=r"^s3://[a-z0-9.-]{3,63}(/.*)?$")
     rows_per_file: int = Field(100_000, alias="ARCHIVER_EXPORT_ROWS_PER_FILE", ge=1, le=10_000_000)
+    erasure_key_secret_arn: str = Field("", alias=ERASURE_KEY_ENV, max_length=2048)

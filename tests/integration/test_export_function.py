@@ -100,3 +100,14 @@ def test_a_purge_event_for_another_table_or_a_bad_continuation_is_rejected(db, p
                   {"action": "continue", "job_id": "x", "hop": 0}, {"action": "explode"}):
         assert export_function.handler(event, hop_context(), deps=deps)["status"] == "rejected"
     assert count(db, "nic_cc_customer_backup") == 2 and count(db, "nic_cc_archive_log", "kind = 'export'") == 0
+
+
+def test_the_erasure_key_is_fetched_at_the_first_erasure_not_at_a_cold_start(db, policy, settings, function_env,
+                                                                              monkeypatch):
+    fetched: list[str] = []
+    monkeypatch.setattr(export_function.aws, "fetch_secret", lambda arn: fetched.append(arn) or "k" * 64)
+    monkeypatch.setenv("ARCHIVER_ERASURE_KEY_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:1:secret:erasure")
+    deps = export_function.build_deps()
+    assert fetched == []  # an export hop never needs it
+    first, again = deps.erasure_key(), deps.erasure_key()
+    assert first is again and first is not None and len(fetched) == 1
