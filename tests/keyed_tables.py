@@ -129,6 +129,21 @@ def archive(db: Database, policy: Policy, settings: Settings, *, batch_size: int
     return dry, outcome.job
 
 
+def archive_exactly_the_eligible(db: Database, policy: Policy, settings: Settings, keys: list[Any], ages: list[Any],
+                                 original: dict[str, str], *, max_batches: int | None = None) -> tuple[Job, datetime]:
+    """``archive``, then the property every run keeps: it succeeded, the dry run counted what it moved,
+    and exactly the rows whose age (``ages``, beside ``keys``) is past the pinned cutoff are archived,
+    unchanged, the rest live and unchanged. The run and its cutoff."""
+    table = policy.live_table
+    dry, job = archive(db, policy, settings, max_batches=max_batches)
+    cutoff = datetime.fromisoformat(job.options["cutoffs"]["default"])
+    expected = {k for k, a in zip(keys, ages, strict=True) if eligible(a, cutoff, policy.timezone)}
+    assert job.state == "succeeded"
+    assert dry.eligible == job.records_archived == len(expected)
+    assert set(assert_live_xor_archived(db, table, f"{table}_backup", original)) == expected
+    return job, cutoff
+
+
 def restore(db: Database, policy: Policy, job: Job, batch_size: int = 3) -> None:
     done, result = Restorer(db, policy, batch_size=batch_size).restore(job_id=job.id)
     assert done.state == "succeeded" and result.restored == job.records_archived
