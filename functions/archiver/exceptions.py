@@ -157,6 +157,40 @@ class FeatureNotSupportedError(ServerError):
     sqlstate = "0A000"
 
 
+class PartitionLayoutError(ServerError):
+    """SQLSTATE 42P17 (invalid object definition): a partition's range overlaps another's. Raised only
+    where the caller expects it (``db.expecting``): a partition then stays where it is."""
+
+    sqlstate = "42P17"
+
+
+class CheckViolationError(ServerError):
+    """SQLSTATE 23514: e.g. a default partition already holds rows of a range a new partition would take.
+    Raised only where the caller expects it (``db.expecting``)."""
+
+    sqlstate = "23514"
+
+
+class DatatypeMismatchError(ServerError):
+    """SQLSTATE 42804: e.g. a table to attach lacks a column of the partitioned table or has another type.
+    Raised only where the caller expects it (``db.expecting``)."""
+
+    sqlstate = "42804"
+
+
+class CollationMismatchError(ServerError):
+    """SQLSTATE 42P21: a table to attach has a column of another collation. Raised only where the caller
+    expects it (``db.expecting``)."""
+
+    sqlstate = "42P21"
+
+
+class DuplicateTableError(ServerError):
+    """SQLSTATE 42P07: a table of that name exists. Raised only where the caller expects it."""
+
+    sqlstate = "42P07"
+
+
 class ServerRefusedError(ServerError):
     """The server refused a statement for a reason the operator must fix, not the data: translated for
     every statement (``db.translate``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from pg8000.native import identifier as _quote
@@ -34,3 +35,8 @@ def quote(name: str) -> str:
 
 def qualified(schema: str, table: str) -> str:
     return f"{quote(schema)}.{quote(table)}"
+
+
+def stable_name(name: str) -> str:
+    """``name`` within PostgreSQL's 63 bytes: it truncates silently; keep names unique and stable instead."""
+    return name if len(name) <= 63 else f"{name[:50]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"

@@ -412,14 +412,15 @@ class JobStore:
         """Count a batch that moved nothing (its rows were held, or none were left) and move the cursor."""
         return self.recorded(params["job"], self.db.row(self._record_sql, **params))[2]
 
-    def record_whole_partition(self, job_id: str, partition: str, rows: int) -> None:
-        """A partition the run moved whole, in its notes (``options->'whole_partitions'``): its name and
-        rows, no row's data. In the move's own transaction, after ``record_from`` counted it."""
+    def record_whole_partition(self, job_id: str, partition: str, rows: int, how: str) -> None:
+        """A partition the run moved whole, in its notes (``options->'whole_partitions'``): its name, rows
+        and ``how`` ("attached" to the archive, or "copied"), no row's data. In the move's own
+        transaction, after ``record_from`` counted it."""
         self.db.run(f"UPDATE {self.log} SET options = jsonb_set(options, '{{whole_partitions}}',"
                     " COALESCE(options -> 'whole_partitions', CAST('[]' AS jsonb))"
                     " || jsonb_build_array(jsonb_build_object('partition', CAST(:name AS text),"
-                    " 'rows', CAST(:rows AS bigint)))) WHERE job_id = CAST(:job AS uuid)",
-                    name=partition, rows=rows, job=job_id)
+                    " 'rows', CAST(:rows AS bigint), 'how', CAST(:how AS text)))) WHERE job_id = CAST(:job AS uuid)",
+                    name=partition, rows=rows, how=how, job=job_id)
 
     def record_step(self, job_id: str, lease_seconds: int = 3600) -> None:
         """Count a batch of a run that records its totals at its end (restore), and renew its lease."""

@@ -8,10 +8,10 @@ What it reads of the database comes from ``catalogue.py``.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass, field
 
+from .archive_partitions import default_name, range_partitioned_on
 from .catalogue import (
     Column,
     TableShape,
@@ -28,7 +28,7 @@ from .catalogue import (
 from .config import Policy
 from .db import Database
 from .exceptions import SchemaError
-from .identifiers import qualified, quote
+from .identifiers import qualified, quote, stable_name
 from .related import related_graph
 from .states import ACTIVE_SQL, RunState, sql_state, sql_states
 
@@ -101,13 +101,8 @@ class MigrationReport:
 
 
 # -- indexes -------------------------------------------------------------------------------
-def _stable_name(name: str) -> str:
-    """``name`` within PostgreSQL's 63 bytes: it truncates silently; keep names unique and stable instead."""
-    return name if len(name) <= 63 else f"{name[:50]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-
-
 def _index_name(table: str, cols: tuple[str, ...], suffix: str = "archiver_idx") -> str:
-    return _stable_name(f"{table}_{'_'.join(cols)}_{suffix}")
+    return stable_name(f"{table}_{'_'.join(cols)}_{suffix}")
 
 
 def _ensure_index(db: Database, schema: str, table: str, cols: tuple[str, ...], report: MigrationReport) -> None:
@@ -166,18 +161,37 @@ def _migrate_log(db: Database, policy: Policy, report: MigrationReport) -> None:
 
 
 # -- archive tables ------------------------------------------------------------------------
+# Columns whose collation is not their type's default, with it (qualified, quoted): an archive column
+# compares and sorts as the live one, and a live partition can be attached to the archive.
+_COLLATIONS_SQL = """
+SELECT a.attname AS name, quote_ident(cn.nspname) || '.' || quote_ident(co.collname) AS collation
+FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_collation co ON co.oid = a.attcollation JOIN pg_namespace cn ON cn.oid = co.collnamespace
+WHERE a.attrelid = to_regclass(:table) AND a.attnum > 0 AND NOT a.attisdropped AND a.attcollation <> t.typcollation"""
+
+
+def _collations(db: Database, schema: str, table: str) -> dict[str, str]:
+    return {r["name"]: f" COLLATE {r['collation']}" for r in db.rows(_COLLATIONS_SQL, table=qualified(schema, table))}
+
+
 def _create_archive_table(db: Database, schema: str, name: str, source: tuple[Column, ...],
-                          pk: list[str], meta_ddl: list[str]) -> None:
-    cols = [f"{quote(c.name)} {c.type}" + (" NOT NULL" if c.name in pk else "") for c in source]
+                          pk: list[str], meta_ddl: list[str], collations: dict[str, str],
+                          partition_by: str | None) -> None:
+    cols = [f"{quote(c.name)} {c.type}{collations.get(c.name, '')}" + (" NOT NULL" if c.name in pk else "")
+            for c in source]
     cols += meta_ddl
     if pk:
         cols.append(f"PRIMARY KEY ({', '.join(quote(p) for p in pk)})")
-    db.run(f"CREATE TABLE {qualified(schema, name)} ({', '.join(cols)})")
+    by = f" PARTITION BY RANGE ({quote(partition_by)})" if partition_by else ""
+    db.run(f"CREATE TABLE {qualified(schema, name)} ({', '.join(cols)}){by}")
 
 
 def sync_archive_table(db: Database, schema: str, source_table: str, archive_table: str,
-                       meta: tuple[str, ...], report: MigrationReport) -> None:
-    """Create ``archive_table`` from ``source_table`` or bring it up to the source's columns.
+                       meta: tuple[str, ...], report: MigrationReport, partition_by: str | None = None,
+                       default_partition: str | None = None) -> None:
+    """Create ``archive_table`` from ``source_table`` or bring it up to the source's columns. A new
+    archive is range-partitioned on ``partition_by``, if given, with ``default_partition`` under it
+    (``archive_partitions.py``); an existing one keeps its layout.
 
     Raises SchemaError, before anything moves, when the archive cannot hold the source's rows.
     """
@@ -187,7 +201,11 @@ def sync_archive_table(db: Database, schema: str, source_table: str, archive_tab
     meta_ddl = [f"{quote(m)} {_META_DDL[m]}" for m in meta]
     if not table_exists(db, schema, archive_table):
         pk = list(table_key(db, schema, source_table))
-        _create_archive_table(db, schema, archive_table, source, pk, meta_ddl)
+        collations = _collations(db, schema, source_table)
+        _create_archive_table(db, schema, archive_table, source, pk, meta_ddl, collations, partition_by)
+        if partition_by and default_partition:
+            db.run(f"CREATE TABLE {qualified(schema, default_partition)} PARTITION OF"
+                   f" {qualified(schema, archive_table)} DEFAULT")
         for idx in (("archive_job_id",), ("archived_at",)):
             _ensure_index(db, schema, archive_table, idx, report)
         report.created.append(f"{schema}.{archive_table}")
@@ -197,7 +215,8 @@ def sync_archive_table(db: Database, schema: str, source_table: str, archive_tab
     for col in source:
         mine = have.get(col.name)
         if mine is None:  # schema drift: the live table grew a column; the archive follows
-            db.run(f"ALTER TABLE {qualified(schema, archive_table)} ADD COLUMN {quote(col.name)} {col.type}")
+            coll = _collations(db, schema, source_table).get(col.name, "")
+            db.run(f"ALTER TABLE {qualified(schema, archive_table)} ADD COLUMN {quote(col.name)} {col.type}{coll}")
             report.added_columns.append(f"{archive_table}.{col.name}")
         elif mine.type != col.type:
             problems.append(f"column {col.name!r} is {mine.type} in the archive but {col.type} in the live table")
@@ -225,8 +244,11 @@ def migrate(db: Database, policy: Policy) -> MigrationReport:
     with db.lock("migrate:" + policy.key):
         _migrate_log(db, policy, report)
         shape = live_shape(db, policy)
+        # A live table range-partitioned on the age column gets an archive partitioned the same way: its
+        # partitions wholly past the cutoff then move without a row copied (partitions.py).
+        ranged = range_partitioned_on(db, qualified(policy.schema_name, policy.live_table), policy.age_column)
         sync_archive_table(db, policy.schema_name, policy.live_table, policy.archive_table,
-                           ARCHIVE_META, report)
+                           ARCHIVE_META, report, policy.age_column if ranged else None, default_name(policy))
         _ensure_index(db, policy.schema_name, policy.live_table, tuple(c.name for c in shape.walk), report)
         graph = related_graph(db, policy)
         for link in graph.links:
@@ -248,11 +270,11 @@ LEDGER_SUFFIX, RELATED_LEDGER_SUFFIX = "_exported", "_exported_related"
 
 
 def ledger_name(policy: Policy) -> str:
-    return _stable_name(f"{policy.archive_table}{LEDGER_SUFFIX}")
+    return stable_name(f"{policy.archive_table}{LEDGER_SUFFIX}")
 
 
 def related_ledger_name(policy: Policy) -> str:
-    return _stable_name(f"{policy.archive_table}{RELATED_LEDGER_SUFFIX}")
+    return stable_name(f"{policy.archive_table}{RELATED_LEDGER_SUFFIX}")
 
 
 def ledger_key_columns(width: int) -> tuple[str, ...]:
@@ -288,11 +310,11 @@ KEY_SUFFIX = "_erasure_key"
 
 
 def erasure_table(policy: Policy) -> str:
-    return _stable_name(f"{policy.log_table}{ERASURE_SUFFIX}")
+    return stable_name(f"{policy.log_table}{ERASURE_SUFFIX}")
 
 
 def key_table(policy: Policy) -> str:
-    return _stable_name(f"{policy.log_table}{KEY_SUFFIX}")
+    return stable_name(f"{policy.log_table}{KEY_SUFFIX}")
 
 
 def ensure_erasure_tables(db: Database, policy: Policy, report: MigrationReport | None = None) -> None:

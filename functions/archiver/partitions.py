@@ -11,6 +11,12 @@ a short ``lock_timeout``, the columns signature checked, the move, the ``TRUNCAT
 partition's name and row count in the job's options. Whatever stops it (a crash, a lost connection)
 leaves everything as it was. A partition the move cannot have now (locked by the application, a key
 the archive already holds, too long for the hop) is left to the row batches, which move it as today.
+When the archive is partitioned like the live table (``archive_partitions.py``), a leaf directly
+under the live table moves without a row copied instead: in the same kind of transaction it is
+detached from the live table, given the archive's columns (constant defaults: no rewrite), merged
+with the archive partition of its range if there is one and it is smaller, and attached to the
+archive; the rows never leave their pages. Where that cannot be (the live table's lock did not come,
+the layouts differ, the role does not own the tables), the leaf is copied as above.
 See docs/decisions/whole-partition-moves.md.
 """
 
@@ -21,15 +27,20 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .archive_partitions import Part, archive_name, archive_partitioned, mirror, mirror_of
 from .catalogue import COLUMNS_SIGNATURE_SQL, TableShape, columns
 from .config import Policy
 from .db import Database, expecting
 from .eligibility import Cutoffs, age_bound
 from .exceptions import (
+    CheckViolationError,
+    CollationMismatchError,
     ColumnsChangedError,
+    DatatypeMismatchError,
     FeatureNotSupportedError,
     LeaseLostError,
     LockNotAvailableError,
+    PartitionLayoutError,
     PermissionDeniedError,
     QueryCanceledError,
     ServerError,
@@ -56,6 +67,34 @@ GIVES_WAY: dict[type[ServerError], str] = {
     UndefinedTableError: "the partition is gone",
     PermissionDeniedError: "the role may not lock or truncate the partition",
 }
+# Why a leaf is copied rather than attached to the archive (SQLSTATE): the transaction rolls back and
+# the copy runs in one of its own.
+COPIED_INSTEAD: dict[type[ServerError], str] = {
+    LockNotAvailableError: "the live table is in use",
+    PermissionDeniedError: "the role does not own the live table, the partition or the archive",
+    PartitionLayoutError: "an archive partition overlaps the partition's range",
+    CheckViolationError: "the archive's default partition holds rows of the partition's range",
+    DatatypeMismatchError: "the partition's columns differ from the archive's",
+    CollationMismatchError: "a column's collation differs from the archive's",
+    UniqueViolationError: "the archive already holds a key of the partition",
+    FeatureNotSupportedError: "the partition cannot be detached",
+}
+# The archive's columns a leaf is given when it is attached, as constant defaults (one value for every
+# row, kept in the catalogue: no row is rewritten); the job's values come from this transaction's settings.
+_META_VALUES = {
+    "archived_at": "now()",
+    "archived_by": "current_setting('archiver.archived_by')",
+    "archive_reason": "current_setting('archiver.archive_reason')",
+    "archive_job_id": "CAST(current_setting('archiver.archive_job_id') AS uuid)",
+}
+# What the live table gave a partition that an archive partition must not keep: its foreign keys (an
+# archived row must not hold up a delete elsewhere) and its columns' defaults (a sequence's nextval).
+_INHERITED_SQL = """
+SELECT 'DROP CONSTRAINT ' || quote_ident(conname) FROM pg_constraint
+WHERE conrelid = CAST(:t AS regclass) AND contype = 'f'
+UNION ALL
+SELECT 'ALTER COLUMN ' || quote_ident(attname) || ' DROP DEFAULT' FROM pg_attribute
+WHERE attrelid = CAST(:t AS regclass) AND attnum > 0 AND NOT attisdropped AND atthasdef AND attgenerated = ''"""
 
 # The leaves (with the partition of the live table above each) under each partition whose range on
 # the age column ends at or before the cutoff, oldest first. Only a range partitioning on the age
@@ -120,6 +159,11 @@ class Moved:
     job: Job
 
 
+class _CopyInstead(Exception):
+    """The archive partition of the leaf's range holds more rows than the leaf: copying the leaf's rows
+    into it costs less than moving its rows into the leaf. The transaction rolls back."""
+
+
 class _Skip(Exception):
     """Nothing to move in this partition (any more): empty, or no longer wholly past the cutoff under
     the live table. Its transaction, if any, rolls back."""
@@ -148,35 +192,53 @@ def whole_leaves(db: Database, policy: Policy, age_type: str, cutoffs: Cutoffs) 
         cut=lowest_cutoff(cutoffs))]
 
 
+def highest_cutoff(cutoffs: Cutoffs) -> Any:
+    """The cutoff below which a row may be eligible, whatever its line of business: the latest."""
+    return max([cutoffs.default, *cutoffs.by_lob.values()])
+
+
 def partition_moves(db: Database, policy: Policy, jobs: JobStore, lease_seconds: int, shape: TableShape | None,
                     only_the_row: bool) -> PartitionMoves | None:
-    """The run loop's whole-partition moves, or None (no catalogue read at all) unless the live table is
-    partitioned and eligibility reads only the row (``engine.only_the_row``)."""
-    if shape is None or not shape.partitioned or not only_the_row:
+    """The run loop's partition work, or None (no catalogue read at all) unless the live table is
+    partitioned: the archive's partitions kept in step with it, and, where eligibility reads only the
+    row (``engine.only_the_row``), the whole-partition moves."""
+    if shape is None or not shape.partitioned:
         return None
-    return PartitionMoves(db, policy, jobs, lease_seconds, shape.age.type)
+    return PartitionMoves(db, policy, jobs, lease_seconds, shape, only_the_row)
 
 
 class PartitionMoves:
-    """The whole-partition moves of one hop: the leaves are found at the first call, one moves per call."""
+    """The partition work of one hop: at the first call the archive gets its partitions for the ranges
+    the run may move rows of and the leaves are found; one leaf moves per call."""
 
-    def __init__(self, db: Database, policy: Policy, jobs: JobStore, lease_seconds: int, age_type: str) -> None:
-        self.db, self.policy, self.jobs, self.lease_seconds, self.age_type = db, policy, jobs, lease_seconds, age_type
+    def __init__(self, db: Database, policy: Policy, jobs: JobStore, lease_seconds: int, shape: TableShape,
+                 only_the_row: bool) -> None:
+        self.db, self.policy, self.jobs, self.lease_seconds = db, policy, jobs, lease_seconds
+        self.age_type, self.only_the_row = shape.age.type, only_the_row
+        # Generated columns stay generated in a leaf but are plain in the archive: such leaves are copied.
+        self.attachable = not any(c.generated for c in shape.columns)
         self._leaves: list[Leaf] | None = None
         self._cutoffs: Cutoffs | None = None
+
+    def _start(self, job: Job) -> list[Leaf]:
+        self._cutoffs = Cutoffs.from_json(job.options["cutoffs"])
+        # The batches' rows land in an archive partition of their own range, never the default one
+        # (where a later attach would have to look for them).
+        mirror(self.db, self.policy, self.age_type, highest_cutoff(self._cutoffs))
+        self.attachable = self.attachable and archive_partitioned(self.db, self.policy)
+        if not self.only_the_row:
+            return []
+        return whole_leaves(self.db, self.policy, self.age_type, self._cutoffs)
 
     def move(self, job: Job, owner: str, stmts: Signed, remaining_ms: float) -> Moved | None:
         """Move the next non-empty leaf past the run's cutoff whole; None when none is left (or a
         cancel was asked): the row batches go on from there."""
         if self._leaves is None:
-            self._cutoffs = Cutoffs.from_json(job.options["cutoffs"])
-            self._leaves = whole_leaves(self.db, self.policy, self.age_type, self._cutoffs)
+            self._leaves = self._start(job)
         while self._leaves:
             leaf = self._leaves.pop(0)
             try:
-                with expecting(LockNotAvailableError, UniqueViolationError, QueryCanceledError,
-                               FeatureNotSupportedError):
-                    moved = self._move(leaf, job, owner, stmts, remaining_ms * HOP_SHARE)
+                moved = self._attach_or_copy(leaf, job, owner, stmts, remaining_ms * HOP_SHARE)
             except _Skip:
                 continue
             except ColumnsChangedError:  # the run builds its statements again and comes back for it
@@ -193,31 +255,124 @@ class PartitionMoves:
             return moved
         return None
 
-    def _move(self, leaf: Leaf, job: Job, owner: str, stmts: Signed, limit_ms: float) -> Moved | None:
+    def _attach_or_copy(self, leaf: Leaf, job: Job, owner: str, stmts: Signed, limit_ms: float) -> Moved | None:
         if not self.db.scalar(f"SELECT EXISTS (SELECT 1 FROM ONLY {leaf.table})"):
             raise _Skip  # moved by an earlier hop, or never used: no lock taken for nothing
+        if self.attachable and leaf.top == leaf.table:
+            try:
+                with expecting(*COPIED_INSTEAD, QueryCanceledError):
+                    return self._attach(leaf, job, owner, stmts, limit_ms)
+            except _CopyInstead:
+                pass
+            except ServerError as exc:
+                reason = next((why for cls, why in COPIED_INSTEAD.items() if isinstance(exc, cls)), None)
+                if reason is None:
+                    raise
+                logger.info("partition copied, not attached", extra={"partition": leaf.name, "reason": reason})
+        with expecting(LockNotAvailableError, UniqueViolationError, QueryCanceledError, FeatureNotSupportedError):
+            return self._copy(leaf, job, owner, stmts, limit_ms)
+
+    def _begin(self, leaf: Leaf, job: Job, owner: str, limit_ms: float) -> bool:
+        """The move's transaction, from its start: the job's lease gate (False: a cancel was asked), then
+        its lock wait and the hop's share as its statement timeout."""
+        gate = self.db.run(f"WITH {self.jobs.lease_gate} SELECT ours, cancel FROM j", job=job.id, owner=owner)
+        if not gate or not gate[0][0]:
+            raise LeaseLostError(f"job {job.id} is no longer leased to this worker")
+        if gate[0][1]:
+            return False
+        cap = min(limit_ms, 2**31 - 1) if math.isfinite(limit_ms) else 2**31 - 1
+        self.db.run(_TIMEOUTS_SQL, lock=f"{LOCK_TIMEOUT_MS}ms", cap=max(1, int(cap)))
+        return True
+
+    def _check(self, leaf: Leaf, stmts: Signed) -> None:
+        """Once the leaf is locked: still in the live table, still wholly past the cutoff (the catalogue,
+        read after the lock), its columns those the statements were built from."""
+        assert self._cutoffs is not None
+        if leaf not in whole_leaves(self.db, self.policy, self.age_type, self._cutoffs):
+            raise _Skip
+        # Read once the partition is locked: DDL on the live table waits for this transaction from here.
+        same = self.db.scalar(f"SELECT ({COLUMNS_SIGNATURE_SQL}) = :sig", sig=stmts.signature,
+                              sig_rels=stmts.params["sig_rels"])
+        if same is not True:
+            raise ColumnsChangedError("columns changed since the statements were built")
+
+    def _attach(self, leaf: Leaf, job: Job, owner: str, stmts: Signed, limit_ms: float) -> Moved | None:
+        """Detach the leaf from the live table and attach it to the archive, in one transaction."""
+        started = time.perf_counter()
+        live = qualified(self.policy.schema_name, self.policy.live_table)
+        archive = qualified(self.policy.schema_name, self.policy.archive_table)
+        with self.db.transaction():
+            if not self._begin(leaf, job, owner, limit_ms):
+                return None
+            # The live table itself (not its other partitions): DETACH takes this lock anyway; taken
+            # first, with the lock wait, so that the application's transactions win and nothing else waits.
+            self.db.run(f"LOCK TABLE ONLY {live} IN ACCESS EXCLUSIVE MODE")
+            self.db.run(f"LOCK TABLE {leaf.table} IN ACCESS EXCLUSIVE MODE")
+            self._check(leaf, stmts)
+            bound = str(self.db.scalar("SELECT pg_get_expr(relpartbound, oid) FROM pg_class"
+                                       " WHERE oid = CAST(:t AS regclass)", t=leaf.table))
+            twin = mirror_of(self.db, self.policy, bound)
+            if twin is not None and self.db.scalar(
+                    f"SELECT count(*) > (SELECT count(*) FROM ONLY {leaf.table}) FROM ONLY {twin.table}"):
+                raise _CopyInstead
+            self.db.run(f"ALTER TABLE {live} DETACH PARTITION {leaf.table}")
+            record = self.jobs.record_params(job.id, owner, cursor=None, lease_seconds=self.lease_seconds, failed=0)
+            row = self.db.row(f"WITH i AS (SELECT 1 FROM ONLY {leaf.table}), u AS ({self.jobs.record_from('i')})"
+                              " SELECT * FROM u", **record)
+            moved, _, after = self.jobs.recorded(job.id, row)
+            if not moved:
+                raise _Skip
+            self._become_archive(leaf, job, twin)
+            self.db.run(f"ALTER TABLE {archive} ATTACH PARTITION {leaf.table} {bound}")
+            name = archive_name(self.policy, leaf.name)
+            if self.db.scalar("SELECT to_regclass(:n) IS NULL", n=qualified(self.policy.schema_name, name)):
+                self.db.run(f"ALTER TABLE {leaf.table} RENAME TO {quote(name)}")
+            self.jobs.record_whole_partition(job.id, leaf.name, moved, "attached")
+        ms = (time.perf_counter() - started) * 1000
+        logger.info("partition attached to the archive", extra={"partition": leaf.name, "rows": moved,
+                                                                 "ms": round(ms, 1)})
+        return Moved(moved, ms, after)
+
+    def _become_archive(self, leaf: Leaf, job: Job, twin: Part | None) -> None:
+        """The detached leaf made fit to be the archive's partition of its range: what the live table gave
+        it dropped, the archive's columns added (every row gets the job's values without a rewrite),
+        and the rows of the archive partition it replaces (``twin``) moved into it."""
+        changes = [r[0] for r in self.db.run(_INHERITED_SQL, t=leaf.table)]
+        if changes:
+            self.db.run(f"ALTER TABLE {leaf.table} {', '.join(changes)}")
+        self.db.run("SELECT set_config('archiver.archived_by', :by, true), set_config('archiver.archive_reason',"
+                    " :reason, true), set_config('archiver.archive_job_id', :job, true)",
+                    by=self.policy.archived_by, reason=self.policy.archive_reason, job=job.id)
+        have = {c.name for c in columns(self.db, leaf.schema, leaf.name)}
+        wanted = columns(self.db, self.policy.schema_name, self.policy.archive_table)
+        added = [c for c in wanted if c.name not in have]
+        if added:
+            self.db.run(f"ALTER TABLE {leaf.table} " + ", ".join(
+                f"ADD COLUMN {quote(c.name)} {c.type}"
+                + (f" DEFAULT {_META_VALUES[c.name]}" if c.name in _META_VALUES else "")
+                + (" NOT NULL" if c.not_null else "") for c in added))
+            defaults = [c for c in added if c.name in _META_VALUES]
+            if defaults:  # the rows keep their values; later inserts get the archive's own defaults
+                self.db.run(f"ALTER TABLE {leaf.table} " + ", ".join(
+                    f"ALTER COLUMN {quote(c.name)} DROP DEFAULT" for c in defaults))
+        if twin is not None:
+            archive = qualified(self.policy.schema_name, self.policy.archive_table)
+            cols = ", ".join(quote(c.name) for c in wanted)
+            self.db.run(f"ALTER TABLE {archive} DETACH PARTITION {twin.table}")
+            self.db.run(f"INSERT INTO {leaf.table} ({cols}) SELECT {cols} FROM {twin.table}")
+            self.db.run(f"DROP TABLE {twin.table}")
+
+    def _copy(self, leaf: Leaf, job: Job, owner: str, stmts: Signed, limit_ms: float) -> Moved | None:
+        """Copy the leaf's rows into the archive and empty it, in one transaction; it stays attached."""
         started = time.perf_counter()
         archive = qualified(self.policy.schema_name, self.policy.archive_table)
         with self.db.transaction():
-            gate = self.db.run(f"WITH {self.jobs.lease_gate} SELECT ours, cancel FROM j", job=job.id, owner=owner)
-            if not gate or not gate[0][0]:
-                raise LeaseLostError(f"job {job.id} is no longer leased to this worker")
-            if gate[0][1]:
+            if not self._begin(leaf, job, owner, limit_ms):
                 return None
-            cap = min(limit_ms, 2**31 - 1) if math.isfinite(limit_ms) else 2**31 - 1
-            self.db.run(_TIMEOUTS_SQL, lock=f"{LOCK_TIMEOUT_MS}ms", cap=max(1, int(cap)))
             # The partition of the live table above the leaf, with everything under it: no DETACH can take
-            # the leaf out of the live table until this transaction ends. Then check it is still in it,
-            # still wholly past the cutoff (the catalogue, read after the lock).
+            # the leaf out of the live table until this transaction ends.
             self.db.run(f"LOCK TABLE {leaf.top} IN ACCESS EXCLUSIVE MODE")
-            assert self._cutoffs is not None
-            if leaf not in whole_leaves(self.db, self.policy, self.age_type, self._cutoffs):
-                raise _Skip
-            # Read once the partition is locked: DDL on the live table waits for this transaction from here.
-            same = self.db.scalar(f"SELECT ({COLUMNS_SIGNATURE_SQL}) = :sig", sig=stmts.signature,
-                                  sig_rels=stmts.params["sig_rels"])
-            if same is not True:
-                raise ColumnsChangedError("columns changed since the statements were built")
+            self._check(leaf, stmts)
             cols = ", ".join(quote(c.name) for c in columns(self.db, self.policy.schema_name, self.policy.live_table))
             record = self.jobs.record_params(job.id, owner, cursor=None, lease_seconds=self.lease_seconds, failed=0)
             row = self.db.row(
@@ -229,7 +384,7 @@ class PartitionMoves:
             if not moved:  # emptied since it was looked at: a batch of nothing must not end the run
                 raise _Skip
             self.db.run(f"TRUNCATE {leaf.table}")
-            self.jobs.record_whole_partition(job.id, leaf.name, moved)
+            self.jobs.record_whole_partition(job.id, leaf.name, moved, "copied")
         ms = (time.perf_counter() - started) * 1000
         logger.info("partition moved whole", extra={"partition": leaf.name, "rows": moved, "ms": round(ms, 1)})
         return Moved(moved, ms, after)
