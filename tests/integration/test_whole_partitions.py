@@ -178,6 +178,29 @@ def test_a_restore_dry_run_creates_no_partition(db, policy, settings):
     assert_live_xor_archived(db, "calls", "calls_backup", original)
 
 
+def test_an_archive_made_before_archives_were_partitioned_stays_plain_and_wholly_old_leaves_are_copied_into_it(
+        db, policy, settings):
+    """migrate leaves an existing archive's layout alone: the leaves cannot be attached to a plain table,
+    so their rows are copied and they stay in the live table, empty, for the restore to fill again."""
+    starts, keys, ages = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
+    db.run("DROP TABLE calls_backup")
+    migration.sync_archive_table(db, "public", "calls", "calls_backup", migration.ARCHIVE_META,
+                                 migration.MigrationReport())  # as migrate made it before
+    assert "public.calls_backup" not in migration.migrate(db, pol).created
+    assert db.scalar("SELECT relkind FROM pg_class WHERE oid = CAST('calls_backup' AS regclass)") == "r"
+    original, before, layout = contents(db, "calls", "calls")[0], homes(db, "calls"), partitions(db, "calls")
+
+    job = archive_exactly_the_eligible(db, pol, settings, keys, ages, original)[0]
+
+    assert len(moved_whole(job)) >= 4 and set(how_moved(job).values()) == {"copied"}
+    assert partitions(db, "calls") == layout and all(rows_in(db, leaf) == 0 for leaf in moved_whole(job))
+    assert db.scalar("SELECT relkind FROM pg_class WHERE oid = CAST('calls_backup' AS regclass)") == "r"
+    restore(db, pol, job)
+    assert partitions(db, "calls") == layout and homes(db, "calls") == before
+    assert contents(db, "calls", "calls_backup") == (original, {})
+
+
 def test_a_partition_the_application_holds_or_with_a_trigger_is_left_to_row_batches(
         db, policy, settings, connect):
     starts, keys, _ = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
