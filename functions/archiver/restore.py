@@ -16,8 +16,8 @@ from typing import Any
 from .archive_partitions import archive_partitioned, parts, recreate_live
 from .catalogue import TableShape, columns, live_shape, table_exists
 from .config import MAX_BATCH_SIZE, MAX_DAYS, Policy
-from .db import Database, describe_error
-from .exceptions import ConfigError
+from .db import Database, describe_error, expecting
+from .exceptions import CheckViolationError, ConfigError, SchemaError
 from .export import purge_gate, related_purge_gate
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
@@ -211,9 +211,16 @@ class Restorer:
                                                              self.policy.archive_table, ARCHIVE_META))
         ids = TableShape.key_params("k", keys, len(shape.key))
         batch = shape.key_arrays("k")
-        self.db.run(f"WITH m AS (DELETE FROM {self.archive} a WHERE ({shape.key_list('a')}) IN ({batch})"
-                    f" RETURNING {cols}) INSERT INTO {self.live} ({cols}) OVERRIDING SYSTEM VALUE"
-                    f" SELECT {cols} FROM m", **ids)
+        try:
+            with expecting(CheckViolationError):
+                self.db.run(f"WITH m AS (DELETE FROM {self.archive} a WHERE ({shape.key_list('a')}) IN ({batch})"
+                            f" RETURNING {cols}) INSERT INTO {self.live} ({cols}) OVERRIDING SYSTEM VALUE"
+                            f" SELECT {cols} FROM m", **ids)
+        except CheckViolationError as exc:
+            # No live partition takes the row (its own could not be created again, and there is no default
+            # one), or a check constraint added since refuses it: the batch rolls back, in the archive.
+            raise SchemaError(f"a row to restore fits no partition of the live table, or breaks one of its"
+                              f" check constraints: {exc}; the rows of this batch stay archived") from None
         result.restored += self.db.row_count
 
         def in_batch(alias: str) -> str:

@@ -20,6 +20,7 @@ from archiver import migration
 from archiver.config import Policy
 from archiver.db import Database
 from archiver.engine import Archiver
+from archiver.exceptions import SchemaError
 from archiver.restore import Restorer
 from tests.keyed_tables import (
     archive,
@@ -162,6 +163,34 @@ def test_a_month_the_live_default_partition_took_meanwhile_is_restored_into_the_
     after = homes(db, "calls")
     assert all(after[k] == ("calls_default" if leaf == month else leaf) for k, leaf in before.items())
     assert contents(db, "calls", "calls_backup") == (original, {})
+
+
+def test_a_restore_whose_rows_no_live_partition_can_take_stops_with_a_clear_error_and_none_lost(
+        db, policy, settings):
+    """Without a default partition, an attached month's rows need their partition back: when its name is
+    taken (or its lock does not come), the restore stops at the first such batch, as a failed run with a
+    schema error; every row is live or archived once, and the restore runs again once the name is free."""
+    starts, keys, ages = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
+    db.run("DROP TABLE calls_default")  # with its rows
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
+    original, before = contents(db, "calls", "calls")[0], homes(db, "calls")
+    kept = [(k, a) for k, a in zip(keys, ages, strict=True) if k in original]
+    job = archive_exactly_the_eligible(db, pol, settings, [k for k, _ in kept], [a for _, a in kept], original)[0]
+    month = leaf_name("calls", starts[0])
+    assert how_moved(job)[month] == "attached"
+    db.run(f"CREATE TABLE {month} (x int)")
+
+    with pytest.raises(SchemaError, match="fits no partition of the live table"):
+        Restorer(db, pol, batch_size=3).restore(job_id=job.id)
+
+    state, error = db.run("SELECT state, error_message FROM calls_log WHERE kind = 'restore'")[0]
+    assert state == "failed" and "no partition" in error and "row 0" not in error  # no row's data
+    assert {k for k, leaf in before.items() if leaf == month} <= set(
+        assert_live_xor_archived(db, "calls", "calls_backup", original))  # the month's rows still archived
+    db.run(f"DROP TABLE {month}")
+    done, _ = Restorer(db, pol, batch_size=3).restore(job_id=job.id)
+    assert done.state == "succeeded"
+    assert homes(db, "calls") == before and contents(db, "calls", "calls_backup") == (original, {})
 
 
 def test_a_restore_dry_run_creates_no_partition(db, policy, settings):
