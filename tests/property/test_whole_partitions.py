@@ -1,7 +1,8 @@
 """Property of whole-partition moves over random layouts, on the real PostgreSQL: monthly range
 partitions on the age column (some empty, one perhaps split by hash, with or without a default
 partition), every age type, time zones with daylight saving, random retentions (so the cutoff falls
-anywhere), a run stopped after a few batches and taken up again, then a restore; perhaps the same again
+anywhere), a run stopped after a few batches and taken up again, then a restore (of the run's rows, or of the rows
+archived since it started); perhaps the same again
 (the archive partitions the first restore emptied are in place).
 
 Invariants: exactly the leaves lying entirely past the cutoff (and holding rows) move whole, with their
@@ -28,6 +29,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from archiver import migration
+from archiver.restore import Restorer
 from tests.keyed_tables import (
     AGE_TYPES,
     archive_exactly_the_eligible,
@@ -71,6 +73,7 @@ class Layout:
     batch_size: int
     killed_after: int | None
     restore_batch_size: int
+    by_since: bool  # the restore selects the rows archived since the run started, not the run's rows
     again: bool  # archived and restored a second time
 
     def starts(self) -> list[date]:
@@ -101,7 +104,8 @@ def layouts(draw: st.DrawFn) -> Layout:
                   hashed=draw(st.none() | st.integers(0, months - 1)),
                   retention_days=draw(st.sampled_from([1, 20, 45, 60, 90, 150, 250])),
                   batch_size=draw(st.integers(1, 7)), killed_after=draw(st.none() | st.integers(1, 3)),
-                  restore_batch_size=draw(st.integers(1, 7)), again=draw(st.booleans()))
+                  restore_batch_size=draw(st.integers(1, 7)), by_since=draw(st.booleans()),
+                  again=draw(st.booleans()))
 
 
 def check(db: Any, policy: Any, settings: Any, case: Layout) -> None:
@@ -135,7 +139,10 @@ def check(db: Any, policy: Any, settings: Any, case: Layout) -> None:
             archived = homes(db, f"{table}_backup")
             assert all(archived[k] == archive_leaf(table, leaf) for k, leaf in before.items() if leaf in attached)
             assert all(rows_in(db, leaf) == 0 for leaf, how in how_moved(job).items() if how == "copied")
-            if job.records_archived:
+            if job.records_archived and case.by_since:
+                done, result = Restorer(db, pol, batch_size=case.restore_batch_size).restore(since=job.started_at)
+                assert done.state == "succeeded" and result.restored == job.records_archived
+            elif job.records_archived:
                 restore(db, pol, job, case.restore_batch_size)
             assert partitions(db, table) == layout
             assert homes(db, table) == before
