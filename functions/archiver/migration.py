@@ -202,10 +202,17 @@ def sync_archive_table(db: Database, schema: str, source_table: str, archive_tab
     if not table_exists(db, schema, archive_table):
         pk = list(table_key(db, schema, source_table))
         collations = _collations(db, schema, source_table)
-        _create_archive_table(db, schema, archive_table, source, pk, meta_ddl, collations, partition_by)
-        if partition_by and default_partition:
-            db.run(f"CREATE TABLE {qualified(schema, default_partition)} PARTITION OF"
-                   f" {qualified(schema, archive_table)} DEFAULT")
+        default = default_partition if partition_by else None
+        if default and table_exists(db, schema, default):
+            raise SchemaError(f"table {schema}.{default} exists: the new archive's default partition needs its"
+                              " name; rename it, then migrate again (nothing was created)")
+        # One transaction: a partitioned archive without its default partition would refuse the rows
+        # of the ranges it has no partition for.
+        with db.transaction():
+            _create_archive_table(db, schema, archive_table, source, pk, meta_ddl, collations, partition_by)
+            if default:
+                db.run(f"CREATE TABLE {qualified(schema, default)} PARTITION OF {qualified(schema, archive_table)}"
+                       " DEFAULT")
         for idx in (("archive_job_id",), ("archived_at",)):
             _ensure_index(db, schema, archive_table, idx, report)
         report.created.append(f"{schema}.{archive_table}")

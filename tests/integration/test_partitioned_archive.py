@@ -13,6 +13,7 @@ import pytest
 
 from archiver import catalogue, migration
 from archiver.db import Database
+from archiver.exceptions import SchemaError
 from tests.keyed_tables import AGE_TYPES, archive_exactly_the_eligible, contents, policy_for, restore, set_zone
 from tests.partitioned_tables import (
     as_ages,
@@ -60,6 +61,16 @@ def test_the_archive_of_a_table_ranged_on_the_age_column_is_ranged_on_it_with_a_
     again = migration.migrate(db, pol)
     assert again.created == again.added_columns == again.indexes == []
     assert partitions(db, "calls_backup") == {"calls_backup_default": "DEFAULT"}
+
+
+def test_a_table_of_the_default_partitions_name_stops_migrate_before_the_archive_is_created(db, policy):
+    create_monthly(db, "calls", "timestamptz", year_ago("UTC", 2))
+    db.run("CREATE TABLE calls_backup_default (x int)")
+
+    with pytest.raises(SchemaError, match=r"public\.calls_backup_default exists"):
+        migration.migrate(db, policy_for(policy, "calls", "UTC", 60))
+
+    assert db.scalar("SELECT to_regclass('calls_backup') IS NULL")
 
 
 @pytest.mark.parametrize("ddl", [
