@@ -113,3 +113,16 @@ def test_the_archive_columns_have_the_live_columns_collations_and_a_wholly_old_m
     assert how_moved(job) and set(how_moved(job).values()) == {"attached"}
     restore(db, pol, job)
     assert partitions(db, "calls") == layout and homes(db, "calls") == before
+
+
+def test_migrate_warns_when_a_live_column_changed_collation_since_the_archive_was_made(db, policy):
+    """The archive keeps the collation it was made with: the operator learns that whole partitions are
+    copied from then on."""
+    create_monthly(db, "calls", "timestamptz", year_ago("UTC", 2))
+    pol = policy_for(policy, "calls", "UTC", 60)
+    assert migration.migrate(db, pol).warnings == []
+    db.run('ALTER TABLE calls ALTER COLUMN note TYPE text COLLATE "C"')
+
+    assert migration.migrate(db, pol).warnings == [
+        "archive public.calls_backup: the collation of note is not the live table's; its wholly-old partitions"
+        " are copied, not attached"]
