@@ -1,5 +1,7 @@
 """Live tables of monthly range partitions on the age column (a default partition, a month split by hash
-into two leaves), their rows, where each row lives, and the oracle of the partitions a run moves whole."""
+into two leaves), their rows, where each row lives, and the oracle of the partitions a run moves whole:
+a wholly-old leaf directly under the live table is attached to the (partitioned) archive and renamed
+for it; a leaf under a month partitioned again stays attached to the live table and is copied."""
 
 from __future__ import annotations
 
@@ -86,6 +88,38 @@ def whole(hi: date, cutoff: datetime, zone: str) -> bool:
 def moved_whole(job: Job) -> dict[str, int]:
     """{leaf: rows} the run moved as whole partitions (its notes in the run log)."""
     return {p["partition"]: int(p["rows"]) for p in job.options.get("whole_partitions", [])}
+
+
+def how_moved(job: Job) -> dict[str, str]:
+    """{leaf: "attached" or "copied"} for the partitions the run moved whole."""
+    return {p["partition"]: p["how"] for p in job.options.get("whole_partitions", [])}
+
+
+def expected_how(leaf: str, table: str, hashed: date | None) -> str:
+    """The oracle of how a wholly-old leaf moves: attached when it lies directly under the live table,
+    copied when it lies under the month partitioned again by hash (only a partition directly under the
+    live table can be detached from it)."""
+    return "copied" if hashed is not None and leaf.startswith(leaf_name(table, hashed) + "_h") else "attached"
+
+
+def archive_leaf(table: str, leaf: str) -> str:
+    """The name an attached leaf of ``table`` has in its archive ``<table>_backup``: the live table's name
+    in it becomes the archive's (``calls_202606`` → ``calls_backup_202606``)."""
+    assert leaf.startswith(table)
+    return f"{table}_backup{leaf[len(table):]}"
+
+
+def partitions(db: Database, parent: str) -> dict[str, str]:
+    """{name: bound, as PostgreSQL renders it} of the partitions directly under ``parent``."""
+    return {r[0]: r[1] for r in db.run(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c"
+        " ON c.oid = i.inhrelid WHERE i.inhparent = CAST(:p AS regclass)", p=parent)}
+
+
+def places(db: Database, table: str) -> dict[str, str]:
+    """{row key's text: its row's physical place (ctid)}: unchanged when a partition moves without a
+    row copied."""
+    return {r[0]: r[1] for r in db.run(f"SELECT CAST(ROW(id) AS text), CAST(ctid AS text) FROM {table}")}
 
 
 def clear_of(walls: list[datetime], cutoff_wall: datetime, margin: timedelta = timedelta(minutes=6)) -> list[datetime]:

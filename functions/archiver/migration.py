@@ -174,16 +174,37 @@ def _collations(db: Database, schema: str, table: str) -> dict[str, str]:
     return {r["name"]: f" COLLATE {r['collation']}" for r in db.rows(_COLLATIONS_SQL, table=qualified(schema, table))}
 
 
-def _create_archive_table(db: Database, schema: str, name: str, source: tuple[Column, ...],
-                          pk: list[str], meta_ddl: list[str], collations: dict[str, str],
-                          partition_by: str | None) -> None:
+def _create_archive_table(db: Database, schema: str, source_table: str, name: str, source: tuple[Column, ...],
+                          meta_ddl: list[str], partition_by: str | None, default_partition: str | None) -> None:
+    pk = list(table_key(db, schema, source_table))
+    collations = _collations(db, schema, source_table)
+    default = default_partition if partition_by else None
+    if default and table_exists(db, schema, default):
+        raise SchemaError(f"table {schema}.{default} exists: the new archive's default partition needs its"
+                          " name; rename it, then migrate again (nothing was created)")
     cols = [f"{quote(c.name)} {c.type}{collations.get(c.name, '')}" + (" NOT NULL" if c.name in pk else "")
             for c in source]
     cols += meta_ddl
     if pk:
         cols.append(f"PRIMARY KEY ({', '.join(quote(p) for p in pk)})")
     by = f" PARTITION BY RANGE ({quote(partition_by)})" if partition_by else ""
-    db.run(f"CREATE TABLE {qualified(schema, name)} ({', '.join(cols)}){by}")
+    # One transaction: a partitioned archive without its default partition would refuse the rows of the
+    # ranges it has no partition for.
+    with db.transaction():
+        db.run(f"CREATE TABLE {qualified(schema, name)} ({', '.join(cols)}){by}")
+        if default:
+            db.run(f"CREATE TABLE {qualified(schema, default)} PARTITION OF {qualified(schema, name)} DEFAULT")
+
+
+def _collation_warning(db: Database, schema: str, source_table: str, archive_table: str,
+                       source: tuple[Column, ...], report: MigrationReport) -> None:
+    """An existing partitioned archive whose columns' collations are not the live ones' any more: a live
+    partition cannot be attached to it (partitions.py copies its rows instead), which the operator hears."""
+    live, mine = _collations(db, schema, source_table), _collations(db, schema, archive_table)
+    differ = [c.name for c in source if live.get(c.name) != mine.get(c.name)]
+    if differ:
+        report.warnings.append(f"archive {schema}.{archive_table}: the collation of {', '.join(differ)} is not"
+                               " the live table's; its wholly-old partitions are copied, not attached")
 
 
 def sync_archive_table(db: Database, schema: str, source_table: str, archive_table: str,
@@ -200,12 +221,8 @@ def sync_archive_table(db: Database, schema: str, source_table: str, archive_tab
         raise SchemaError(f"table {schema}.{source_table} does not exist")
     meta_ddl = [f"{quote(m)} {_META_DDL[m]}" for m in meta]
     if not table_exists(db, schema, archive_table):
-        pk = list(table_key(db, schema, source_table))
-        collations = _collations(db, schema, source_table)
-        _create_archive_table(db, schema, archive_table, source, pk, meta_ddl, collations, partition_by)
-        if partition_by and default_partition:
-            db.run(f"CREATE TABLE {qualified(schema, default_partition)} PARTITION OF"
-                   f" {qualified(schema, archive_table)} DEFAULT")
+        _create_archive_table(db, schema, source_table, archive_table, source, meta_ddl, partition_by,
+                              default_partition)
         for idx in (("archive_job_id",), ("archived_at",)):
             _ensure_index(db, schema, archive_table, idx, report)
         report.created.append(f"{schema}.{archive_table}")
@@ -224,6 +241,8 @@ def sync_archive_table(db: Database, schema: str, source_table: str, archive_tab
         if m not in have:
             db.run(f"ALTER TABLE {qualified(schema, archive_table)} ADD COLUMN {quote(m)} {_META_DDL[m]}")
             report.added_columns.append(f"{archive_table}.{m}")
+    if partition_by and is_partitioned(db, schema, archive_table):
+        _collation_warning(db, schema, source_table, archive_table, source, report)
     source_names = {c.name for c in source}
     for name, col in have.items():
         if name not in source_names and name not in meta and col.not_null:

@@ -67,7 +67,7 @@ def test_range_partitioned_table_with_primary_key_on_id_and_created_at(db, polic
     report = migration.migrate(db, pol)
     # The walk's index on the partitioned parent, built partition by partition, and valid.
     assert catalogue.has_index(db, "public", "events", ("created_at", "id")) and report.indexes
-    assert db.scalar("SELECT relkind FROM pg_class WHERE relname = 'events_backup'") == "p"  # partitioned like it
+    assert db.scalar("SELECT relkind FROM pg_class WHERE relname = 'events_backup'") == "p"  # ranged like it
     assert catalogue.table_key(db, "public", "events_backup") == ("id", "created_at")
     assert migration.migrate(db, pol).indexes == []  # idempotent
     archive_and_restore(db, pol, settings, "events", keys, ages, batch_size=2)

@@ -1,8 +1,10 @@
 """Whole partitions: on a live table of monthly range partitions on the age column, a leaf lying entirely
-past the run's cutoff moves whole (one INSERT … SELECT, then TRUNCATE: it stays attached and empty); a
-month straddling the cutoff, the default partition and the young months go by row batches. The dry run
-counts what the run moves, every row is live xor archived with its content, and a restore puts each row
-back into the partition it came from."""
+past the run's cutoff moves whole: directly under the live table, it is detached and attached to the
+archive (partitioned the same way by migrate), no row copied; under a month partitioned again, its rows
+are copied (one INSERT … SELECT, then TRUNCATE: it stays attached and empty). A month straddling the
+cutoff, the default partition and the young months go by row batches. The dry run counts what the run
+moves, every row is live xor archived with its content, and a restore puts each row back into a
+partition of the name it came from, created again where it had become the archive's."""
 
 from __future__ import annotations
 
@@ -18,16 +20,32 @@ from archiver import migration
 from archiver.config import Policy
 from archiver.db import Database
 from archiver.engine import Archiver
-from tests.keyed_tables import archive, assert_live_xor_archived, contents, eligible, policy_for, restore, set_zone
+from archiver.exceptions import SchemaError
+from archiver.restore import Restorer
+from tests.keyed_tables import (
+    archive,
+    archive_exactly_the_eligible,
+    assert_live_xor_archived,
+    contents,
+    eligible,
+    policy_for,
+    restore,
+    set_zone,
+)
 from tests.partitioned_tables import (
+    archive_leaf,
     as_ages,
     clear_of,
     create_monthly,
+    expected_how,
     homes,
+    how_moved,
     leaf_name,
     month_starts,
     month_walls,
     moved_whole,
+    partitions,
+    places,
     rows_in,
     seed,
     whole,
@@ -65,12 +83,13 @@ def leaves(starts: list[date], lo: date, hashed: date | None) -> list[str]:
 
 @pytest.mark.parametrize(("age_type", "zone"), [("timestamptz", "Indian/Mauritius"),
                                                  ("timestamp", "America/New_York"), ("date", "Europe/London")])
-def test_wholly_old_partitions_move_whole_the_rest_by_batches_and_restore_puts_rows_back_in_their_partitions(
+def test_wholly_old_partitions_become_archive_partitions_the_rest_go_by_batches_and_restore_brings_them_back(
         db, policy, settings, age_type, zone):
     starts, keys, ages = calls(db, policy, zone, age_type)
     pol = policy_for(policy, "calls", zone, RETENTION, batch_size=3)
-    original, before = contents(db, "calls", "calls")[0], homes(db, "calls")
+    original, before, layout = contents(db, "calls", "calls")[0], homes(db, "calls"), partitions(db, "calls")
     counts = {leaf: sum(1 for h in before.values() if h == leaf) for leaf in set(before.values())}
+    where = places(db, "calls")
 
     dry, job = archive(db, pol, settings)
 
@@ -81,13 +100,133 @@ def test_wholly_old_partitions_move_whole_the_rest_by_batches_and_restore_puts_r
     wholes = [leaf for lo, hi in pairwise(starts) if whole(hi, cutoff, zone) for leaf in leaves(starts, lo, starts[1])]
     assert len(wholes) >= 5  # the hashed month's two leaves among them
     assert moved_whole(job) == {leaf: counts[leaf] for leaf in wholes if leaf in counts}  # empty ones: nothing
-    assert all(rows_in(db, leaf) == 0 for leaf in wholes)  # attached, and empty
-    assert rows_in(db, "calls_default") == 2  # the young rows; its old ones went by batches
+    assert how_moved(job) == {leaf: expected_how(leaf, "calls", starts[1]) for leaf in moved_whole(job)}
+    attached = [leaf for leaf, how in how_moved(job).items() if how == "attached"]
+    assert len(attached) >= 3
+    # An attached leaf left the live table and is the archive's partition of its range, its rows where they were.
+    assert not set(attached) & set(partitions(db, "calls"))
+    assert all(partitions(db, "calls_backup")[archive_leaf("calls", leaf)] == layout[leaf] for leaf in attached)
+    archived_homes, archived_places = homes(db, "calls_backup"), places(db, "calls_backup")
+    assert all(archived_homes[k] == archive_leaf("calls", leaf) and archived_places[k] == where[k]
+               for k, leaf in before.items() if leaf in attached)
+    assert all(rows_in(db, leaf) == 0 for leaf, how in how_moved(job).items() if how == "copied")  # attached, empty
+    assert rows_in(db, "calls_default") == 2  # the young rows; its old ones went by batches,
+    assert rows_in(db, "calls_backup_default") == 3  # into the archive's default partition
     straddling = next(leaf_name("calls", lo) for lo, hi in pairwise(starts) if not whole(hi, cutoff, zone))
     assert 0 < rows_in(db, straddling) < counts[straddling]  # partly past the cutoff: by batches
 
     restore(db, pol, job)
+    assert partitions(db, "calls") == layout  # the attached leaves' partitions created again: name and range
     assert homes(db, "calls") == before
+    assert contents(db, "calls", "calls_backup") == (original, {})
+
+
+def test_a_month_archived_whole_restored_and_archived_again_is_attached_again_and_comes_back_again(
+        db, policy, settings):
+    """The archive partition a restore emptied is the twin the month's second attach merges (no rows)
+    and drops: its name is free again for the attached leaf."""
+    starts, keys, ages = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
+    original, before, layout = contents(db, "calls", "calls")[0], homes(db, "calls"), partitions(db, "calls")
+    first = archive_exactly_the_eligible(db, pol, settings, keys, ages, original)[0]
+    restore(db, pol, first)
+    assert homes(db, "calls") == before
+
+    second = archive_exactly_the_eligible(db, pol, settings, keys, ages, original)[0]
+
+    assert how_moved(second) == how_moved(first) and moved_whole(second) == moved_whole(first)
+    assert set(how_moved(second).values()) == {"attached"}
+    archived = partitions(db, "calls_backup")
+    assert all(archived[archive_leaf("calls", leaf)] == layout[leaf] for leaf in moved_whole(second))
+    restore(db, pol, second)
+    assert partitions(db, "calls") == layout and homes(db, "calls") == before
+    assert contents(db, "calls", "calls_backup") == (original, {})
+
+
+def test_a_month_the_live_default_partition_took_meanwhile_is_restored_into_the_default_partition(
+        db, policy, settings):
+    """A row of an attached month inserted since went to the live default partition: the month's partition
+    cannot be created again beside it, so its restored rows join it there; none lost, none in both."""
+    starts, keys, ages = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
+    original, before = contents(db, "calls", "calls")[0], homes(db, "calls")
+    job = archive_exactly_the_eligible(db, pol, settings, keys, ages, original)[0]
+    month = leaf_name("calls", starts[0])
+    assert how_moved(job)[month] == "attached"
+    late = seed(db, "calls", "timestamptz", [datetime.combine(starts[0], time(12), ZoneInfo("UTC"))])[0]
+    original[late] = contents(db, "calls", "calls")[0][late]
+    assert homes(db, "calls")[late] == "calls_default"
+
+    restore(db, pol, job)
+
+    assert month not in partitions(db, "calls")
+    after = homes(db, "calls")
+    assert all(after[k] == ("calls_default" if leaf == month else leaf) for k, leaf in before.items())
+    assert contents(db, "calls", "calls_backup") == (original, {})
+
+
+def test_a_restore_whose_rows_no_live_partition_can_take_stops_with_a_clear_error_and_none_lost(
+        db, policy, settings):
+    """Without a default partition, an attached month's rows need their partition back: when its name is
+    taken (or its lock does not come), the restore stops at the first such batch, as a failed run with a
+    schema error; every row is live or archived once, and the restore runs again once the name is free."""
+    starts, keys, ages = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
+    db.run("DROP TABLE calls_default")  # with its rows
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
+    original, before = contents(db, "calls", "calls")[0], homes(db, "calls")
+    kept = [(k, a) for k, a in zip(keys, ages, strict=True) if k in original]
+    job = archive_exactly_the_eligible(db, pol, settings, [k for k, _ in kept], [a for _, a in kept], original)[0]
+    month = leaf_name("calls", starts[0])
+    assert how_moved(job)[month] == "attached"
+    db.run(f"CREATE TABLE {month} (x int)")
+
+    with pytest.raises(SchemaError, match="fits no partition of the live table"):
+        Restorer(db, pol, batch_size=3).restore(job_id=job.id)
+
+    state, error = db.run("SELECT state, error_message FROM calls_log WHERE kind = 'restore'")[0]
+    assert state == "failed" and "no partition" in error and "row 0" not in error  # no row's data
+    assert {k for k, leaf in before.items() if leaf == month} <= set(
+        assert_live_xor_archived(db, "calls", "calls_backup", original))  # the month's rows still archived
+    db.run(f"DROP TABLE {month}")
+    done, _ = Restorer(db, pol, batch_size=3).restore(job_id=job.id)
+    assert done.state == "succeeded"
+    assert homes(db, "calls") == before and contents(db, "calls", "calls_backup") == (original, {})
+
+
+def test_a_restore_dry_run_creates_no_partition(db, policy, settings):
+    starts, keys, ages = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
+    original = contents(db, "calls", "calls")[0]
+    job = archive_exactly_the_eligible(db, pol, settings, keys, ages, original)[0]
+    layout = partitions(db, "calls")
+
+    done, result = Restorer(db, pol, batch_size=3).restore(job_id=job.id, dry_run=True)
+
+    assert done.state == "succeeded" and result.restored == job.records_archived
+    assert partitions(db, "calls") == layout
+    assert_live_xor_archived(db, "calls", "calls_backup", original)
+
+
+def test_an_archive_made_before_archives_were_partitioned_stays_plain_and_wholly_old_leaves_are_copied_into_it(
+        db, policy, settings):
+    """migrate leaves an existing archive's layout alone: the leaves cannot be attached to a plain table,
+    so their rows are copied and they stay in the live table, empty, for the restore to fill again."""
+    starts, keys, ages = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
+    db.run("DROP TABLE calls_backup")
+    migration.sync_archive_table(db, "public", "calls", "calls_backup", migration.ARCHIVE_META,
+                                 migration.MigrationReport())  # as migrate made it before
+    assert "public.calls_backup" not in migration.migrate(db, pol).created
+    assert db.scalar("SELECT relkind FROM pg_class WHERE oid = CAST('calls_backup' AS regclass)") == "r"
+    original, before, layout = contents(db, "calls", "calls")[0], homes(db, "calls"), partitions(db, "calls")
+
+    job = archive_exactly_the_eligible(db, pol, settings, keys, ages, original)[0]
+
+    assert len(moved_whole(job)) >= 4 and set(how_moved(job).values()) == {"copied"}
+    assert partitions(db, "calls") == layout and all(rows_in(db, leaf) == 0 for leaf in moved_whole(job))
+    assert db.scalar("SELECT relkind FROM pg_class WHERE oid = CAST('calls_backup' AS regclass)") == "r"
+    restore(db, pol, job)
+    assert partitions(db, "calls") == layout and homes(db, "calls") == before
     assert contents(db, "calls", "calls_backup") == (original, {})
 
 
@@ -243,4 +382,5 @@ def test_a_role_granted_the_parent_only_moves_every_partition_by_row_batches(
     cutoff = datetime.fromisoformat(job.options["cutoffs"]["default"])
     assert job.state == "succeeded" and job.records_archived == sum(eligible(a, cutoff, "UTC") for a in ages)
     assert (len(moved_whole(job)) >= 4) if on_partitions else moved_whole(job) == {}
+    assert set(how_moved(job).values()) <= {"copied"}  # only the tables' owner may detach and attach
     assert_live_xor_archived(db, "calls", "calls_backup", original)
