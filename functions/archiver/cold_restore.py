@@ -19,9 +19,9 @@ from typing import Any
 from .catalogue import columns, live_shape
 from .cold_storage import ColdStorage
 from .config import Policy
-from .db import Database, describe_error
+from .db import Database, describe_error, expecting
 from .erasure import ErasedKeys, ErasureKey, canonical_key, erased_keys
-from .exceptions import ConfigError, StorageError, VerificationError
+from .exceptions import CheckViolationError, ConfigError, SchemaError, StorageError, VerificationError
 from .export import ColumnSpec, checksum, column_spec, from_parquet, manifest_key, row_digest
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
@@ -155,10 +155,16 @@ def _restore_export(db: Database, policy: Policy, storage: ColdStorage, m: dict[
         for start in range(0, len(wanted), batch_size):
             chunk = wanted[start:start + batch_size]
             payload = _payload(names, specs, keep, chunk)
-            with db.transaction():
-                back = {tuple(r[0]) for r in db.run(sql, rows=payload)}
-                # Which rows did not go in: only asked when some did not.
-                texts = [tuple(r[0]) for r in db.run(keys_sql, rows=payload)] if len(back) < len(chunk) else []
+            try:
+                with expecting(CheckViolationError), db.transaction():
+                    back = {tuple(r[0]) for r in db.run(sql, rows=payload)}
+                    # Which rows did not go in: only asked when some did not.
+                    texts = [tuple(r[0]) for r in db.run(keys_sql, rows=payload)] if len(back) < len(chunk) else []
+            except CheckViolationError as exc:
+                # A live partition attached to the archive whole, then purged: its range is gone from both.
+                raise SchemaError(f"a row to restore fits no partition of the {to} table, or breaks one of its"
+                                  f" check constraints: {exc}; create the partition (or a default one), or"
+                                  " restore to the archive") from None
             result.restored += len(back)
             clashes = [_shown([r[i] for i in key_i]) for r, t in zip(chunk, texts, strict=False) if t not in back]
             result.conflict_count += len(clashes)

@@ -17,11 +17,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from archiver import migration
+from archiver.cold_restore import restore_from
+from archiver.cold_storage import LocalStorage
 from archiver.config import Policy
 from archiver.db import Database
 from archiver.engine import Archiver
 from archiver.exceptions import SchemaError
-from archiver.restore import Restorer
+from archiver.export import export
+from archiver.restore import Restorer, purge
 from tests.keyed_tables import (
     archive,
     archive_exactly_the_eligible,
@@ -191,6 +194,31 @@ def test_a_restore_whose_rows_no_live_partition_can_take_stops_with_a_clear_erro
     done, _ = Restorer(db, pol, batch_size=3).restore(job_id=job.id)
     assert done.state == "succeeded"
     assert homes(db, "calls") == before and contents(db, "calls", "calls_backup") == (original, {})
+
+
+def test_a_cold_restore_to_live_of_an_attached_month_purged_from_the_archive_stops_with_a_clear_error(
+        db, policy, settings, tmp_path):
+    """A month attached to the archive whole, exported and purged, has no partition left in the live
+    table: restoring its export to the live table (no default partition) stops with one line naming no
+    row; restored to the archive instead, every row is back."""
+    starts, keys, ages = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
+    db.run("DROP TABLE calls_default")  # with its rows
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
+    original = contents(db, "calls", "calls")[0]
+    kept = [(k, a) for k, a in zip(keys, ages, strict=True) if k in original]
+    job = archive_exactly_the_eligible(db, pol, settings, [k for k, _ in kept], [a for _, a in kept], original)[0]
+    assert how_moved(job)[leaf_name("calls", starts[0])] == "attached"
+    archived = contents(db, "calls", "calls_backup")[1]
+    storage = LocalStorage(tmp_path)
+    db.run("UPDATE calls_backup SET archived_at = archived_at - interval '800 days'")
+    assert export(db, pol, storage, 730).verified
+    assert purge(db, pol, 730).records_archived == len(archived)
+
+    with pytest.raises(SchemaError, match="fits no partition of the live table") as err:
+        restore_from(db, pol, storage, to="live")
+    assert "Partition key" not in str(err.value) and "\n" not in str(err.value)  # no row's values, one line
+    _, result = restore_from(db, pol, storage, to="archive")
+    assert result.restored == len(archived)
 
 
 def test_a_restore_dry_run_creates_no_partition(db, policy, settings):
