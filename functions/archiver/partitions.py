@@ -96,6 +96,21 @@ UNION ALL
 SELECT 'ALTER COLUMN ' || quote_ident(attname) || ' DROP DEFAULT' FROM pg_attribute
 WHERE attrelid = CAST(:t AS regclass) AND attnum > 0 AND NOT attisdropped AND atthasdef AND attgenerated = ''"""
 
+# The roles granted anything on a partition (the table or a column), other than its owner: an archive
+# partition keeps none of the grants the live partition had (the application's writes, for one).
+_GRANTEES_SQL = """
+SELECT DISTINCT CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END
+FROM pg_class c
+CROSS JOIN LATERAL (SELECT c.relacl AS acl UNION ALL
+                    SELECT attacl FROM pg_attribute WHERE attrelid = c.oid AND attacl IS NOT NULL) x
+CROSS JOIN LATERAL aclexplode(x.acl) g LEFT JOIN pg_roles r ON r.oid = g.grantee
+WHERE c.oid = CAST(:t AS regclass) AND g.grantee <> c.relowner"""
+
+# DETACH and ATTACH are the tables' owner's (or a member of its role's): a run of a role that is neither
+# copies, without locking the live table first for a DETACH that would be refused.
+_OWNS_SQL = ("SELECT bool_and(pg_has_role(relowner, 'USAGE')) FROM pg_class"
+             " WHERE oid IN (CAST(:live AS regclass), CAST(:archive AS regclass))")
+
 # The leaves (with the partition of the live table above each) under each partition whose range on
 # the age column ends at or before the cutoff, oldest first. Only a range partitioning on the age
 # column alone; the bound is read from the partition's definition (``FOR VALUES FROM (…) TO ('…')``,
@@ -225,7 +240,9 @@ class PartitionMoves:
         # The batches' rows land in an archive partition of their own range, never the default one
         # (where a later attach would have to look for them).
         mirror(self.db, self.policy, self.age_type, highest_cutoff(self._cutoffs))
-        self.attachable = self.attachable and archive_partitioned(self.db, self.policy)
+        self.attachable = self.attachable and archive_partitioned(self.db, self.policy) and bool(self.db.scalar(
+            _OWNS_SQL, live=qualified(self.policy.schema_name, self.policy.live_table),
+            archive=qualified(self.policy.schema_name, self.policy.archive_table)))
         if not self.only_the_row:
             return []
         return whole_leaves(self.db, self.policy, self.age_type, self._cutoffs)
@@ -340,6 +357,9 @@ class PartitionMoves:
         changes = [r[0] for r in self.db.run(_INHERITED_SQL, t=leaf.table)]
         if changes:
             self.db.run(f"ALTER TABLE {leaf.table} {', '.join(changes)}")
+        grantees = [r[0] for r in self.db.run(_GRANTEES_SQL, t=leaf.table)]
+        if grantees:  # the table's privileges and its columns' alike
+            self.db.run(f"REVOKE ALL ON {leaf.table} FROM {', '.join(grantees)}")
         self.db.run("SELECT set_config('archiver.archived_by', :by, true), set_config('archiver.archive_reason',"
                     " :reason, true), set_config('archiver.archive_job_id', :job, true)",
                     by=self.policy.archived_by, reason=self.policy.archive_reason, job=job.id)

@@ -1,0 +1,382 @@
+"""Whole partitions attached to a partitioned archive: a leaf of the live table wholly past the cutoff
+leaves the live table and becomes the archive's partition of its range, no row copied; where it cannot
+(a generated column, a role that does not own the tables, the application holding the live table, an
+archive partition bigger than the leaf, the archive's default partition holding rows of the range) the
+leaf's rows are copied instead, and every row stays live xor archived with its content."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
+from typing import Any
+
+import pytest
+
+from archiver import migration
+from archiver.archive_partitions import mirror, parts
+from archiver.config import Policy, Settings
+from archiver.db import Database
+from archiver.engine import Archiver
+from archiver.jobs import Job
+from tests.keyed_tables import assert_live_xor_archived, contents, eligible, insert, policy_for, set_zone
+
+RETENTION = 60
+# The live table's ranges, in days from today: four wholly past a 60-day cutoff, one straddling it,
+# one young. Rows sit at noon of days well clear of the cutoff.
+EDGES = (-120, -100, -90, -80, -70, -40, 30)
+DAYS = {-120: (-119, -110, -101), -100: (-99, -97, -93, -91), -90: (-89, -85, -81), -80: (-79, -75, -71),
+        -70: (-69, -65, -50, -45), -40: (-39, -10, 5)}
+
+
+def part(lo: int) -> str:
+    """The live partition of the range starting ``lo`` days from today."""
+    return f"calls_p{abs(lo)}"
+
+
+def archived_part(lo: int) -> str:
+    return f"calls_backup_p{abs(lo)}"
+
+
+def day(offset: int) -> date:
+    return datetime.now(UTC).date() + timedelta(days=offset)
+
+
+def create_calls(db: Database, *, columns: str = "", note: str = "note text", key: str = "id bigint GENERATED"
+                 " ALWAYS AS IDENTITY", default: bool = False) -> None:
+    """``calls`` (id, created_at timestamptz, note, amount, ``columns``) range-partitioned on created_at
+    over ``EDGES``, with a default partition if asked."""
+    extra = f", {columns}" if columns else ""
+    db.run(f"CREATE TABLE calls ({key}, created_at timestamptz NOT NULL, {note}, amount numeric(12, 2){extra},"
+           " PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at)")
+    for lo, hi in pairwise(EDGES):
+        db.run(f"CREATE TABLE {part(lo)} PARTITION OF calls FOR VALUES FROM ('{day(lo)}') TO ('{day(hi)}')")
+    if default:
+        db.run("CREATE TABLE calls_default PARTITION OF calls DEFAULT")
+
+
+def ages(offsets: Any = None) -> list[datetime]:
+    days = offsets if offsets is not None else [d for ds in DAYS.values() for d in ds]
+    return [datetime.combine(day(d), time(12), UTC) for d in days]
+
+
+def calls(db: Database, policy: Policy, *, offsets: Any = None, key_kind: str = "identity", migrate: bool = True,
+          **table: Any) -> tuple[Policy, list[str], list[datetime]]:
+    """The ``calls`` table with a row at noon of each day of ``DAYS`` (or ``offsets``), migrated; its
+    policy, the rows' keys and ages."""
+    set_zone(db, "UTC")
+    create_calls(db, **table)
+    when = ages(offsets)
+    keys = insert(db, "calls", key_kind, "timestamptz", when)
+    pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
+    if migrate:
+        migration.migrate(db, pol)
+    return pol, keys, when
+
+
+def moved_how(job: Job) -> dict[str, str]:
+    """{live partition: "attached" or "copied"} for the partitions the run moved whole."""
+    return {p["partition"]: p["how"] for p in job.options.get("whole_partitions", [])}
+
+
+def home(db: Database, table: str) -> dict[str, str]:
+    """{row key's text: the partition it is in}."""
+    return dict(db.run(f"SELECT CAST(ROW(id) AS text), CAST(CAST(tableoid AS regclass) AS text) FROM {table}"))
+
+
+def run(db: Database, policy: Policy, settings: Settings) -> Job:
+    archiver = Archiver(db, policy, settings)
+    outcome = archiver.run_hop(archiver.start().id, owner="w", hop=None)
+    assert outcome.status == "done" and outcome.job is not None
+    return outcome.job
+
+
+def archived_exactly_the_eligible(db: Database, job: Job, keys: list[str], when: list[datetime],
+                                  original: dict[str, str]) -> dict[str, str]:
+    """The run succeeded and exactly the rows past its cutoff are archived, unchanged, the rest live."""
+    cutoff = datetime.fromisoformat(job.options["cutoffs"]["default"])
+    expected = {k for k, a in zip(keys, when, strict=True) if eligible(a, cutoff, "UTC")}
+    assert job.state == "succeeded" and job.records_archived == len(expected)
+    kept = assert_live_xor_archived(db, "calls", "calls_backup", original)
+    assert set(kept) == expected
+    return kept
+
+
+WHOLE = EDGES[:4]  # the ranges wholly past the cutoff
+
+
+def test_wholly_old_leaves_become_archive_partitions_with_the_jobs_values_and_no_live_leftovers(db, policy, settings):
+    pol, keys, when = calls(db, policy)
+    original = contents(db, "calls", "calls")[0]
+
+    job = run(db, pol, settings)
+
+    archived_exactly_the_eligible(db, job, keys, when, original)
+    assert moved_how(job) == {part(lo): "attached" for lo in WHOLE}
+    live_parts = {p.name for p in parts(db, "public.calls")}
+    assert live_parts == {part(lo) for lo in EDGES[4:-1]}  # the attached leaves left the live table
+    homes = home(db, "calls_backup")
+    assert {homes[k] for k, a in zip(keys, when, strict=True) if a.date() < day(-70)} == {
+        archived_part(lo) for lo in WHOLE}
+    meta = db.run("SELECT DISTINCT archived_by, archive_reason, CAST(archive_job_id AS text) FROM calls_backup")
+    assert meta == [[pol.archived_by, pol.archive_reason, job.id]]
+    # An archive partition keeps no default of the live table (a sequence's nextval) and gets the
+    # archive's own for rows inserted later.
+    assert db.scalar("SELECT count(*) FROM pg_attrdef WHERE adrelid = CAST('calls_backup_p120' AS regclass)") == 0
+    db.run("INSERT INTO calls_backup (id, created_at, archive_job_id) VALUES (-1, :a, CAST(:j AS uuid))",
+           a=ages([-118])[0].isoformat(), j=job.id)
+    assert db.scalar("SELECT archived_by FROM calls_backup_p120 WHERE id = -1") == "system"
+
+
+def test_a_foreign_key_of_the_live_table_is_not_kept_on_the_archive_partition(db, policy, settings):
+    db.run("CREATE TABLE agents (id int PRIMARY KEY)")
+    db.run("INSERT INTO agents VALUES (1), (2)")
+    pol, keys, when = calls(db, policy, columns="agent int REFERENCES agents (id)")
+    db.run("UPDATE calls SET agent = CASE WHEN created_at < :c THEN 1 ELSE 2 END", c=ages([-80])[0].isoformat())
+    original = contents(db, "calls", "calls")[0]
+
+    job = run(db, pol, settings)
+
+    archived_exactly_the_eligible(db, job, keys, when, original)
+    assert moved_how(job) == {part(lo): "attached" for lo in WHOLE}
+    assert db.scalar("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid IN"
+                     " (SELECT relid FROM pg_partition_tree('calls_backup'))") == 0
+    assert db.scalar("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid IN"
+                     " (SELECT relid FROM pg_partition_tree('calls'))") > 0  # the live leaves keep theirs
+    db.run("DELETE FROM agents WHERE id = 1")  # referenced by archived rows only: an archived row holds nothing up
+
+
+@pytest.mark.parametrize("key", ["id bigint GENERATED ALWAYS AS IDENTITY", "id bigserial"], ids=["identity", "serial"])
+def test_an_identity_or_serial_key_attaches_and_the_live_table_keeps_numbering(db, policy, settings, key):
+    pol, keys, when = calls(db, policy, key=key)
+    original = contents(db, "calls", "calls")[0]
+
+    job = run(db, pol, settings)
+
+    archived_exactly_the_eligible(db, job, keys, when, original)
+    assert moved_how(job) == {part(lo): "attached" for lo in WHOLE}
+    assert db.run("SELECT attidentity, atthasdef FROM pg_attribute WHERE attname = 'id'"
+                  " AND attrelid = CAST('calls_backup_p120' AS regclass)") == [["", False]]
+    top = max(int(k.strip("()")) for k in keys)
+    new = db.scalar("INSERT INTO calls (created_at) VALUES (now()) RETURNING id")
+    assert new > top
+
+
+def test_a_non_default_collation_attaches_and_a_differing_one_is_copied(db, policy, settings):
+    pol, keys, when = calls(db, policy, note='note text COLLATE "C"')
+    original = contents(db, "calls", "calls")[0]
+    assert db.scalar("SELECT collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation"
+                     " WHERE attrelid = CAST('calls_backup' AS regclass) AND attname = 'note'") == "C"
+    first = Archiver(db, pol, settings)
+    job = first.run_hop(first.start().id, owner="w", hop=1, max_batches=1).job  # one leaf attached
+    assert moved_how(job) == {part(WHOLE[0]): "attached"}
+    db.run('ALTER TABLE calls_backup ALTER COLUMN note TYPE text COLLATE "POSIX"')
+
+    done = Archiver(db, pol, settings).run_hop(job.id, owner="w2", hop=None).job
+
+    archived_exactly_the_eligible(db, done, keys, when, original)
+    assert moved_how(done) == {part(WHOLE[0]): "attached", **{part(lo): "copied" for lo in WHOLE[1:]}}
+
+
+def test_a_generated_column_copies_the_leaves(db, policy, settings):
+    pol, keys, when = calls(db, policy, columns="cents bigint GENERATED ALWAYS AS (amount * 100) STORED")
+    original = contents(db, "calls", "calls")[0]
+
+    job = run(db, pol, settings)
+
+    archived_exactly_the_eligible(db, job, keys, when, original)
+    assert moved_how(job) == {part(lo): "copied" for lo in WHOLE}
+    assert db.scalar("SELECT bool_and(cents = amount * 100) FROM calls_backup") is True
+
+
+def test_a_role_that_does_not_own_the_tables_copies_without_locking_the_live_table(
+        db, policy, settings, server_params, dbname, log_lines):
+    pol, keys, when = calls(db, policy)
+    original = contents(db, "calls", "calls")[0]
+    role = f"archiver_attach_{uuid.uuid4().hex[:8]}"
+    for sql in [f'CREATE ROLE "{role}" LOGIN', f'GRANT USAGE ON SCHEMA public TO "{role}"',
+                f'GRANT SELECT, DELETE ON calls TO "{role}"', f'GRANT UPDATE (id) ON calls TO "{role}"',
+                f'GRANT SELECT, INSERT ON calls_backup TO "{role}"',
+                f'GRANT SELECT, INSERT, UPDATE ON calls_log TO "{role}"',
+                f'GRANT USAGE ON SEQUENCE calls_log_id_seq TO "{role}"',
+                *(f'GRANT SELECT, TRUNCATE ON {part(lo)} TO "{role}"' for lo in EDGES[:-1])]:
+        db.run(sql)
+    as_role = Database(replace(server_params, database=dbname, user=role, password=None, timezone="UTC"))
+    try:
+        job = run(as_role, pol, settings)
+    finally:
+        as_role.close()
+        db.run(f'DROP OWNED BY "{role}"')
+        db.run(f'DROP ROLE "{role}"')
+
+    archived_exactly_the_eligible(db, job, keys, when, original)
+    assert moved_how(job) == {part(lo): "copied" for lo in WHOLE}
+    assert "copied, not attached" not in log_lines.getvalue()  # never tried: no lock on the live table
+
+
+def test_the_application_holding_the_live_table_gets_the_leaves_copied_and_others_wait_no_longer_than_the_lock_wait(
+        db, policy, settings, connect):
+    pol, keys, when = calls(db, policy)
+    original = contents(db, "calls", "calls")[0]
+    app, reader = connect(), connect()
+    app.run("START TRANSACTION")
+    young = ages([-20])[0].isoformat()
+    app.run("SELECT count(*) FROM calls WHERE created_at > :y", y=young)  # the live table and its young leaf
+    reader.run("SET lock_timeout = '2s'")  # a query queued behind the move's lock request gives up past it
+    done = threading.Event()
+    reads = 0
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(run, db, pol, settings)
+            future.add_done_callback(lambda _: done.set())
+            while not done.is_set():
+                reader.run("SELECT count(*) FROM calls")
+                reads += 1
+            job = future.result()
+        assert app.scalar("SELECT count(*) FROM calls WHERE created_at > :y", y=young) == 2  # it went on
+    finally:
+        app.run("ROLLBACK")
+
+    archived_exactly_the_eligible(db, job, keys, when, original)
+    assert moved_how(job) == {part(lo): "copied" for lo in WHOLE}
+    assert reads > 0
+
+
+@pytest.mark.parametrize(("first_retention", "how", "twin_rows"), [(98, "attached", 1), (92, "copied", 3)],
+                         ids=["twin smaller: merged", "twin bigger: copied into it"])
+def test_a_leaf_whose_archive_partition_already_holds_rows_is_merged_or_copied_by_size(
+        db, policy, settings, first_retention, how, twin_rows):
+    pol, keys, when = calls(db, policy)
+    original = contents(db, "calls", "calls")[0]
+    first = run(db, pol.model_copy(update={"retention_days": first_retention}), settings)  # -100 straddles
+    assert db.scalar(f"SELECT count(*) FROM {archived_part(-100)}") == twin_rows
+    assert part(-100) not in moved_how(first)
+
+    job = run(db, pol, settings)
+
+    assert moved_how(job)[part(-100)] == how
+    cutoff = datetime.fromisoformat(job.options["cutoffs"]["default"])
+    expected = {k for k, a in zip(keys, when, strict=True) if eligible(a, cutoff, "UTC")}
+    assert set(assert_live_xor_archived(db, "calls", "calls_backup", original)) == expected
+    assert first.records_archived + job.records_archived == len(expected)
+    by_job = dict(db.run("SELECT CAST(archive_job_id AS text), count(*) FROM calls_backup GROUP BY 1"))
+    assert by_job == {first.id: first.records_archived, job.id: job.records_archived}
+    assert db.scalar(f"SELECT count(*) FROM {archived_part(-100)}") == len(DAYS[-100])  # one partition, every row
+    assert [p.name for p in parts(db, "public.calls_backup")].count(archived_part(-100)) == 1
+    assert (part(-100) in {p.name for p in parts(db, "public.calls")}) == (how == "copied")
+
+
+def test_a_leaf_whose_range_the_archive_default_partition_holds_rows_of_is_copied(db, policy, settings):
+    """Rows of a range the live table had no partition for went by batches into the archive's default
+    partition; the range's new live partition cannot become the archive's (nor get a twin): it is copied."""
+    pol, keys, when = calls(db, policy, default=True, offsets=[d for lo, ds in DAYS.items() if lo != -90 for d in ds])
+    db.run(f"ALTER TABLE calls DETACH PARTITION {part(-90)}")
+    db.run(f"DROP TABLE {part(-90)}")
+    insert(db, "calls", "identity", "timestamptz", ages([-89, -88]))  # into the live default partition
+    first = run(db, pol, settings)
+    assert db.scalar("SELECT count(*) FROM calls_backup_default") == 2  # the two rows of the missing range
+    db.run(f"CREATE TABLE {part(-90)} PARTITION OF calls FOR VALUES FROM ('{day(-90)}') TO ('{day(-80)}')")
+    late = [ages([d])[0] for d in (-85, -81)]
+    late_keys = insert(db, "calls", "identity", "timestamptz", late)
+    original = {**contents(db, "calls", "calls")[0], **contents(db, "calls", "calls_backup")[1]}
+    cutoff = datetime.now(UTC) - timedelta(days=RETENTION)
+    assert mirror(db, pol, "timestamp with time zone", cutoff) == []  # gives way: no twin for the range
+
+    job = run(db, pol, settings)
+
+    assert moved_how(job) == {part(-90): "copied"}
+    assert db.scalar("SELECT count(*) FROM calls_backup_default") == 4
+    kept = assert_live_xor_archived(db, "calls", "calls_backup", original)
+    assert set(late_keys) <= set(kept) and job.records_archived == 2 and first.state == "succeeded"
+
+
+def test_a_live_default_partition_moves_by_batches_and_its_lock_makes_the_leaves_copied(
+        db, policy, settings, connect):
+    pol, keys, when = calls(db, policy, default=True, offsets=[d for ds in DAYS.values() for d in ds] + [-400, 45])
+    original = contents(db, "calls", "calls")[0]
+    app = connect()
+    app.run("START TRANSACTION")
+    app.run("SELECT id FROM calls_default WHERE created_at > now() FOR UPDATE")  # the default only, not the parent
+    try:
+        held = run(db, pol, settings)
+    finally:
+        app.run("ROLLBACK")
+    archived_exactly_the_eligible(db, held, keys, when, original)
+    # DETACH locks the live default partition (its range grows): held by the application, the leaves are copied.
+    assert moved_how(held) == {part(lo): "copied" for lo in WHOLE}
+    assert db.scalar("SELECT count(*) FROM calls_default") == 1 and db.scalar(
+        "SELECT count(*) FROM calls_backup_default") == 1  # the -400 row, by batches
+
+
+def test_a_live_default_partition_does_not_keep_the_leaves_from_being_attached(db, policy, settings):
+    pol, keys, when = calls(db, policy, default=True, offsets=[d for ds in DAYS.values() for d in ds] + [-400, 45])
+    original = contents(db, "calls", "calls")[0]
+    job = run(db, pol, settings)
+    archived_exactly_the_eligible(db, job, keys, when, original)
+    assert moved_how(job) == {part(lo): "attached" for lo in WHOLE}
+    db.run("INSERT INTO calls (created_at) VALUES (:a)", a=ages([-115])[0].isoformat())  # its range left the table
+    assert db.scalar("SELECT CAST(tableoid AS regclass) FROM calls WHERE created_at = :a",
+                     a=ages([-115])[0].isoformat()) == "calls_default"
+
+
+class TestMirror:
+    """``mirror`` gives each live range the run may move rows of an archive partition, once."""
+
+    def test_is_idempotent_and_leaves_young_ranges_and_the_default_alone(self, db, policy):
+        pol, _, _ = calls(db, policy, default=True)
+        cutoff = datetime.now(UTC) - timedelta(days=RETENTION)
+        made = mirror(db, pol, "timestamp with time zone", cutoff)
+        assert sorted(made) == sorted(archived_part(lo) for lo in EDGES[:5])  # the straddling one too
+        before = parts(db, "public.calls_backup")
+        assert mirror(db, pol, "timestamp with time zone", cutoff) == []
+        assert parts(db, "public.calls_backup") == before
+        live = {p.bound for p in parts(db, "public.calls") if p.name != "calls_default"}
+        assert {p.bound for p in before if p.name != "calls_backup_default"} == live - {
+            p.bound for p in parts(db, "public.calls") if p.name == part(-40)}
+
+    def test_gives_way_where_the_range_cannot_have_its_partition(self, db, policy, connect):
+        pol, _, _ = calls(db, policy)
+        db.run(f"CREATE TABLE {archived_part(-120)} (x int)")  # the name is taken
+        db.run(f"CREATE TABLE calls_backup_q PARTITION OF calls_backup FOR VALUES FROM ('{day(-100)}')"
+               f" TO ('{day(-80)}')")  # overlaps two ranges
+        db.run("INSERT INTO calls_backup_default (id, created_at) VALUES (1, :a)", a=ages([-75])[0].isoformat())
+        holder = connect()
+        cutoff = datetime.now(UTC) - timedelta(days=RETENTION)
+        assert mirror(db, pol, "timestamp with time zone", cutoff) == [archived_part(-70)]
+        db.run(f"DROP TABLE {archived_part(-120)}")
+        holder.run("START TRANSACTION")
+        holder.run("SELECT count(*) FROM calls_backup")  # e.g. the export reading the archive
+        try:
+            assert mirror(db, pol, "timestamp with time zone", cutoff) == []  # its lock did not come
+        finally:
+            holder.run("ROLLBACK")
+        assert mirror(db, pol, "timestamp with time zone", cutoff) == [archived_part(-120)]
+
+    def test_does_nothing_for_a_plain_archive(self, db, policy):
+        pol, _, _ = calls(db, policy, migrate=False)
+        db.run("CREATE TABLE calls_backup (LIKE calls)")
+        migration.migrate(db, pol)
+        assert mirror(db, pol, "timestamp with time zone", datetime.now(UTC)) == []
+
+
+def test_an_archive_partition_keeps_none_of_the_grants_of_the_live_partition(db, policy, settings):
+    pol, keys, when = calls(db, policy)
+    app = f"app_{uuid.uuid4().hex[:8]}"
+    db.run(f'CREATE ROLE "{app}"')
+    try:
+        for lo in EDGES[:-1]:
+            db.run(f'GRANT SELECT, UPDATE, DELETE ON {part(lo)} TO "{app}", PUBLIC')
+            db.run(f'GRANT UPDATE (note) ON {part(lo)} TO "{app}"')
+        job = run(db, pol, settings)
+        assert moved_how(job) == {part(lo): "attached" for lo in WHOLE}
+        granted = db.run(
+            "SELECT CAST(relid AS text) FROM pg_partition_tree('calls_backup') WHERE has_table_privilege(:r, relid,"
+            " 'SELECT, UPDATE, DELETE') OR has_column_privilege(:r, relid, 'note', 'UPDATE')", r=app)
+        assert granted == []
+        assert db.scalar(f"SELECT has_table_privilege(:r, '{part(-70)}', 'UPDATE')", r=app) is True  # live: kept
+    finally:
+        db.run(f'DROP OWNED BY "{app}"')
+        db.run(f'DROP ROLE "{app}"')
