@@ -330,7 +330,7 @@ class PartitionMoves:
                                        " WHERE oid = CAST(:t AS regclass)", t=leaf.table))
             twin = mirror_of(self.db, self.policy, bound)
             if twin is not None and self.db.scalar(
-                    f"SELECT count(*) > (SELECT count(*) FROM ONLY {leaf.table}) FROM ONLY {twin.table}"):
+                    f"SELECT count(*) > (SELECT count(*) FROM ONLY {leaf.table}) FROM {twin.table}"):  # partitioned too
                 raise _CopyInstead
             self.db.run(f"ALTER TABLE {live} DETACH PARTITION {leaf.table}")
             record = self.jobs.record_params(job.id, owner, cursor=None, lease_seconds=self.lease_seconds, failed=0)

@@ -23,6 +23,7 @@ from archiver.db import Database
 from archiver.engine import Archiver
 from archiver.jobs import Job
 from tests.keyed_tables import assert_live_xor_archived, contents, eligible, insert, policy_for, set_zone
+from tests.partitioned_tables import CAST, as_ages
 
 RETENTION = 60
 # The live table's ranges, in days from today: four wholly past a 60-day cutoff, one straddling it,
@@ -30,6 +31,7 @@ RETENTION = 60
 EDGES = (-120, -100, -90, -80, -70, -40, 30)
 DAYS = {-120: (-119, -110, -101), -100: (-99, -97, -93, -91), -90: (-89, -85, -81), -80: (-79, -75, -71),
         -70: (-69, -65, -50, -45), -40: (-39, -10, 5)}
+OFFSETS = [d for ds in DAYS.values() for d in ds]
 
 
 def part(lo: int) -> str:
@@ -46,11 +48,11 @@ def day(offset: int) -> date:
 
 
 def create_calls(db: Database, *, columns: str = "", note: str = "note text", key: str = "id bigint GENERATED"
-                 " ALWAYS AS IDENTITY", default: bool = False) -> None:
-    """``calls`` (id, created_at timestamptz, note, amount, ``columns``) range-partitioned on created_at
-    over ``EDGES``, with a default partition if asked."""
+                 " ALWAYS AS IDENTITY", default: bool = False, age_type: str = "timestamptz") -> None:
+    """``calls`` (id, created_at of ``age_type``, note, amount, ``columns``) range-partitioned on
+    created_at over ``EDGES``, with a default partition if asked."""
     extra = f", {columns}" if columns else ""
-    db.run(f"CREATE TABLE calls ({key}, created_at timestamptz NOT NULL, {note}, amount numeric(12, 2){extra},"
+    db.run(f"CREATE TABLE calls ({key}, created_at {CAST[age_type]} NOT NULL, {note}, amount numeric(12, 2){extra},"
            " PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at)")
     for lo, hi in pairwise(EDGES):
         db.run(f"CREATE TABLE {part(lo)} PARTITION OF calls FOR VALUES FROM ('{day(lo)}') TO ('{day(hi)}')")
@@ -58,19 +60,20 @@ def create_calls(db: Database, *, columns: str = "", note: str = "note text", ke
         db.run("CREATE TABLE calls_default PARTITION OF calls DEFAULT")
 
 
-def ages(offsets: Any = None) -> list[datetime]:
-    days = offsets if offsets is not None else [d for ds in DAYS.values() for d in ds]
-    return [datetime.combine(day(d), time(12), UTC) for d in days]
+def ages(offsets: Any = None, age_type: str = "timestamptz") -> list[Any]:
+    """Noon (in UTC) of each day ``offsets`` (by default every day of ``DAYS``), as ``age_type``."""
+    days = offsets if offsets is not None else OFFSETS
+    return as_ages([datetime.combine(day(d), time(12)) for d in days], "UTC", age_type)
 
 
 def calls(db: Database, policy: Policy, *, offsets: Any = None, key_kind: str = "identity", migrate: bool = True,
-          **table: Any) -> tuple[Policy, list[str], list[datetime]]:
+          age_type: str = "timestamptz", **table: Any) -> tuple[Policy, list[str], list[Any]]:
     """The ``calls`` table with a row at noon of each day of ``DAYS`` (or ``offsets``), migrated; its
     policy, the rows' keys and ages."""
     set_zone(db, "UTC")
-    create_calls(db, **table)
-    when = ages(offsets)
-    keys = insert(db, "calls", key_kind, "timestamptz", when)
+    create_calls(db, age_type=age_type, **table)
+    when = ages(offsets, age_type)
+    keys = insert(db, "calls", key_kind, age_type, when)
     pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
     if migrate:
         migration.migrate(db, pol)
@@ -108,8 +111,10 @@ def archived_exactly_the_eligible(db: Database, job: Job, keys: list[str], when:
 WHOLE = EDGES[:4]  # the ranges wholly past the cutoff
 
 
-def test_wholly_old_leaves_become_archive_partitions_with_the_jobs_values_and_no_live_leftovers(db, policy, settings):
-    pol, keys, when = calls(db, policy)
+@pytest.mark.parametrize("age_type", ["timestamptz", "timestamp", "date"])
+def test_wholly_old_leaves_become_archive_partitions_with_the_jobs_values_and_no_live_leftovers(
+        db, policy, settings, age_type):
+    pol, keys, when = calls(db, policy, age_type=age_type)
     original = contents(db, "calls", "calls")[0]
 
     job = run(db, pol, settings)
@@ -119,15 +124,15 @@ def test_wholly_old_leaves_become_archive_partitions_with_the_jobs_values_and_no
     live_parts = {p.name for p in parts(db, "public.calls")}
     assert live_parts == {part(lo) for lo in EDGES[4:-1]}  # the attached leaves left the live table
     homes = home(db, "calls_backup")
-    assert {homes[k] for k, a in zip(keys, when, strict=True) if a.date() < day(-70)} == {
+    assert {homes[k] for k, d in zip(keys, OFFSETS, strict=True) if d < -70} == {
         archived_part(lo) for lo in WHOLE}
     meta = db.run("SELECT DISTINCT archived_by, archive_reason, CAST(archive_job_id AS text) FROM calls_backup")
     assert meta == [[pol.archived_by, pol.archive_reason, job.id]]
     # An archive partition keeps no default of the live table (a sequence's nextval) and gets the
     # archive's own for rows inserted later.
     assert db.scalar("SELECT count(*) FROM pg_attrdef WHERE adrelid = CAST('calls_backup_p120' AS regclass)") == 0
-    db.run("INSERT INTO calls_backup (id, created_at, archive_job_id) VALUES (-1, :a, CAST(:j AS uuid))",
-           a=ages([-118])[0].isoformat(), j=job.id)
+    db.run(f"INSERT INTO calls_backup (id, created_at, archive_job_id) VALUES (-1, CAST(:a AS {CAST[age_type]}),"
+           " CAST(:j AS uuid))", a=ages([-118], age_type)[0].isoformat(), j=job.id)
     assert db.scalar("SELECT archived_by FROM calls_backup_p120 WHERE id = -1") == "system"
 
 
@@ -245,12 +250,20 @@ def test_the_application_holding_the_live_table_gets_the_leaves_copied_and_other
     assert reads > 0
 
 
-@pytest.mark.parametrize(("first_retention", "how", "twin_rows"), [(98, "attached", 1), (92, "copied", 3)],
-                         ids=["twin smaller: merged", "twin bigger: copied into it"])
+@pytest.mark.parametrize(("first_retention", "how", "twin_rows", "hashed"),
+                         [(98, "attached", 1, False), (92, "copied", 3, False), (92, "copied", 3, True)],
+                         ids=["twin smaller: merged", "twin bigger: copied into it",
+                              "twin partitioned in turn, bigger: copied into it"])
 def test_a_leaf_whose_archive_partition_already_holds_rows_is_merged_or_copied_by_size(
-        db, policy, settings, first_retention, how, twin_rows):
+        db, policy, settings, first_retention, how, twin_rows, hashed):
     pol, keys, when = calls(db, policy)
     original = contents(db, "calls", "calls")[0]
+    if hashed:
+        db.run(f"CREATE TABLE {archived_part(-100)} PARTITION OF calls_backup FOR VALUES FROM ('{day(-100)}')"
+               f" TO ('{day(-90)}') PARTITION BY HASH (id)")
+        for h in (0, 1):
+            db.run(f"CREATE TABLE {archived_part(-100)}_h{h} PARTITION OF {archived_part(-100)}"
+                   f" FOR VALUES WITH (MODULUS 2, REMAINDER {h})")
     first = run(db, pol.model_copy(update={"retention_days": first_retention}), settings)  # -100 straddles
     assert db.scalar(f"SELECT count(*) FROM {archived_part(-100)}") == twin_rows
     assert part(-100) not in moved_how(first)
@@ -337,7 +350,7 @@ class TestMirror:
         assert {p.bound for p in before if p.name != "calls_backup_default"} == live - {
             p.bound for p in parts(db, "public.calls") if p.name == part(-40)}
 
-    def test_gives_way_where_the_range_cannot_have_its_partition(self, db, policy, connect):
+    def test_gives_way_where_the_range_cannot_have_its_partition(self, db, policy, connect, log_lines):
         pol, _, _ = calls(db, policy)
         db.run(f"CREATE TABLE {archived_part(-120)} (x int)")  # the name is taken
         db.run(f"CREATE TABLE calls_backup_q PARTITION OF calls_backup FOR VALUES FROM ('{day(-100)}')"
@@ -347,13 +360,18 @@ class TestMirror:
         cutoff = datetime.now(UTC) - timedelta(days=RETENTION)
         assert mirror(db, pol, "timestamp with time zone", cutoff) == [archived_part(-70)]
         db.run(f"DROP TABLE {archived_part(-120)}")
+        db.run("DROP TABLE calls_backup_q")
         holder.run("START TRANSACTION")
         holder.run("SELECT count(*) FROM calls_backup")  # e.g. the export reading the archive
+        log_lines.seek(0)
+        log_lines.truncate(0)
         try:
             assert mirror(db, pol, "timestamp with time zone", cutoff) == []  # its lock did not come
         finally:
             holder.run("ROLLBACK")
-        assert mirror(db, pol, "timestamp with time zone", cutoff) == [archived_part(-120)]
+        assert log_lines.getvalue().count("55P03") == 1  # one wait for the lock, not one per range
+        made = mirror(db, pol, "timestamp with time zone", cutoff)
+        assert sorted(made) == sorted(archived_part(lo) for lo in (-120, -100, -90))
 
     def test_does_nothing_for_a_plain_archive(self, db, policy):
         pol, _, _ = calls(db, policy, migrate=False)
@@ -380,3 +398,53 @@ def test_an_archive_partition_keeps_none_of_the_grants_of_the_live_partition(db,
     finally:
         db.run(f'DROP OWNED BY "{app}"')
         db.run(f'DROP ROLE "{app}"')
+
+
+def test_a_reader_of_the_archive_gets_the_leaves_copied_not_waited_for(db, policy, settings, connect):
+    """ATTACH locks the archive's default partition (its range shrinks): a long read of the archive (the
+    export) holds it, and the leaves are copied."""
+    pol, keys, when = calls(db, policy)
+    original = contents(db, "calls", "calls")[0]
+    export = connect()
+    export.run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    export.run("SELECT count(*) FROM calls_backup")
+    try:
+        job = run(db, pol, settings)
+        assert export.scalar("SELECT count(*) FROM calls_backup") == 0  # its snapshot, undisturbed
+    finally:
+        export.run("ROLLBACK")
+    archived_exactly_the_eligible(db, job, keys, when, original)
+    assert moved_how(job) == {part(lo): "copied" for lo in WHOLE}
+
+
+def test_a_key_the_archive_already_holds_leaves_its_range_to_row_batches(db, policy, settings):
+    """Merging, then copying, would put a second row of that key in the archive: both give way, and the
+    batches leave that one row live (counted as failed) and move the rest."""
+    pol, keys, when = calls(db, policy)
+    first = run(db, pol.model_copy(update={"retention_days": 98}), settings)  # one row of -100 archived
+    twin = contents(db, "calls", "calls_backup")[1]
+    db.run(f"INSERT INTO {part(-100)} (id, created_at, note, amount) OVERRIDING SYSTEM VALUE"
+           f" SELECT id, created_at, 'again', 0 FROM {archived_part(-100)}")  # as if restored by hand
+    clash = next(iter(db.run(f"SELECT CAST(ROW(id) AS text) FROM {archived_part(-100)}")))[0]
+    original = contents(db, "calls", "calls")[0]
+
+    job = run(db, pol, settings)
+
+    assert part(-100) not in moved_how(job) and job.state == "partial" and job.records_failed == 1
+    live, kept = contents(db, "calls", "calls_backup")
+    assert set(live) & set(kept) == {clash} and live[clash] == original[clash] and kept[clash] == twin[clash]
+    assert {**kept, **live} == {**twin, **original}
+    assert first.records_archived + job.records_archived == len(kept)
+
+
+def test_a_column_the_live_table_dropped_is_null_in_the_attached_rows(db, policy, settings):
+    pol, keys, when = calls(db, policy, columns="legacy text")
+    db.run("UPDATE calls SET legacy = 'x'")
+    db.run("ALTER TABLE calls DROP COLUMN legacy")  # the archive keeps its column
+    original = contents(db, "calls", "calls")[0]
+
+    job = run(db, pol, settings)
+
+    archived_exactly_the_eligible(db, job, keys, when, original)
+    assert moved_how(job) == {part(lo): "attached" for lo in WHOLE}
+    assert db.scalar("SELECT count(legacy) FROM calls_backup") == 0
