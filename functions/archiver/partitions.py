@@ -129,7 +129,8 @@ WITH ranged AS (
   JOIN pg_inherits i ON i.inhparent = pt.partrelid
   JOIN pg_class c ON c.oid = i.inhrelid
   WHERE pt.partrelid = CAST(:live AS regclass) AND pt.partstrat = 'r' AND pt.partnatts = 1 AND a.attname = :age)
-SELECT n.nspname AS schema, c.relname AS name, tn.nspname AS top_schema, tc.relname AS top_name
+SELECT n.nspname AS schema, c.relname AS name, tn.nspname AS top_schema, tc.relname AS top_name,
+       c.relpersistence = 'p' AS logged
 FROM ranged r CROSS JOIN LATERAL pg_partition_tree(r.oid) t
 JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_class tc ON tc.oid = r.oid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
@@ -149,12 +150,14 @@ _TIMEOUTS_SQL = (
 @dataclass(frozen=True)
 class Leaf:
     """A leaf partition, and the partition of the live table it lies under (itself, unless that one is
-    partitioned in turn)."""
+    partitioned in turn); ``logged``: not an unlogged table (whose rows crash recovery throws away: it
+    never becomes an archive partition)."""
 
     schema: str
     name: str
     top_schema: str
     top_name: str
+    logged: bool = True
 
     @property
     def table(self) -> str:
@@ -202,7 +205,7 @@ def whole_leaves(db: Database, policy: Policy, age_type: str, cutoffs: Cutoffs) 
     the table is not range-partitioned on the age column (of ``age_type``) alone. The bound meets the
     cutoff exactly as eligibility compares a row's age with it (``eligibility.age_bound``)."""
     sql = _LEAVES_SQL.format(age_type=age_type, cutoff=age_bound(age_type).format(":cut"))
-    return [Leaf(r["schema"], r["name"], r["top_schema"], r["top_name"]) for r in db.rows(
+    return [Leaf(r["schema"], r["name"], r["top_schema"], r["top_name"], r["logged"]) for r in db.rows(
         sql, live=qualified(policy.schema_name, policy.live_table), age=policy.age_column,
         cut=lowest_cutoff(cutoffs))]
 
@@ -275,7 +278,7 @@ class PartitionMoves:
     def _attach_or_copy(self, leaf: Leaf, job: Job, owner: str, stmts: Signed, limit_ms: float) -> Moved | None:
         if not self.db.scalar(f"SELECT EXISTS (SELECT 1 FROM ONLY {leaf.table})"):
             raise _Skip  # moved by an earlier hop, or never used: no lock taken for nothing
-        if self.attachable and leaf.top == leaf.table:
+        if self.attachable and leaf.top == leaf.table and leaf.logged:
             try:
                 with expecting(*COPIED_INSTEAD, QueryCanceledError):
                     return self._attach(leaf, job, owner, stmts, limit_ms)
@@ -341,8 +344,8 @@ class PartitionMoves:
                 raise _Skip
             self._become_archive(leaf, job, twin)
             self.db.run(f"ALTER TABLE {archive} ATTACH PARTITION {leaf.table} {bound}")
-            name = archive_name(self.policy, leaf.name)
-            if self.db.scalar("SELECT to_regclass(:n) IS NULL", n=qualified(self.policy.schema_name, name)):
+            name = archive_name(self.policy, leaf.name)  # in the leaf's own schema, where it stays
+            if self.db.scalar("SELECT to_regclass(:n) IS NULL", n=qualified(leaf.schema, name)):
                 self.db.run(f"ALTER TABLE {leaf.table} RENAME TO {quote(name)}")
             self.jobs.record_whole_partition(job.id, leaf.name, moved, "attached")
         ms = (time.perf_counter() - started) * 1000

@@ -448,3 +448,35 @@ def test_a_column_the_live_table_dropped_is_null_in_the_attached_rows(db, policy
     archived_exactly_the_eligible(db, job, keys, when, original)
     assert moved_how(job) == {part(lo): "attached" for lo in WHOLE}
     assert db.scalar("SELECT count(legacy) FROM calls_backup") == 0
+
+
+@pytest.mark.parametrize("taken", [False, True], ids=["name free", "name taken there"])
+def test_a_leaf_in_another_schema_is_attached_and_renamed_in_its_own_schema(db, policy, settings, taken):
+    pol, keys, when = calls(db, policy, migrate=False)
+    db.run("CREATE SCHEMA old")
+    db.run(f"ALTER TABLE {part(-120)} SET SCHEMA old")
+    if taken:
+        db.run(f"CREATE TABLE old.{archived_part(-120)} (x int)")
+    migration.migrate(db, pol)
+    original = contents(db, "calls", "calls")[0]
+
+    job = run(db, pol, settings)
+
+    archived_exactly_the_eligible(db, job, keys, when, original)
+    assert moved_how(job) == {part(lo): "attached" for lo in WHOLE}
+    names = {(p.schema, p.name) for p in parts(db, "public.calls_backup")}
+    assert ("old", part(-120) if taken else archived_part(-120)) in names
+
+
+def test_an_unlogged_leaf_is_copied_into_the_logged_archive(db, policy, settings):
+    """An unlogged table is emptied by crash recovery: archived rows must not live in one."""
+    pol, keys, when = calls(db, policy)
+    db.run(f"ALTER TABLE {part(-120)} SET UNLOGGED")
+    original = contents(db, "calls", "calls")[0]
+
+    job = run(db, pol, settings)
+
+    archived_exactly_the_eligible(db, job, keys, when, original)
+    assert moved_how(job) == {part(-120): "copied", **{part(lo): "attached" for lo in WHOLE[1:]}}
+    assert db.scalar("SELECT count(*) FROM pg_class WHERE relpersistence <> 'p' AND oid IN"
+                     " (SELECT relid FROM pg_partition_tree('calls_backup'))") == 0
