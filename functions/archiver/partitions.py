@@ -40,6 +40,7 @@ from .exceptions import (
     FeatureNotSupportedError,
     LeaseLostError,
     LockNotAvailableError,
+    NotNullViolationError,
     PartitionLayoutError,
     PermissionDeniedError,
     QueryCanceledError,
@@ -73,7 +74,9 @@ COPIED_INSTEAD: dict[type[ServerError], str] = {
     LockNotAvailableError: "the live table is in use",
     PermissionDeniedError: "the role does not own the live table, the partition or the archive",
     PartitionLayoutError: "an archive partition overlaps the partition's range",
-    CheckViolationError: "the archive's default partition holds rows of the partition's range",
+    CheckViolationError: "the archive's default partition holds rows of the partition's range, or rows of"
+                         " the archive partition break a check of the partition",
+    NotNullViolationError: "rows of the archive partition have a NULL the partition's columns refuse",
     DatatypeMismatchError: "the partition's columns differ from the archive's",
     CollationMismatchError: "a column's collation differs from the archive's",
     UniqueViolationError: "the archive already holds a key of the partition",

@@ -480,3 +480,19 @@ def test_an_unlogged_leaf_is_copied_into_the_logged_archive(db, policy, settings
     assert moved_how(job) == {part(-120): "copied", **{part(lo): "attached" for lo in WHOLE[1:]}}
     assert db.scalar("SELECT count(*) FROM pg_class WHERE relpersistence <> 'p' AND oid IN"
                      " (SELECT relid FROM pg_partition_tree('calls_backup'))") == 0
+
+
+def test_a_constraint_the_live_table_gained_since_rows_were_archived_makes_the_merge_a_copy(db, policy, settings):
+    """The archive partition's rows were archived before the live column became NOT NULL: they cannot
+    join the leaf, which has it; the leaf's rows are copied into the archive partition instead."""
+    pol, keys, when = calls(db, policy)
+    db.run("UPDATE calls SET note = NULL WHERE created_at < :a", a=ages([-98])[0].isoformat())
+    original = contents(db, "calls", "calls")[0]
+    first = run(db, pol.model_copy(update={"retention_days": 98}), settings)  # one row of -100 archived
+    db.run("ALTER TABLE calls ALTER COLUMN note SET NOT NULL")
+
+    job = run(db, pol, settings)
+
+    assert moved_how(job)[part(-100)] == "copied" and job.state == "succeeded"
+    kept = assert_live_xor_archived(db, "calls", "calls_backup", original)
+    assert first.records_archived + job.records_archived == len(kept)
