@@ -171,13 +171,6 @@ class CheckViolationError(ServerError):
     sqlstate = "23514"
 
 
-class NotNullViolationError(ServerError):
-    """SQLSTATE 23502: e.g. archived rows with a NULL where a live partition's column is NOT NULL now.
-    Raised only where the caller expects it (``db.expecting``)."""
-
-    sqlstate = "23502"
-
-
 class DatatypeMismatchError(ServerError):
     """SQLSTATE 42804: e.g. a table to attach lacks a column of the partitioned table or has another type.
     Raised only where the caller expects it (``db.expecting``)."""

@@ -40,7 +40,6 @@ from .exceptions import (
     FeatureNotSupportedError,
     LeaseLostError,
     LockNotAvailableError,
-    NotNullViolationError,
     PartitionLayoutError,
     PermissionDeniedError,
     QueryCanceledError,
@@ -74,9 +73,7 @@ COPIED_INSTEAD: dict[type[ServerError], str] = {
     LockNotAvailableError: "the live table is in use",
     PermissionDeniedError: "the role does not own the live table, the partition or the archive",
     PartitionLayoutError: "an archive partition overlaps the partition's range",
-    CheckViolationError: "the archive's default partition holds rows of the partition's range, or rows of"
-                         " the archive partition break a check of the partition",
-    NotNullViolationError: "rows of the archive partition have a NULL the partition's columns refuse",
+    CheckViolationError: "the archive's default partition holds rows of the partition's range",
     DatatypeMismatchError: "the partition's columns differ from the archive's",
     CollationMismatchError: "a column's collation differs from the archive's",
     UniqueViolationError: "the archive already holds a key of the partition",
@@ -91,13 +88,21 @@ _META_VALUES = {
     "archive_job_id": "CAST(current_setting('archiver.archive_job_id') AS uuid)",
 }
 # What the live table gave a partition that an archive partition must not keep: its foreign keys (an
-# archived row must not hold up a delete elsewhere) and its columns' defaults (a sequence's nextval).
+# archived row must not hold up a delete elsewhere), its columns' defaults (a sequence's nextval), and
+# its checks and NOT NULLs the archive does not have (archived rows, and rows archived later by batches,
+# answer to the archive's rules, not to the live table's of the day). A key column keeps its NOT NULL.
 _INHERITED_SQL = """
 SELECT 'DROP CONSTRAINT ' || quote_ident(conname) FROM pg_constraint
-WHERE conrelid = CAST(:t AS regclass) AND contype = 'f'
+WHERE conrelid = CAST(:t AS regclass) AND contype IN ('f', 'c')
 UNION ALL
 SELECT 'ALTER COLUMN ' || quote_ident(attname) || ' DROP DEFAULT' FROM pg_attribute
-WHERE attrelid = CAST(:t AS regclass) AND attnum > 0 AND NOT attisdropped AND atthasdef AND attgenerated = ''"""
+WHERE attrelid = CAST(:t AS regclass) AND attnum > 0 AND NOT attisdropped AND atthasdef AND attgenerated = ''
+UNION ALL
+SELECT 'ALTER COLUMN ' || quote_ident(l.attname) || ' DROP NOT NULL' FROM pg_attribute l
+JOIN pg_attribute a ON a.attrelid = CAST(:archive AS regclass) AND a.attname = l.attname AND NOT a.attnotnull
+WHERE l.attrelid = CAST(:t AS regclass) AND l.attnum > 0 AND NOT l.attisdropped AND l.attnotnull
+  AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = l.attrelid AND (i.indisprimary OR i.indisreplident)
+                  AND l.attnum = ANY (i.indkey))"""
 
 # The roles granted anything on a partition (the table or a column), other than its owner: an archive
 # partition keeps none of the grants the live partition had (the application's writes, for one).
@@ -360,7 +365,8 @@ class PartitionMoves:
         """The detached leaf made fit to be the archive's partition of its range: what the live table gave
         it dropped, the archive's columns added (every row gets the job's values without a rewrite),
         and the rows of the archive partition it replaces (``twin``) moved into it."""
-        changes = [r[0] for r in self.db.run(_INHERITED_SQL, t=leaf.table)]
+        archive = qualified(self.policy.schema_name, self.policy.archive_table)
+        changes = [r[0] for r in self.db.run(_INHERITED_SQL, t=leaf.table, archive=archive)]
         if changes:
             self.db.run(f"ALTER TABLE {leaf.table} {', '.join(changes)}")
         grantees = [r[0] for r in self.db.run(_GRANTEES_SQL, t=leaf.table)]
@@ -382,7 +388,6 @@ class PartitionMoves:
                 self.db.run(f"ALTER TABLE {leaf.table} " + ", ".join(
                     f"ALTER COLUMN {quote(c.name)} DROP DEFAULT" for c in defaults))
         if twin is not None:
-            archive = qualified(self.policy.schema_name, self.policy.archive_table)
             cols = ", ".join(quote(c.name) for c in wanted)
             self.db.run(f"ALTER TABLE {archive} DETACH PARTITION {twin.table}")
             self.db.run(f"INSERT INTO {leaf.table} ({cols}) SELECT {cols} FROM {twin.table}")

@@ -482,17 +482,33 @@ def test_an_unlogged_leaf_is_copied_into_the_logged_archive(db, policy, settings
                      " (SELECT relid FROM pg_partition_tree('calls_backup'))") == 0
 
 
-def test_a_constraint_the_live_table_gained_since_rows_were_archived_makes_the_merge_a_copy(db, policy, settings):
-    """The archive partition's rows were archived before the live column became NOT NULL: they cannot
-    join the leaf, which has it; the leaf's rows are copied into the archive partition instead."""
-    pol, keys, when = calls(db, policy)
-    db.run("UPDATE calls SET note = NULL WHERE created_at < :a", a=ages([-98])[0].isoformat())
+def test_an_archive_partition_answers_to_the_archives_rules_not_to_the_live_tables_checks(db, policy, settings):
+    """Rows of the archive partition were archived before the live column became NOT NULL and gained a
+    check: they join the leaf all the same, which keeps neither (nor would later batches' rows meet them)."""
+    pol, keys, when = calls(db, policy, default=True)
+    db.run("UPDATE calls SET note = NULL, amount = -1 WHERE created_at < :a", a=ages([-98])[0].isoformat())
     original = contents(db, "calls", "calls")[0]
     first = run(db, pol.model_copy(update={"retention_days": 98}), settings)  # one row of -100 archived
+    db.run("UPDATE calls SET note = 'n', amount = 0 WHERE note IS NULL")
+    original.update(contents(db, "calls", "calls")[0])
     db.run("ALTER TABLE calls ALTER COLUMN note SET NOT NULL")
+    db.run("ALTER TABLE calls ADD CONSTRAINT positive CHECK (amount >= 0)")
 
     job = run(db, pol, settings)
 
-    assert moved_how(job)[part(-100)] == "copied" and job.state == "succeeded"
+    assert moved_how(job)[part(-100)] == "attached" and job.state == "succeeded"
     kept = assert_live_xor_archived(db, "calls", "calls_backup", original)
     assert first.records_archived + job.records_archived == len(kept)
+    assert db.run("SELECT conname FROM pg_constraint WHERE contype = 'c' AND conrelid IN"
+                  " (SELECT relid FROM pg_partition_tree('calls_backup'))") == []
+    assert db.run("SELECT attname FROM pg_attribute WHERE attrelid = CAST(:t AS regclass) AND attnum > 0"
+                  " AND attnotnull ORDER BY attname", t=archived_part(-100)) == [
+        ["archive_reason"], ["archived_at"], ["archived_by"], ["created_at"], ["id"]]
+    db.run("ALTER TABLE calls DROP CONSTRAINT positive")  # the live table's rules relax again:
+    late = insert(db, "calls", "identity", "timestamptz", ages([-95]))  # a late row of a range now archived
+    db.run("UPDATE calls SET amount = -5 WHERE id = CAST(:k AS bigint)", k=late[0].strip("()"))
+    original.update(contents(db, "calls", "calls")[0])
+    again = run(db, pol, settings)  # by batches, from the live default partition into that archive partition
+    assert again.state == "succeeded" and again.records_archived == 1
+    assert home(db, "calls_backup")[late[0]] == archived_part(-100)
+    assert_live_xor_archived(db, "calls", "calls_backup", original)
