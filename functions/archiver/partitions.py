@@ -14,7 +14,7 @@ the archive already holds, too long for the hop) is left to the row batches, whi
 When the archive is partitioned like the live table (``archive_partitions.py``), a leaf directly
 under the live table moves without a row copied instead: in the same kind of transaction it is
 detached from the live table, given the archive's columns (constant defaults: no rewrite), merged
-with the archive partition of its range if there is one and it is smaller, and attached to the
+with the archive partition of its range if there is one and it is small beside the leaf, and attached to the
 archive; the rows never leave their pages. Where that cannot be (the live table's lock did not come,
 the layouts differ, the role does not own the tables), the leaf is copied as above.
 See docs/decisions/whole-partition-moves.md.
@@ -58,6 +58,11 @@ LOCK_TIMEOUT_MS = 200
 # A move may take at most this share of what is left of the hop: one that cannot finish in it rolls
 # back and leaves the rest of the hop to the row batches, which make progress where it could not.
 HOP_SHARE = 0.5
+# The archive partition of a leaf's range merges into the leaf only while it holds at most this share of
+# the leaf's rows; beyond, the leaf is copied into it. A merged row costs about what a copied one does
+# (more indexes to fill, the archive's built over both), and the merge is paid with the whole live table
+# locked, the copy with the leaf only: 100,000-row leaf, 99,000 rows merged 447 ms, copied 321 ms.
+MERGED_UP_TO = 0.25
 # Why a move gives way to the row batches (SQLSTATE): nothing has changed when they happen.
 GIVES_WAY: dict[type[ServerError], str] = {
     LockNotAvailableError: "the partition is locked by another session",
@@ -186,8 +191,8 @@ class Moved:
 
 
 class _CopyInstead(Exception):
-    """The archive partition of the leaf's range holds more rows than the leaf: copying the leaf's rows
-    into it costs less than moving its rows into the leaf. The transaction rolls back."""
+    """The archive partition of the leaf's range holds more than ``MERGED_UP_TO`` of the leaf's rows:
+    the leaf's rows are copied into it instead. The transaction rolls back."""
 
 
 class _Skip(Exception):
@@ -340,8 +345,9 @@ class PartitionMoves:
             bound = str(self.db.scalar("SELECT pg_get_expr(relpartbound, oid) FROM pg_class"
                                        " WHERE oid = CAST(:t AS regclass)", t=leaf.table))
             twin = mirror_of(self.db, self.policy, bound)
-            if twin is not None and self.db.scalar(
-                    f"SELECT count(*) > (SELECT count(*) FROM ONLY {leaf.table}) FROM {twin.table}"):  # partitioned too
+            if twin is not None and self.db.scalar(  # the twin partitioned in turn too: not ONLY
+                    f"SELECT count(*) > CAST(:share AS float8) * (SELECT count(*) FROM ONLY {leaf.table})"
+                    f" FROM {twin.table}", share=MERGED_UP_TO):
                 raise _CopyInstead
             self.db.run(f"ALTER TABLE {live} DETACH PARTITION {leaf.table}")
             record = self.jobs.record_params(job.id, owner, cursor=None, lease_seconds=self.lease_seconds, failed=0)

@@ -29,7 +29,7 @@ RETENTION = 60
 # The live table's ranges, in days from today: four wholly past a 60-day cutoff, one straddling it,
 # one young. Rows sit at noon of days well clear of the cutoff.
 EDGES = (-120, -100, -90, -80, -70, -40, 30)
-DAYS = {-120: (-119, -110, -101), -100: (-99, -97, -93, -91), -90: (-89, -85, -81), -80: (-79, -75, -71),
+DAYS = {-120: (-119, -110, -101), -100: (-99, -97, -96, -94, -93, -91), -90: (-89, -85, -81), -80: (-79, -75, -71),
         -70: (-69, -65, -50, -45), -40: (-39, -10, 5)}
 OFFSETS = [d for ds in DAYS.values() for d in ds]
 
@@ -251,9 +251,10 @@ def test_the_application_holding_the_live_table_gets_the_leaves_copied_and_other
 
 
 @pytest.mark.parametrize(("first_retention", "how", "twin_rows", "hashed"),
-                         [(98, "attached", 1, False), (92, "copied", 3, False), (92, "copied", 3, True)],
-                         ids=["twin smaller: merged", "twin bigger: copied into it",
-                              "twin partitioned in turn, bigger: copied into it"])
+                         [(98, "attached", 1, False), (95, "copied", 3, False), (92, "copied", 5, False),
+                          (92, "copied", 5, True)],
+                         ids=["twin a fifth of the leaf: merged", "twin as big as the leaf: copied into it",
+                              "twin bigger: copied into it", "twin partitioned in turn, bigger: copied into it"])
 def test_a_leaf_whose_archive_partition_already_holds_rows_is_merged_or_copied_by_size(
         db, policy, settings, first_retention, how, twin_rows, hashed):
     pol, keys, when = calls(db, policy)
