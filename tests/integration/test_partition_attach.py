@@ -15,6 +15,9 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from archiver import migration
 from archiver.archive_partitions import mirror, parts
@@ -513,3 +516,50 @@ def test_an_archive_partition_answers_to_the_archives_rules_not_to_the_live_tabl
     assert again.state == "succeeded" and again.records_archived == 1
     assert home(db, "calls_backup")[late[0]] == archived_part(-100)
     assert_live_xor_archived(db, "calls", "calls_backup", original)
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[int, list[int], bool]:
+    """A first run's retention (its cutoff anywhere in the old ranges), the days rows sit on (none on
+    either run's cutoff day), and whether the live table has a default partition (then with rows)."""
+    first = draw(st.integers(61, 125))
+    days = [d for lo, hi in pairwise(EDGES[:-1]) for d in range(lo, hi) if d not in (-first, -RETENTION)]
+    offsets = draw(st.lists(st.sampled_from(days), max_size=24))
+    return first, offsets, draw(st.booleans())
+
+
+@hsettings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=histories())
+def test_two_runs_archive_each_row_once_attaching_or_copying_each_range_as_its_rows_say(
+        db, policy, settings, history):
+    """Whatever a first run (an older cutoff) left in the archive partitions, a second run archives
+    exactly the rows past its cutoff, each once; a range wholly past it is attached unless its archive
+    partition holds more than a quarter of its rows (then copied), or left alone when it holds none."""
+    first_retention, offsets, default = history
+    db.run("DROP SCHEMA public CASCADE")
+    db.run("CREATE SCHEMA public")
+    extra = [-400, 45] if default else []
+    pol, keys, when = calls(db, policy, offsets=offsets + extra, default=default)
+    original = contents(db, "calls", "calls")[0]
+    first = run(db, pol.model_copy(update={"retention_days": first_retention}), settings)
+    assert first.state == "succeeded"
+    assert_live_xor_archived(db, "calls", "calls_backup", original)
+
+    job = run(db, pol, settings)
+
+    assert job.state == "succeeded"
+    cutoff = datetime.fromisoformat(job.options["cutoffs"]["default"])
+    kept = assert_live_xor_archived(db, "calls", "calls_backup", original)
+    assert set(kept) == {k for k, a in zip(keys, when, strict=True) if eligible(a, cutoff, "UTC")}
+    assert first.records_archived + job.records_archived == len(kept)
+    by_job = dict(db.run("SELECT CAST(archive_job_id AS text), count(*) FROM calls_backup GROUP BY 1"))
+    assert by_job == {r.id: r.records_archived for r in (first, job) if r.records_archived}
+    expected = {}
+    for lo, hi in pairwise(EDGES[:5]):  # the ranges wholly past the second run's cutoff
+        if hi <= -first_retention:
+            continue  # wholly past the first run's cutoff: gone with it
+        twin = sum(lo <= d < -first_retention for d in offsets)
+        leaf = sum(max(lo, -first_retention) <= d < hi for d in offsets)
+        if leaf:
+            expected[part(lo)] = "copied" if twin > 0.25 * leaf else "attached"
+    assert moved_how(job) == expected
