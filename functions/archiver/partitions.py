@@ -131,8 +131,9 @@ _OWNS_SQL = ("SELECT bool_and(pg_has_role(relowner, 'USAGE')) FROM pg_class"
 # and DEFAULT partitions have no such bound; a partition partitioned in turn is judged by its own
 # range (every leaf below lies within it); a leaf that is not a plain table, has a trigger of its own
 # (TRUNCATE fires no row trigger), or that the job's role may not read and truncate directly (a grant
-# on the parent covers only access through it) goes by batches. ``{age_type}`` and ``{cutoff}`` are
-# filled in (``whole_leaves``).
+# on the parent covers only access through it) goes by batches; one being detached (a DETACH …
+# CONCURRENTLY not finished: the live table's queries no longer see it, and DETACH refuses it) is left
+# alone. ``{age_type}`` and ``{cutoff}`` are filled in (``whole_leaves``).
 _LEAVES_SQL = r"""
 WITH ranged AS (
   SELECT c.oid,
@@ -148,6 +149,7 @@ FROM ranged r CROSS JOIN LATERAL pg_partition_tree(r.oid) t
 JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_class tc ON tc.oid = r.oid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
 WHERE r.upper IS NOT NULL AND t.isleaf AND c.relkind = 'r'
+  AND NOT EXISTS (SELECT 1 FROM pg_inherits p WHERE p.inhrelid IN (c.oid, r.oid) AND p.inhdetachpending)
   AND CAST(r.upper AS {age_type}) <= {cutoff}
   AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)
   AND has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'TRUNCATE')
