@@ -4,8 +4,8 @@ everything as it was (the leaf in the live table, the archive partition it was m
 row uncounted); after it, the move whole. The run, taken up again, moves every eligible row once.
 
 Both ways are killed at each of their statements: the attach (the leaf detached, given the archive's
-columns, merged with the smaller archive partition of its range and attached) and the copy that
-follows an attach given up (the archive partition of the range bigger than the leaf)."""
+columns, merged with the small archive partition of its range and attached) and the copy that follows
+an attach given up (the archive partition of the range holding more than a quarter of the leaf's rows)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from .support import ScriptedDatabase
 
 # What the move runs, from its first statement on (after the probe that the leaf holds rows), as each
 # statement's beginning: the attach of a leaf with a foreign key, a grant and an archive partition of
-# its range holding fewer rows (merged into it) ...
+# its range holding a fifth of its rows (merged into it) ...
 ATTACH = (
     "START TRANSACTION", "WITH j AS", "SELECT set_config('lock_timeout'", "LOCK TABLE ONLY", "LOCK TABLE",
     "WITH ranged AS", "SELECT (", "SELECT pg_get_expr", "SELECT c.oid", "SELECT count(*) >",
@@ -40,7 +40,7 @@ COPY = (
     "START TRANSACTION", "WITH j AS", "SELECT set_config('lock_timeout'", "LOCK TABLE", "WITH ranged AS",
     "SELECT (", "SELECT", "WITH i AS (INSERT", "TRUNCATE", "UPDATE", "COMMIT")
 # The first run's retention (days): the range starting 100 days back straddles its cutoff, and the
-# archive partition of that range gets one of the range's four rows (smaller than the leaf) or three.
+# archive partition of that range gets one of the range's six rows (merged later) or five (copied into).
 WAYS = {"attach": (98, ATTACH), "copy": (92, COPY)}
 KILLS = [(way, n) for way, (_, statements) in WAYS.items() for n in range(len(statements) + 1)]
 

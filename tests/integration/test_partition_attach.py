@@ -1,8 +1,9 @@
 """Whole partitions attached to a partitioned archive: a leaf of the live table wholly past the cutoff
 leaves the live table and becomes the archive's partition of its range, no row copied; where it cannot
 (a generated column, a role that does not own the tables, the application holding the live table, an
-archive partition bigger than the leaf, the archive's default partition holding rows of the range) the
-leaf's rows are copied instead, and every row stays live xor archived with its content."""
+archive partition of the range holding more than a quarter of the leaf's rows, the archive's default
+partition holding rows of the range, an unlogged leaf) the leaf's rows are copied instead, and every
+row stays live xor archived with its content."""
 
 from __future__ import annotations
 
