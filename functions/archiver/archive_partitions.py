@@ -119,10 +119,10 @@ def archive_partitioned(db: Database, policy: Policy) -> bool:
     return range_partitioned_on(db, qualified(policy.schema_name, policy.archive_table), policy.age_column)
 
 
-def _create(db: Database, table: str, parent: str, bound: str) -> bool:
-    """``CREATE TABLE table PARTITION OF parent bound`` in its own transaction; False (nothing changed)
-    when the range overlaps another, a default partition holds rows of it, the name is taken, the
-    parent's lock did not come or the role may not."""
+def _create(db: Database, table: str, parent: str, bound: str) -> ServerError | None:
+    """``CREATE TABLE table PARTITION OF parent bound`` in its own transaction; None when created, else
+    why not (nothing changed): the range overlaps another, a default partition holds rows of it, the
+    name is taken, the parent's lock did not come or the role may not."""
     try:
         with expecting(*_NOT_CREATED), db.transaction():
             db.run("SELECT set_config('lock_timeout', :t, true)", t=f"{CREATE_LOCK_TIMEOUT_MS}ms")
@@ -131,8 +131,22 @@ def _create(db: Database, table: str, parent: str, bound: str) -> bool:
         if not isinstance(exc, _NOT_CREATED):
             raise
         logger.info("partition not created", extra={"partition": table, "sqlstate": exc.sqlstate})
-        return False
-    return True
+        return exc
+    return None
+
+
+def _create_each(db: Database, schema: str, parent: str, wanted: list[tuple[str, str]]) -> list[str]:
+    """Create the partitions ``wanted`` (name, bound) of ``schema.parent`` in order; the names created.
+    Once the parent's lock did not come, the rest wait for the next call too: the table is in use, and
+    each would queue for it again."""
+    created = []
+    for name, bound in wanted:
+        why = _create(db, qualified(schema, name), qualified(schema, parent), bound)
+        if why is None:
+            created.append(name)
+        elif isinstance(why, LockNotAvailableError):
+            break
+    return created
 
 
 def mirror(db: Database, policy: Policy, age_type: str, cutoff: object) -> list[str]:
@@ -142,12 +156,9 @@ def mirror(db: Database, policy: Policy, age_type: str, cutoff: object) -> list[
         return []
     archive = qualified(policy.schema_name, policy.archive_table)
     sql = _TO_MIRROR_SQL.format(age_type=age_type, cutoff=age_bound(age_type).format(":cut"))
-    created = []
-    for r in db.rows(sql, live=qualified(policy.schema_name, policy.live_table), archive=archive, cut=cutoff):
-        name = archive_name(policy, r["name"])
-        if _create(db, qualified(policy.schema_name, name), archive, r["bound"]):
-            created.append(name)
-    return created
+    rows = db.rows(sql, live=qualified(policy.schema_name, policy.live_table), archive=archive, cut=cutoff)
+    return _create_each(db, policy.schema_name, policy.archive_table,
+                        [(archive_name(policy, r["name"]), r["bound"]) for r in rows])
 
 
 def recreate_live(db: Database, policy: Policy, archive_oids: list[int]) -> list[str]:
@@ -159,14 +170,9 @@ def recreate_live(db: Database, policy: Policy, archive_oids: list[int]) -> list
     if not archive_oids or not range_partitioned_on(db, live, policy.age_column):
         return []
     have = {p.bound for p in parts(db, live)}
-    created = []
-    for p in parts(db, qualified(policy.schema_name, policy.archive_table)):
-        if p.oid in archive_oids and p.bound.startswith("FOR VALUES FROM (") and p.bound not in have:
-            name = live_name(policy, p.name)
-            if _create(db, qualified(policy.schema_name, name), live, p.bound):
-                created.append(name)
-                have.add(p.bound)
-    return created
+    wanted = {p.bound: live_name(policy, p.name) for p in parts(db, qualified(policy.schema_name, policy.archive_table))
+              if p.oid in archive_oids and p.bound.startswith("FOR VALUES FROM (") and p.bound not in have}
+    return _create_each(db, policy.schema_name, policy.live_table, [(name, bound) for bound, name in wanted.items()])
 
 
 def mirror_of(db: Database, policy: Policy, bound: str) -> Part | None:
