@@ -149,16 +149,18 @@ def _create_each(db: Database, schema: str, parent: str, wanted: list[tuple[str,
     return created
 
 
-def mirror(db: Database, policy: Policy, age_type: str, cutoff: object) -> list[str]:
+def mirror(db: Database, policy: Policy, age_type: str, cutoff: object,
+           leave_out: frozenset[str] = frozenset()) -> list[str]:
     """Give every live partition that may hold rows past ``cutoff`` an archive partition with the same
-    range, where the archive has none; the names created. Nothing when the archive is not partitioned."""
+    range, where the archive has none, but those named in ``leave_out`` (about to be attached whole);
+    the names created. Nothing when the archive is not partitioned."""
     if not archive_partitioned(db, policy):
         return []
     archive = qualified(policy.schema_name, policy.archive_table)
     sql = _TO_MIRROR_SQL.format(age_type=age_type, cutoff=age_bound(age_type).format(":cut"))
     rows = db.rows(sql, live=qualified(policy.schema_name, policy.live_table), archive=archive, cut=cutoff)
     return _create_each(db, policy.schema_name, policy.archive_table,
-                        [(archive_name(policy, r["name"]), r["bound"]) for r in rows])
+                        [(archive_name(policy, r["name"]), r["bound"]) for r in rows if r["name"] not in leave_out])
 
 
 def recreate_live(db: Database, policy: Policy, archive_oids: list[int]) -> list[str]:

@@ -251,19 +251,30 @@ class PartitionMoves:
         # Generated columns stay generated in a leaf but are plain in the archive: such leaves are copied.
         self.attachable = not any(c.generated for c in shape.columns)
         self._leaves: list[Leaf] | None = None
+        self._unmirrored: frozenset[str] = frozenset()  # leaves to be attached: no archive partition made for them
         self._cutoffs: Cutoffs | None = None
 
     def _start(self, job: Job) -> list[Leaf]:
         self._cutoffs = Cutoffs.from_json(job.options["cutoffs"])
-        # The batches' rows land in an archive partition of their own range, never the default one
-        # (where a later attach would have to look for them).
-        mirror(self.db, self.policy, self.age_type, highest_cutoff(self._cutoffs))
         self.attachable = self.attachable and archive_partitioned(self.db, self.policy) and bool(self.db.scalar(
             _OWNS_SQL, live=qualified(self.policy.schema_name, self.policy.live_table),
             archive=qualified(self.policy.schema_name, self.policy.archive_table)))
-        if not self.only_the_row:
-            return []
-        return whole_leaves(self.db, self.policy, self.age_type, self._cutoffs)
+        leaves = whole_leaves(self.db, self.policy, self.age_type, self._cutoffs) if self.only_the_row else []
+        # The batches' rows (and a copied leaf's) land in an archive partition of their own range, never
+        # the default one, where a later attach would have to look for them. A leaf about to be attached
+        # needs none: it becomes it (an empty one made now would only be merged and dropped).
+        self._mirror_all_but(frozenset(f.name for f in leaves if self._may_attach(f)))
+        return leaves
+
+    def _may_attach(self, leaf: Leaf) -> bool:
+        return self.attachable and leaf.top == leaf.table and leaf.logged
+
+    def _mirror_all_but(self, leaves: frozenset[str]) -> None:
+        """The archive partitions of the ranges whose rows may reach the archive other than by an attach:
+        every one but ``leaves`` (still to be attached)."""
+        assert self._cutoffs is not None
+        self._unmirrored = leaves
+        mirror(self.db, self.policy, self.age_type, highest_cutoff(self._cutoffs), leaves)
 
     def move(self, job: Job, owner: str, stmts: Signed, remaining_ms: float) -> Moved | None:
         """Move the next non-empty leaf past the run's cutoff whole; None when none is left (or a
@@ -288,15 +299,20 @@ class PartitionMoves:
             if moved is None:  # cancelled: the next batch's gate ends the run
                 self._leaves = []
             return moved
+        if self._unmirrored:  # a leaf left to the batches (or emptied): its range before any batch runs
+            self._mirror_all_but(frozenset())
         return None
 
     def _attach_or_copy(self, leaf: Leaf, job: Job, owner: str, stmts: Signed, limit_ms: float) -> Moved | None:
         if not self.db.scalar(f"SELECT EXISTS (SELECT 1 FROM ONLY {leaf.table})"):
             raise _Skip  # moved by an earlier hop, or never used: no lock taken for nothing
-        if self.attachable and leaf.top == leaf.table and leaf.logged:
+        if self._may_attach(leaf):
             try:
                 with expecting(*COPIED_INSTEAD, QueryCanceledError):
-                    return self._attach(leaf, job, owner, stmts, limit_ms)
+                    moved = self._attach(leaf, job, owner, stmts, limit_ms)
+                if moved is not None:
+                    self._unmirrored -= {leaf.name}  # it is the archive's partition of its range now
+                return moved
             except _CopyInstead:
                 pass
             except ServerError as exc:
@@ -304,6 +320,8 @@ class PartitionMoves:
                 if reason is None:
                     raise
                 logger.info("partition copied, not attached", extra={"partition": leaf.name, "reason": reason})
+        if leaf.name in self._unmirrored:
+            self._mirror_all_but(self._unmirrored - {leaf.name})
         with expecting(LockNotAvailableError, UniqueViolationError, QueryCanceledError, FeatureNotSupportedError):
             return self._copy(leaf, job, owner, stmts, limit_ms)
 
