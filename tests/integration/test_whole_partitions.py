@@ -181,6 +181,11 @@ def test_a_restore_whose_rows_no_live_partition_can_take_stops_with_a_clear_erro
     job = archive_exactly_the_eligible(db, pol, settings, [k for k, _ in kept], [a for _, a in kept], original)[0]
     month = leaf_name("calls", starts[0])
     assert how_moved(job)[month] == "attached"
+    # Without a default partition, the attach left an empty partition of the month's name and range in
+    # the live table (a backdated insert still has a home): dropped, and its name taken by another table.
+    assert rows_in(db, month) == 0 and partitions(db, "calls")[month] == partitions(db, "calls_backup")[
+        archive_leaf("calls", month)]
+    db.run(f"DROP TABLE {month}")
     db.run(f"CREATE TABLE {month} (x int)")
 
     with pytest.raises(SchemaError, match="fits no partition of the live table"):
