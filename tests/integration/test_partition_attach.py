@@ -115,18 +115,27 @@ def archived_exactly_the_eligible(db: Database, job: Job, keys: list[str], when:
 WHOLE = EDGES[:4]  # the ranges wholly past the cutoff
 
 
+@pytest.mark.parametrize("default", [False, True], ids=["no live default", "a live default"])
 @pytest.mark.parametrize("age_type", ["timestamptz", "timestamp", "date"])
-def test_wholly_old_leaves_become_archive_partitions_with_the_jobs_values_and_no_live_leftovers(
-        db, policy, settings, age_type):
-    pol, keys, when = calls(db, policy, age_type=age_type)
+def test_wholly_old_leaves_become_archive_partitions_with_the_jobs_values_and_leave_empty_ones_without_a_default(
+        db, policy, settings, age_type, default):
+    """Without a default partition in the live table, an empty partition of each attached leaf's name and
+    range takes its place (a backdated insert keeps a home); with one, nothing does (the default takes such rows)."""
+    pol, keys, when = calls(db, policy, age_type=age_type, default=default)
     original = contents(db, "calls", "calls")[0]
 
     job = run(db, pol, settings)
 
     archived_exactly_the_eligible(db, job, keys, when, original)
     assert moved_how(job) == {part(lo): "attached" for lo in WHOLE}
-    live_parts = {p.name for p in parts(db, "public.calls")}
-    assert live_parts == {part(lo) for lo in EDGES[4:-1]}  # the attached leaves left the live table
+    live_parts = {p.name: p.bound for p in parts(db, "public.calls")}
+    archive_bounds = {p.name: p.bound for p in parts(db, "public.calls_backup")}
+    if default:  # the attached leaves left the live table
+        assert set(live_parts) == {part(lo) for lo in EDGES[4:-1]} | {"calls_default"}
+    else:
+        assert set(live_parts) == {part(lo) for lo in EDGES[:-1]}
+        assert all(live_parts[part(lo)] == archive_bounds[archived_part(lo)] for lo in WHOLE)
+        assert db.scalar("SELECT " + " + ".join(f"(SELECT count(*) FROM ONLY {part(lo)})" for lo in WHOLE)) == 0
     homes = home(db, "calls_backup")
     assert {homes[k] for k, d in zip(keys, OFFSETS, strict=True) if d < -70} == {
         archived_part(lo) for lo in WHOLE}
@@ -287,7 +296,10 @@ def test_a_leaf_whose_archive_partition_already_holds_rows_is_merged_or_copied_b
     assert by_job == {first.id: first.records_archived, job.id: job.records_archived}
     assert db.scalar(f"SELECT count(*) FROM {archived_part(-100)}") == len(DAYS[-100])  # one partition, every row
     assert [p.name for p in parts(db, "public.calls_backup")].count(archived_part(-100)) == 1
-    assert (part(-100) in {p.name for p in parts(db, "public.calls")}) == (how == "copied")
+    # Either way the live table (no default partition) keeps an empty partition of the range: the leaf
+    # copied, or the one left in the attached leaf's place.
+    assert part(-100) in {p.name for p in parts(db, "public.calls")}
+    assert db.scalar(f"SELECT count(*) FROM ONLY {part(-100)}") == 0
 
 
 def test_a_leaf_whose_range_the_archive_default_partition_holds_rows_of_is_copied(db, policy, settings):
