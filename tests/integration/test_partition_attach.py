@@ -149,6 +149,37 @@ def test_wholly_old_leaves_become_archive_partitions_with_the_jobs_values_and_le
     assert db.scalar("SELECT archived_by FROM calls_backup_p120 WHERE id = -1") == "system"
 
 
+def test_a_backdated_insert_after_an_attach_lands_in_the_partition_left_in_its_place_and_the_next_run_moves_it(
+        db, policy, settings):
+    """Without a live default partition, a row of an attached leaf's range inserted later by the
+    application is not refused: it lands in the empty partition left in the leaf's place. The next run
+    passes the empty ones over; once one holds the new row, a run moves exactly that row (copied into
+    the archive partition of its range, which holds more), the partition stays, empty."""
+    pol, keys, when = calls(db, policy)
+    original = contents(db, "calls", "calls")[0]
+    first = run(db, pol, settings)
+    archived_exactly_the_eligible(db, first, keys, when, original)
+    assert moved_how(first)[part(-120)] == "attached"
+
+    idle = run(db, pol, settings)
+    assert (idle.records_archived, moved_how(idle)) == (0, {})
+
+    new = insert(db, "calls", "identity", "timestamptz", ages([-115]))[0]
+    assert home(db, "calls")[new] == part(-120)
+    everything = {**contents(db, "calls", "calls_backup")[0], **contents(db, "calls", "calls_backup")[1]}
+    before = assert_live_xor_archived(db, "calls", "calls_backup", everything)
+
+    job = run(db, pol, settings)
+
+    assert (job.records_archived, moved_how(job)) == (1, {part(-120): "copied"})
+    assert assert_live_xor_archived(db, "calls", "calls_backup", everything) == {**before, new: everything[new]}
+    assert home(db, "calls_backup")[new] == archived_part(-120)
+    assert db.scalar("SELECT CAST(archive_job_id AS text) FROM calls_backup WHERE CAST(ROW(id) AS text) = :k",
+                     k=new) == job.id
+    assert db.scalar(f"SELECT count(*) FROM ONLY {part(-120)}") == 0
+    assert part(-120) in {p.name for p in parts(db, "public.calls")}
+
+
 def test_a_foreign_key_of_the_live_table_is_not_kept_on_the_archive_partition(db, policy, settings):
     db.run("CREATE TABLE agents (id int PRIMARY KEY)")
     db.run("INSERT INTO agents VALUES (1), (2)")
