@@ -381,6 +381,12 @@ class PartitionMoves:
             name = archive_name(self.policy, leaf.name)  # in the leaf's own schema, where it stays
             if self.db.scalar("SELECT to_regclass(:n) IS NULL", n=qualified(leaf.schema, name)):
                 self.db.run(f"ALTER TABLE {leaf.table} RENAME TO {quote(name)}")
+                # Without a default partition the live table would now refuse a row of that range (a
+                # backdated insert): an empty partition of the leaf's name and range takes its place, as
+                # the copy leaves the leaf itself.
+                if not self.db.scalar("SELECT partdefid <> 0 FROM pg_partitioned_table"
+                                      " WHERE partrelid = CAST(:t AS regclass)", t=live):
+                    self.db.run(f"CREATE TABLE {leaf.table} PARTITION OF {live} {bound}")
             self.jobs.record_whole_partition(job.id, leaf.name, moved, "attached")
         ms = (time.perf_counter() - started) * 1000
         logger.info("partition attached to the archive", extra={"partition": leaf.name, "rows": moved,

@@ -25,14 +25,16 @@ from .support import ScriptedDatabase
 
 # What the move runs, from its first statement on (after the probe that the leaf holds rows), as each
 # statement's beginning: the attach of a leaf with a foreign key, a grant and an archive partition of
-# its range holding a fifth of its rows (merged into it) ...
+# its range holding a fifth of its rows (merged into it), the live table having no default partition
+# (an empty partition of the leaf's name and range takes its place) ...
 ATTACH = (
     "START TRANSACTION", "WITH j AS", "SELECT set_config('lock_timeout'", "LOCK TABLE ONLY", "LOCK TABLE",
     "WITH ranged AS", "SELECT (", "SELECT pg_get_expr", "SELECT c.oid", "SELECT count(*) >",
     "ALTER TABLE \"public\".\"calls\" DETACH", "WITH i AS (SELECT 1", "SELECT 'DROP CONSTRAINT ", "ALTER TABLE",
     "SELECT DISTINCT CASE", "REVOKE ALL", "SELECT set_config('archiver.archived_by'", "SELECT", "SELECT",
     "ALTER TABLE", "ALTER TABLE", "ALTER TABLE \"public\".\"calls_backup\" DETACH", "INSERT INTO", "DROP TABLE",
-    "ALTER TABLE \"public\".\"calls_backup\" ATTACH", "SELECT to_regclass", "ALTER TABLE", "UPDATE", "COMMIT")
+    "ALTER TABLE \"public\".\"calls_backup\" ATTACH", "SELECT to_regclass", "ALTER TABLE", "SELECT partdefid",
+    "CREATE TABLE \"public\".\"calls_p100\" PARTITION OF", "UPDATE", "COMMIT")
 # ... and the copy after an attach given up for an archive partition holding more rows than the leaf.
 COPY = (
     "START TRANSACTION", "WITH j AS", "SELECT set_config('lock_timeout'", "LOCK TABLE ONLY", "LOCK TABLE",
@@ -67,8 +69,9 @@ def prepared(db: Database, policy: Policy, settings, way: str) -> tuple[Policy, 
 
 
 class Moves:
-    """The statements a worker runs from the first move's probe on; ``kill_before`` the n-th of them
-    (0: the first), the worker's connection is terminated from another one."""
+    """The statements a worker runs from the probe of the straddling range's leaf on (the older leaf,
+    attached by the first run, left an empty partition in its place: probed and passed over before);
+    ``kill_before`` the n-th of them (0: the first), the worker's connection is terminated from another one."""
 
     def __init__(self, worker: ScriptedDatabase, killer: Database, kill_before: int | None = None) -> None:
         self.worker, self.killer, self.kill_before = worker, killer, kill_before
@@ -79,7 +82,7 @@ class Moves:
 
     def __call__(self, sql: str) -> None:
         if self.seen is None:
-            if sql.startswith("SELECT EXISTS (SELECT 1 FROM ONLY"):
+            if sql.startswith(f'SELECT EXISTS (SELECT 1 FROM ONLY "public"."{part(-100)}")'):
                 self.seen = []
             return
         if len(self.seen) == self.kill_before and self.killed_at is None:
@@ -135,6 +138,10 @@ def test_a_partition_move_killed_at_any_statement_leaves_every_row_live_or_archi
         assert dict(db.run(f"SELECT CAST(ROW(id) AS text), archive_job_id FROM {archived_part(-100)}")) == twin_before
     else:
         assert killed.records_archived == len(DAYS[-100]) - len(twin_before) and killed.batches == 1
+    # Either way, committed or not, the live table has a partition of the range's name: the leaf, or
+    # after an attach the empty one in its place (a backdated insert has a home).
+    assert db.scalar("SELECT CAST(inhparent AS regclass) = CAST('calls' AS regclass) FROM pg_inherits"
+                     " WHERE inhrelid = CAST(:p AS regclass)", p=part(-100)) is True
 
     done = Archiver(db, pol, settings).run_hop(job.id, owner="w", hop=None).job  # its own lease: taken up again
     cutoff = datetime.fromisoformat(done.options["cutoffs"]["default"])

@@ -115,18 +115,27 @@ def archived_exactly_the_eligible(db: Database, job: Job, keys: list[str], when:
 WHOLE = EDGES[:4]  # the ranges wholly past the cutoff
 
 
+@pytest.mark.parametrize("default", [False, True], ids=["no live default", "a live default"])
 @pytest.mark.parametrize("age_type", ["timestamptz", "timestamp", "date"])
-def test_wholly_old_leaves_become_archive_partitions_with_the_jobs_values_and_no_live_leftovers(
-        db, policy, settings, age_type):
-    pol, keys, when = calls(db, policy, age_type=age_type)
+def test_wholly_old_leaves_become_archive_partitions_with_the_jobs_values_and_leave_empty_ones_without_a_default(
+        db, policy, settings, age_type, default):
+    """Without a default partition in the live table, an empty partition of each attached leaf's name and
+    range takes its place (a backdated insert keeps a home); with one, nothing does (the default takes such rows)."""
+    pol, keys, when = calls(db, policy, age_type=age_type, default=default)
     original = contents(db, "calls", "calls")[0]
 
     job = run(db, pol, settings)
 
     archived_exactly_the_eligible(db, job, keys, when, original)
     assert moved_how(job) == {part(lo): "attached" for lo in WHOLE}
-    live_parts = {p.name for p in parts(db, "public.calls")}
-    assert live_parts == {part(lo) for lo in EDGES[4:-1]}  # the attached leaves left the live table
+    live_parts = {p.name: p.bound for p in parts(db, "public.calls")}
+    archive_bounds = {p.name: p.bound for p in parts(db, "public.calls_backup")}
+    if default:  # the attached leaves left the live table
+        assert set(live_parts) == {part(lo) for lo in EDGES[4:-1]} | {"calls_default"}
+    else:
+        assert set(live_parts) == {part(lo) for lo in EDGES[:-1]}
+        assert all(live_parts[part(lo)] == archive_bounds[archived_part(lo)] for lo in WHOLE)
+        assert db.scalar("SELECT " + " + ".join(f"(SELECT count(*) FROM ONLY {part(lo)})" for lo in WHOLE)) == 0
     homes = home(db, "calls_backup")
     assert {homes[k] for k, d in zip(keys, OFFSETS, strict=True) if d < -70} == {
         archived_part(lo) for lo in WHOLE}
@@ -138,6 +147,37 @@ def test_wholly_old_leaves_become_archive_partitions_with_the_jobs_values_and_no
     db.run(f"INSERT INTO calls_backup (id, created_at, archive_job_id) VALUES (-1, CAST(:a AS {CAST[age_type]}),"
            " CAST(:j AS uuid))", a=ages([-118], age_type)[0].isoformat(), j=job.id)
     assert db.scalar("SELECT archived_by FROM calls_backup_p120 WHERE id = -1") == "system"
+
+
+def test_a_backdated_insert_after_an_attach_lands_in_the_partition_left_in_its_place_and_the_next_run_moves_it(
+        db, policy, settings):
+    """Without a live default partition, a row of an attached leaf's range inserted later by the
+    application is not refused: it lands in the empty partition left in the leaf's place. The next run
+    passes the empty ones over; once one holds the new row, a run moves exactly that row (copied into
+    the archive partition of its range, which holds more), the partition stays, empty."""
+    pol, keys, when = calls(db, policy)
+    original = contents(db, "calls", "calls")[0]
+    first = run(db, pol, settings)
+    archived_exactly_the_eligible(db, first, keys, when, original)
+    assert moved_how(first)[part(-120)] == "attached"
+
+    idle = run(db, pol, settings)
+    assert (idle.records_archived, moved_how(idle)) == (0, {})
+
+    new = insert(db, "calls", "identity", "timestamptz", ages([-115]))[0]
+    assert home(db, "calls")[new] == part(-120)
+    everything = {**contents(db, "calls", "calls_backup")[0], **contents(db, "calls", "calls_backup")[1]}
+    before = assert_live_xor_archived(db, "calls", "calls_backup", everything)
+
+    job = run(db, pol, settings)
+
+    assert (job.records_archived, moved_how(job)) == (1, {part(-120): "copied"})
+    assert assert_live_xor_archived(db, "calls", "calls_backup", everything) == {**before, new: everything[new]}
+    assert home(db, "calls_backup")[new] == archived_part(-120)
+    assert db.scalar("SELECT CAST(archive_job_id AS text) FROM calls_backup WHERE CAST(ROW(id) AS text) = :k",
+                     k=new) == job.id
+    assert db.scalar(f"SELECT count(*) FROM ONLY {part(-120)}") == 0
+    assert part(-120) in {p.name for p in parts(db, "public.calls")}
 
 
 def test_a_foreign_key_of_the_live_table_is_not_kept_on_the_archive_partition(db, policy, settings):
@@ -287,7 +327,10 @@ def test_a_leaf_whose_archive_partition_already_holds_rows_is_merged_or_copied_b
     assert by_job == {first.id: first.records_archived, job.id: job.records_archived}
     assert db.scalar(f"SELECT count(*) FROM {archived_part(-100)}") == len(DAYS[-100])  # one partition, every row
     assert [p.name for p in parts(db, "public.calls_backup")].count(archived_part(-100)) == 1
-    assert (part(-100) in {p.name for p in parts(db, "public.calls")}) == (how == "copied")
+    # Either way the live table (no default partition) keeps an empty partition of the range: the leaf
+    # copied, or the one left in the attached leaf's place.
+    assert part(-100) in {p.name for p in parts(db, "public.calls")}
+    assert db.scalar(f"SELECT count(*) FROM ONLY {part(-100)}") == 0
 
 
 def test_a_leaf_whose_range_the_archive_default_partition_holds_rows_of_is_copied(db, policy, settings):

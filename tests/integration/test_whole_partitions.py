@@ -181,6 +181,11 @@ def test_a_restore_whose_rows_no_live_partition_can_take_stops_with_a_clear_erro
     job = archive_exactly_the_eligible(db, pol, settings, [k for k, _ in kept], [a for _, a in kept], original)[0]
     month = leaf_name("calls", starts[0])
     assert how_moved(job)[month] == "attached"
+    # Without a default partition, the attach left an empty partition of the month's name and range in
+    # the live table (a backdated insert still has a home): dropped, and its name taken by another table.
+    assert rows_in(db, month) == 0 and partitions(db, "calls")[month] == partitions(db, "calls_backup")[
+        archive_leaf("calls", month)]
+    db.run(f"DROP TABLE {month}")
     db.run(f"CREATE TABLE {month} (x int)")
 
     with pytest.raises(SchemaError, match="fits no partition of the live table"):
@@ -196,29 +201,59 @@ def test_a_restore_whose_rows_no_live_partition_can_take_stops_with_a_clear_erro
     assert homes(db, "calls") == before and contents(db, "calls", "calls_backup") == (original, {})
 
 
-def test_a_cold_restore_to_live_of_an_attached_month_purged_from_the_archive_stops_with_a_clear_error(
-        db, policy, settings, tmp_path):
-    """A month attached to the archive whole, exported and purged, has no partition left in the live
-    table: restoring its export to the live table (no default partition) stops with one line naming no
-    row; restored to the archive instead, every row is back."""
+def attached_exported_and_purged(db: Database, policy: Policy, settings, tmp_path) -> tuple[
+        Policy, LocalStorage, dict[str, str], dict[str, str], dict[str, str], str]:
+    """The live table without a default partition, its oldest month attached to the archive whole,
+    then every archived row exported and purged: (policy, storage, the live rows before the run, the
+    archived rows, each row's live partition before the run, the oldest month's partition)."""
     starts, keys, ages = calls(db, policy, "UTC", "timestamptz", hashed_month=None)
     db.run("DROP TABLE calls_default")  # with its rows
     pol = policy_for(policy, "calls", "UTC", RETENTION, batch_size=3)
     original = contents(db, "calls", "calls")[0]
+    before = homes(db, "calls")
     kept = [(k, a) for k, a in zip(keys, ages, strict=True) if k in original]
     job = archive_exactly_the_eligible(db, pol, settings, [k for k, _ in kept], [a for _, a in kept], original)[0]
-    assert how_moved(job)[leaf_name("calls", starts[0])] == "attached"
+    month = leaf_name("calls", starts[0])
+    assert how_moved(job)[month] == "attached"
+    assert rows_in(db, month) == 0  # the empty partition left in its place
     archived = contents(db, "calls", "calls_backup")[1]
     storage = LocalStorage(tmp_path)
     db.run("UPDATE calls_backup SET archived_at = archived_at - interval '800 days'")
     assert export(db, pol, storage, 730).verified
     assert purge(db, pol, 730).records_archived == len(archived)
+    return pol, storage, original, archived, before, month
+
+
+def test_a_cold_restore_to_live_of_an_attached_month_purged_from_the_archive_fills_the_partition_left_in_its_place(
+        db, policy, settings, tmp_path):
+    """A month attached to the archive whole left an empty partition of its name and range in the live
+    table (no default partition): exported and purged, its rows restored to the live table go back into
+    it, every row to the partition it came from."""
+    pol, storage, original, archived, before, month = attached_exported_and_purged(db, policy, settings, tmp_path)
+
+    _, result = restore_from(db, pol, storage, to="live")
+
+    assert result.restored == len(archived)
+    assert contents(db, "calls", "calls_backup") == (original, {})
+    assert homes(db, "calls") == before and rows_in(db, month) > 0
+
+
+def test_a_cold_restore_to_live_of_rows_no_live_partition_can_take_stops_with_a_clear_error(
+        db, policy, settings, tmp_path):
+    """The partition left in an attached month's place dropped: restoring the month's export to the
+    live table (no default partition) stops with one line naming no row, nothing restored; restored to
+    the archive instead, every row is back."""
+    pol, storage, original, archived, _, month = attached_exported_and_purged(db, policy, settings, tmp_path)
+    db.run(f"DROP TABLE {month}")
+    live = contents(db, "calls", "calls_backup")[0]
 
     with pytest.raises(SchemaError, match="fits no partition of the live table") as err:
         restore_from(db, pol, storage, to="live")
     assert "Partition key" not in str(err.value) and "\n" not in str(err.value)  # no row's values, one line
+    assert contents(db, "calls", "calls_backup") == (live, {})  # nothing restored
     _, result = restore_from(db, pol, storage, to="archive")
     assert result.restored == len(archived)
+    assert contents(db, "calls", "calls_backup") == (live, archived)
 
 
 def test_a_restore_dry_run_creates_no_partition(db, policy, settings):

@@ -8,7 +8,8 @@ archived since it started); perhaps the same again
 Invariants: exactly the leaves lying entirely past the cutoff (and holding rows) move whole, with their
 row counts; those directly under the live table are attached to the archive (they leave the live table
 and become the archive's partition of their range, named for it, holding exactly their rows), those
-under the month split by hash are copied (they stay, empty); every row is live xor archived with its
+under the month split by hash are copied (they stay, empty); without a default partition in the live
+table, an empty partition of an attached leaf's name and range takes its place; every row is live xor archived with its
 content, exactly the eligible ones archived; the dry run counts what the run moves; the restore gives
 the live table back its partitions (names and ranges) and puts every row back into the partition it came
 from, nothing left in the archive.
@@ -134,7 +135,10 @@ def check(db: Any, policy: Any, settings: Any, case: Layout) -> None:
             assert how_moved(job) == {leaf: expected_how(leaf, table, hashed) for leaf in moved_whole(job)}
             attached = {leaf for leaf, how in how_moved(job).items() if how == "attached"}
             live_parts, archive_parts = partitions(db, table), partitions(db, f"{table}_backup")
-            assert not attached & set(live_parts)
+            if case.default is not None:  # the default takes a backdated row of an attached leaf's range
+                assert not attached & set(live_parts)
+            else:  # an empty partition of the leaf's name and range takes its place
+                assert all(live_parts[leaf] == layout[leaf] and rows_in(db, leaf) == 0 for leaf in attached)
             assert all(archive_parts[archive_leaf(table, leaf)] == layout[leaf] for leaf in attached)
             archived = homes(db, f"{table}_backup")
             assert all(archived[k] == archive_leaf(table, leaf) for k, leaf in before.items() if leaf in attached)
