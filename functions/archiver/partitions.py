@@ -225,6 +225,14 @@ def whole_leaves(db: Database, policy: Policy, age_type: str, cutoffs: Cutoffs) 
         cut=lowest_cutoff(cutoffs))]
 
 
+def _why(exc: ServerError, reasons: dict[type[ServerError], str]) -> str:
+    """What ``reasons`` says of ``exc``; ``exc`` itself when they name it not (a bug, reported as one)."""
+    reason = next((why for cls, why in reasons.items() if isinstance(exc, cls)), None)
+    if reason is None:
+        raise exc
+    return reason
+
+
 def highest_cutoff(cutoffs: Cutoffs) -> Any:
     """The cutoff below which a row may be eligible, whatever its line of business: the latest."""
     return max([cutoffs.default, *cutoffs.by_lob.values()])
@@ -291,10 +299,8 @@ class PartitionMoves:
                 self._leaves.insert(0, leaf)
                 raise
             except ServerError as exc:
-                reason = next((why for cls, why in GIVES_WAY.items() if isinstance(exc, cls)), None)
-                if reason is None:
-                    raise
-                logger.info("partition left to row batches", extra={"partition": leaf.name, "reason": reason})
+                logger.info("partition left to row batches",
+                            extra={"partition": leaf.name, "reason": _why(exc, GIVES_WAY)})
                 continue
             if moved is None:  # cancelled: the next batch's gate ends the run
                 self._leaves = []
@@ -316,10 +322,8 @@ class PartitionMoves:
             except _CopyInstead:
                 pass
             except ServerError as exc:
-                reason = next((why for cls, why in COPIED_INSTEAD.items() if isinstance(exc, cls)), None)
-                if reason is None:
-                    raise
-                logger.info("partition copied, not attached", extra={"partition": leaf.name, "reason": reason})
+                logger.info("partition copied, not attached",
+                            extra={"partition": leaf.name, "reason": _why(exc, COPIED_INSTEAD)})
         if leaf.name in self._unmirrored:
             self._mirror_all_but(self._unmirrored - {leaf.name})
         with expecting(LockNotAvailableError, UniqueViolationError, QueryCanceledError, FeatureNotSupportedError):
