@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from datetime import time as dtime
+from functools import cache, partial
 from typing import Any
 
 from .catalogue import TableShape, columns, live_shape, table_exists
@@ -112,6 +113,12 @@ def key_from_secret(arn: str | None, fetch: Callable[[str], str]) -> ErasureKey 
     """The key in the secret ``arn`` names (``fetch``: Secrets Manager's, at the edge); None without one:
     the database's own key is used."""
     return ErasureKey.from_text(fetch(arn)) if arn else None
+
+
+def key_loader(arn: str | None, fetch: Callable[[str], str]) -> Callable[[], ErasureKey | None]:
+    """``key_from_secret``, fetched at the first call and kept: a warm function asks Secrets Manager once,
+    and a cold start that never erases not at all."""
+    return cache(partial(key_from_secret, arn or None, fetch))
 
 
 def database_key(db: Database, policy: Policy) -> ErasureKey:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from functools import cache, partial
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -19,7 +18,7 @@ from archiver.cold_chain import ChainDeps
 from archiver.cold_storage import open_storage
 from archiver.config import DEFAULT_PURGE_AFTER_DAYS, load_policies, load_settings
 from archiver.connection import open_database
-from archiver.erasure import key_from_secret
+from archiver.erasure import key_loader
 from archiver.observability import logger
 
 from .env import ExportEnv
@@ -37,7 +36,7 @@ def build_deps() -> ChainDeps:
                      function="",  # from the context, per invocation (handle)
                      older_than_days=policy.purge_after_days or DEFAULT_PURGE_AFTER_DAYS,
                      rows_per_file=mine.rows_per_file, max_hops=settings.max_hops,
-                     erasure_key=cache(partial(key_from_secret, mine.erasure_key_secret_arn or None, aws.fetch_secret)),
+                     erasure_key=key_loader(mine.erasure_key_secret_arn, aws.fetch_secret),
                      policies=policies)
 
 

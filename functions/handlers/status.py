@@ -9,6 +9,7 @@ route makes one call into the core, and every error is mapped to an HTTP answer 
 import json
 import os
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -27,6 +28,7 @@ from archiver import aws, erasure, status
 from archiver.config import Policy, PolicySet, Settings, load_policies, load_settings
 from archiver.connection import open_database
 from archiver.db import Database, sqlstate
+from archiver.erasure import ErasureKey
 from archiver.events import Invoker
 from archiver.exceptions import (
     AlreadyRunningError,
@@ -86,7 +88,7 @@ class StatusDeps:
     # POST /erasures: the export function (it alone rewrites Parquet), how to reach it, the HMAC key's secret.
     export_function_name: str = ""
     eraser: Invoker | None = None  # None: ``invoker``
-    erasure_key_secret_arn: str = ""
+    erasure_key: Callable[[], ErasureKey | None] = lambda: None  # None: the database's own key
 
     @property
     def all_policies(self) -> PolicySet:
@@ -103,7 +105,7 @@ def build_deps() -> StatusDeps:
     return StatusDeps(db=db, policy=policy, settings=settings, invoker=aws.LambdaInvoker(),
                       function_name=mine.archive_function_name, policies=policies,
                       export_function_name=mine.export_function_name,
-                      erasure_key_secret_arn=mine.erasure_key_secret_arn)
+                      erasure_key=erasure.key_loader(mine.erasure_key_secret_arn, aws.fetch_secret))
 
 
 DEPS = LazyDeps(build_deps)
@@ -190,7 +192,7 @@ def start_erasure(body: Annotated[ErasureRequest, Body()]) -> Response[RunStarte
     by = (identity.user_arn or identity.caller or "api")[:100]
     job = erasure.request_erasure(d.db, policy, body.key, by=by, dry_run=body.dry_run,
                                   invoker=d.eraser or d.invoker, function=d.export_function_name,
-                                  erasure_key=erasure.key_from_secret(d.erasure_key_secret_arn, aws.fetch_secret))
+                                  erasure_key=d.erasure_key())
     logger.append_keys(job_id=job.id)
     metrics.add_metric(name="ErasuresRequested", unit=MetricUnit.Count, value=1)
     started = RunStarted(job_id=job.id, state=job.state, status_url=_status_url(job.id))

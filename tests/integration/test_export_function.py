@@ -104,10 +104,14 @@ def test_a_purge_event_for_another_table_or_a_bad_continuation_is_rejected(db, p
 
 def test_the_erasure_key_is_fetched_at_the_first_erasure_not_at_a_cold_start(db, policy, settings, function_env,
                                                                               monkeypatch):
-    fetched: list[str] = []
-    monkeypatch.setattr(export_function.aws, "fetch_secret", lambda arn: fetched.append(arn) or "k" * 64)
-    monkeypatch.setenv("ARCHIVER_ERASURE_KEY_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:1:secret:erasure")
-    deps = export_function.build_deps()
-    assert fetched == []  # an export hop never needs it
-    first, again = deps.erasure_key(), deps.erasure_key()
-    assert first is again and first is not None and len(fetched) == 1
+    """moto's Secrets Manager: the secret does not exist yet when the function starts (a fetch there would
+    fail); created afterwards, the first erasure reads it, and later ones reuse the key."""
+    secrets = boto3.client("secretsmanager")
+    monkeypatch.setenv("ARCHIVER_ERASURE_KEY_SECRET_ARN", "archiver-erasure-key")
+    deps = export_function.build_deps()  # an export hop never needs it
+    secrets.create_secret(Name="archiver-erasure-key", SecretString="k" * 64)
+    first = deps.erasure_key()
+    assert first is not None and deps.erasure_key() is first
+    assert first == export_function.key_loader("archiver-erasure-key", export_function.aws.fetch_secret)()
+
+
