@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from .config import Policy, PolicySet
 from .db import Database, expecting
@@ -164,26 +164,16 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
-        """The job of a run-log row (columns beyond the log's are ignored). A missing column, a value
-        of another type or a state ``RunState`` does not know is a SchemaError naming the column."""
+        """The job of a run-log row (columns beyond the log's are ignored), each field read from the column
+        of its name (``row_id`` from ``id``) and checked against its declared type (``_FIELDS``). A missing
+        column, a value of another type or a state ``RunState`` does not know is a SchemaError naming it."""
         r = _Row(row)
-        return cls(
-            row_id=r.get("id", int), job_id=r.get("job_id", uuid.UUID), kind=r.get("kind", str),
-            policy_key=r.get("policy_key", str), run_date=r.get("run_date", datetime), state=r.state(),
-            status=r.get("status", str), dry_run=r.get("dry_run", bool), trigger=r.get("trigger", str),
-            scheduled_for=r.maybe("scheduled_for", datetime), cutoff=r.maybe("cutoff", datetime),
-            batch_size=r.get("batch_size", int), options=r.get("options", dict),
-            eligible=r.maybe("eligible", int), records_archived=r.get("records_archived", int),
-            records_failed=r.get("records_failed", int), processed=r.get("processed", int),
-            percent_complete=r.get("percent_complete", Decimal), batches=r.get("batches", int),
-            hop=r.get("hop", int), next_hop=r.maybe("next_hop", int), cursor_row=r.maybe("cursor_row", list),
-            lease_owner=r.maybe("lease_owner", str), lease_expires_at=r.maybe("lease_expires_at", datetime),
-            heartbeat_at=r.maybe("heartbeat_at", datetime), cancel_requested=r.get("cancel_requested", bool),
-            started_at=r.maybe("started_at", datetime), finished_at=r.maybe("finished_at", datetime),
-            execution_time_ms=r.maybe("execution_time_ms", int), slowest_batch_ms=r.get("slowest_batch_ms", int),
-            message=r.maybe("message", str), error_message=r.maybe("error_message", str),
-            breakdown=r.maybe("breakdown", dict),
-        )
+        values: dict[str, Any] = {"state": r.state()}
+        for name, (kind, optional) in _FIELDS.items():
+            if name != "state":
+                column = "id" if name == "row_id" else name
+                values[name] = r.maybe(column, kind) if optional else r.get(column, kind)
+        return cls(**values)
 
     @property
     def id(self) -> str:
@@ -235,6 +225,22 @@ class Job:
         if self.kind != "archive":
             out.update(self.options.get("result", {}))
         return out
+
+
+def _field_kinds(cls: type) -> dict[str, tuple[type, bool]]:
+    """{field: (the type its value must be an instance of, whether it may be None)} from the annotations:
+    ``int | None`` is (int, True), ``list[str]`` is (list, False)."""
+    out = {}
+    for name, hint in get_type_hints(cls).items():
+        args = get_args(hint)
+        optional = type(None) in args
+        if optional:
+            (hint,) = (a for a in args if a is not type(None))
+        out[name] = (get_origin(hint) or hint, optional)
+    return out
+
+
+_FIELDS = _field_kinds(Job)
 
 
 def _iso(value: datetime | None) -> str | None:
