@@ -49,7 +49,6 @@ from .exceptions import (
 )
 from .identifiers import qualified, quote
 from .jobs import Job, JobStore
-from .migration import ARCHIVE_META
 from .observability import logger
 
 # How long the move waits for the partition's lock: an application transaction holding it wins, and
@@ -204,10 +203,12 @@ class _Skip(Exception):
 
 class Signed(Protocol):
     """What a move needs of the run's statements (``engine.Statements``): the columns signature they
-    were built from and its parameters (``sig_rels``)."""
+    were built from and its parameters (``sig_rels``), and the batches' own insert into the archive."""
 
     signature: str
     params: dict[str, Any]
+
+    def insert(self, source: str = "m") -> str: ...
 
 
 def lowest_cutoff(cutoffs: Cutoffs) -> Any:
@@ -432,7 +433,6 @@ class PartitionMoves:
     def _copy(self, leaf: Leaf, job: Job, owner: str, stmts: Signed, limit_ms: float) -> Moved | None:
         """Copy the leaf's rows into the archive and empty it, in one transaction; it stays attached."""
         started = time.perf_counter()
-        archive = qualified(self.policy.schema_name, self.policy.archive_table)
         with self.db.transaction():
             if not self._begin(leaf, job, owner, limit_ms):
                 return None
@@ -440,13 +440,11 @@ class PartitionMoves:
             # the leaf out of the live table until this transaction ends.
             self.db.run(f"LOCK TABLE {leaf.top} IN ACCESS EXCLUSIVE MODE")
             self._check(leaf, stmts)
-            cols = ", ".join(quote(c.name) for c in columns(self.db, self.policy.schema_name, self.policy.live_table))
+            # The columns the statements were built from: the signature just checked says they are the table's.
             record = self.jobs.record_params(job.id, owner, cursor=None, lease_seconds=self.lease_seconds, failed=0)
-            row = self.db.row(
-                f"WITH i AS (INSERT INTO {archive} ({cols}, {', '.join(quote(c) for c in ARCHIVE_META)})"
-                f" SELECT {cols}, now(), :by, :reason, CAST(:job AS uuid) FROM ONLY {leaf.table} RETURNING 1),"
-                f" u AS ({self.jobs.record_from('i')}) SELECT * FROM u",
-                by=self.policy.archived_by, reason=self.policy.archive_reason, **record)
+            row = self.db.row(f"WITH{stmts.insert(f'ONLY {leaf.table}')}, u AS ({self.jobs.record_from('i')})"
+                              " SELECT * FROM u",
+                              by=self.policy.archived_by, reason=self.policy.archive_reason, **record)
             moved, _, after = self.jobs.recorded(job.id, row)
             if not moved:  # emptied since it was looked at: a batch of nothing must not end the run
                 raise _Skip

@@ -153,10 +153,11 @@ class BatchSql:
         return (f"r AS (SELECT {what} FROM {self.live} l WHERE {where} AND {self.up_to_last()} AND {self.eligible}"
                 f" ORDER BY {self.walk} LIMIT :m FOR UPDATE OF l SKIP LOCKED)")
 
-    def insert(self) -> str:
-        """``i``: the rows ``m`` deleted, into the archive, with who, why and which run."""
+    def insert(self, source: str = "m") -> str:
+        """``i``: the rows of ``source`` (by default ``m``, the rows the batch deleted) into the archive, with
+        who, why and which run."""
         return (f" i AS (INSERT INTO {self.archive} ({self.cols}, {', '.join(quote(c) for c in ARCHIVE_META)})"
-                f" SELECT {self.cols}, now(), :by, :reason, CAST(:job AS uuid) FROM m RETURNING 1)")
+                f" SELECT {self.cols}, now(), :by, :reason, CAST(:job AS uuid) FROM {source} RETURNING 1)")
 
     def in_batch(self, alias: str) -> str:
         """The key of ``alias`` is one of the batch's keys (the re-check's text arrays, any width)."""
@@ -245,7 +246,7 @@ class Statements:
         self.elig = Eligibility(policy, shape, related, cutoffs, job_id)
         self.params = {**self.elig.params, "sig_rels": columns.tables}
         self.signature = columns.signature
-        sql = BatchSql(policy, shape, self.elig.sql, jobs)
+        sql = self._sql = BatchSql(policy, shape, self.elig.sql, jobs)
         self.lock_first, self.lock_next = sql.lock(True), sql.lock(False)
         self.move_related: list[str] = []
         if policy.related_mode == "move" and related.tables:
@@ -271,6 +272,10 @@ class Statements:
         self.per_batch = tuple(dict.fromkeys(
             self.single or (self.lock_first, self.lock_next, *self.recheck, self.move_first, self.move_next,
                             *self.move_related)))
+
+    def insert(self, source: str = "m") -> str:
+        """The batches' ``i`` (``BatchSql.insert``) from another source: a whole partition's copy (partitions.py)."""
+        return self._sql.insert(source)
 
 
 def only_the_row(policy: Policy, related: RelatedGraph) -> bool:

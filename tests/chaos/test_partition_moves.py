@@ -41,7 +41,7 @@ COPY = (
     "WITH ranged AS", "SELECT (", "SELECT pg_get_expr", "SELECT c.oid", "SELECT count(*) >",
     "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table", "WITH live AS MATERIALIZED",  # its range mirrored
     "START TRANSACTION", "WITH j AS", "SELECT set_config('lock_timeout'", "LOCK TABLE", "WITH ranged AS",
-    "SELECT (", "SELECT", "WITH i AS (INSERT", "TRUNCATE", "UPDATE", "COMMIT")
+    "SELECT (", "WITH i AS (INSERT", "TRUNCATE", "UPDATE", "COMMIT")
 # The first run's retention (days): the range starting 100 days back straddles its cutoff, and the
 # archive partition of that range gets one of the range's six rows (merged later) or five (copied into).
 WAYS = {"attach": (98, ATTACH), "copy": (92, COPY)}
